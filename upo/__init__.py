@@ -1,0 +1,3 @@
+"""Unified Preference Optimization: user preferences (DPO) and designer objectives in one offline run."""
+
+__version__ = "0.1.0"
