@@ -1,0 +1,315 @@
+"""The mathematics of UPO as pure functions over tensors: log-probs and rewards in, losses out.
+
+Nothing here knows about models, tokenizers or trainers. Shapes use `B` for the number of preference
+pairs in the batch, `M` for a number of responses (usually `2B`: chosen then rejected) and `K` for the
+number of designer objectives. A `logps` tensor holds the *sum* of the per-token log-probabilities of a
+response; `lengths` holds its number of response tokens.
+
+    L = L_pref + alpha * L_aux + L_value            (UPO, see shared/UPO_METHOD.md)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")
+VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
+
+
+# --- Preference terms -------------------------------------------------------------------------------
+
+
+def sigmoid_loss(logits: torch.Tensor, beta: float, label_smoothing: float = 0.0) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023, eq. 7), conservative with `label_smoothing` (cDPO).
+
+    `-(1 - eps) * log sigmoid(beta * logits) - eps * log sigmoid(-beta * logits)`; `eps` is the
+    probability that a label is flipped.
+
+    Args:
+        logits: `(chosen_logps - ref_chosen_logps) - (rejected_logps - ref_rejected_logps)`. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    loss = -F.logsigmoid(beta * logits)
+    if label_smoothing:
+        loss = (1 - label_smoothing) * loss - label_smoothing * F.logsigmoid(-beta * logits)
+    return loss
+
+
+def ipo_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """IPO (Azar et al. 2023, eq. 17): `(h - 1 / (2 beta))^2` on per-token averaged log-ratios.
+
+    The per-token average follows TRL (confirmed with the IPO authors), so `beta` does not depend on length.
+
+    Args:
+        chosen_logratios, rejected_logratios: `logps - ref_logps` of each response. Shape: (B,)
+        chosen_lengths, rejected_lengths: response token counts. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+    return (h - 1 / (2 * beta)) ** 2
+
+
+def hinge_loss(logits: torch.Tensor, beta: float) -> torch.Tensor:
+    """SLiC hinge (Zhao et al. 2023): `relu(1 - beta * logits)`. Shapes: (B,) -> (B,)"""
+    return torch.relu(1 - beta * logits)
+
+
+def sft_loss(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+    """Negative log-likelihood of the chosen responses, averaged over their tokens (RPO's NLL term).
+
+    Args:
+        chosen_logps: summed log-probs. Shape: (B,)
+        chosen_lengths: token counts. Shape: (B,)
+    Returns:
+        Scalar: `-sum(chosen_logps) / sum(chosen_lengths)`.
+    """
+    return -chosen_logps.sum() / chosen_lengths.sum().clamp(min=1)
+
+
+def modpo_loss(
+    logits: torch.Tensor, designer_margin: torch.Tensor, beta: float, modpo_weight: float
+) -> torch.Tensor:
+    """MODPO (Zhou et al. 2024, eq. 9): DPO whose logit is shifted by the designer reward margin.
+
+    With `w = modpo_weight` on the designer objectives and `w0 = 1 - w` on the preference:
+    `-log sigmoid((beta * logits - w * designer_margin) / w0)`. `w = 0` is DPO.
+
+    Args:
+        logits: the DPO logit (difference of log-ratios). Shape: (B,)
+        designer_margin: `r_aux(chosen) - r_aux(rejected)`, 0 where not applicable. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    w0 = 1.0 - modpo_weight
+    return -F.logsigmoid((beta * logits - modpo_weight * designer_margin) / w0)
+
+
+@dataclass
+class PreferenceOutput:
+    loss: torch.Tensor  # scalar, weighted sum over loss types
+    components: dict[str, torch.Tensor]  # loss type -> scalar (unweighted)
+
+
+def preference_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    *,
+    beta: float,
+    loss_type: list[str] | tuple[str, ...] = ("sigmoid",),
+    loss_weights: list[float] | None = None,
+    label_smoothing: float = 0.0,
+    designer_margin: torch.Tensor | None = None,
+    modpo_weight: float = 0.0,
+    pair_weights: torch.Tensor | None = None,
+) -> PreferenceOutput:
+    """The preference term `L_pref`: several loss types combined with `loss_weights`, as TRL does.
+
+    Args:
+        chosen_logps, rejected_logps: policy summed log-probs. Shape: (B,)
+        ref_chosen_logps, ref_rejected_logps: reference summed log-probs. Shape: (B,)
+        chosen_lengths, rejected_lengths: response token counts. Shape: (B,)
+        designer_margin: `r_aux(chosen) - r_aux(rejected)`, needed by "modpo". Shape: (B,)
+        pair_weights: optional per-pair weights (the dataset's `weight` column). Shape: (B,)
+    Returns:
+        `loss`: `sum_t loss_weights[t] * mean_pairs(loss_t)`, a scalar; `components`: each `loss_t`.
+    """
+    weights = loss_weights if loss_weights is not None else [1.0] * len(loss_type)
+    chosen_logratios = chosen_logps - ref_chosen_logps
+    rejected_logratios = rejected_logps - ref_rejected_logps
+    logits = chosen_logratios - rejected_logratios
+
+    total = chosen_logps.new_zeros(())
+    components = {}
+    for name, weight in zip(loss_type, weights, strict=True):
+        if name == "sigmoid":
+            per_pair = sigmoid_loss(logits, beta, label_smoothing)
+        elif name == "ipo":
+            per_pair = ipo_loss(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths, beta)
+        elif name == "hinge":
+            per_pair = hinge_loss(logits, beta)
+        elif name == "modpo":
+            if designer_margin is None:
+                raise ValueError("loss_type 'modpo' needs designer rewards: set `reward_funcs`.")
+            per_pair = modpo_loss(logits, designer_margin, beta, modpo_weight)
+        elif name == "sft":
+            per_pair = sft_loss(chosen_logps, chosen_lengths).expand_as(logits)
+        else:
+            raise ValueError(f"Unknown loss_type {name!r}; expected one of {PREFERENCE_LOSS_TYPES}.")
+        if pair_weights is not None and name != "sft":
+            per_pair = per_pair * pair_weights
+        components[name] = per_pair.mean()
+        total = total + weight * components[name]
+    return PreferenceOutput(loss=total, components=components)
+
+
+# --- Designer rewards -------------------------------------------------------------------------------
+
+
+def designer_statistics(scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-objective mean and standard deviation over the training responses, ignoring `NaN` ("None").
+
+    Args:
+        scores: raw designer scores of every response, `NaN` where not applicable. Shape: (M, K)
+    Returns:
+        `(mean, std)`, each of shape (K,). The std is the population std; 1 where it is 0 or undefined,
+        so a constant objective standardises to 0 instead of dividing by 0.
+    """
+    applicable = ~torch.isnan(scores)
+    count = applicable.sum(0).clamp(min=1)
+    filled = torch.where(applicable, scores, torch.zeros_like(scores))
+    mean = filled.sum(0) / count
+    var = (torch.where(applicable, scores - mean, torch.zeros_like(scores)) ** 2).sum(0) / count
+    std = var.sqrt()
+    return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+
+def combine_designer_rewards(
+    scores: torch.Tensor, weights: torch.Tensor, mean: torch.Tensor, std: torch.Tensor
+) -> torch.Tensor:
+    """`r_aux = sum_k w_k * (r_k - mean_k) / std_k` over the objectives that apply to each response.
+
+    Standardising first makes the weights priorities rather than units. An objective whose score is
+    `NaN` ("None": not applicable) contributes nothing; a response where none applies gets `NaN`.
+
+    Args:
+        scores: raw scores. Shape: (M, K)
+        weights, mean, std: per objective. Shape: (K,)
+    Returns:
+        `r_aux`. Shape: (M,)
+    """
+    applicable = ~torch.isnan(scores)
+    z = torch.where(applicable, (scores - mean) / std, torch.zeros_like(scores))
+    r_aux = (z * weights).sum(-1)
+    return torch.where(applicable.any(-1), r_aux, torch.full_like(r_aux, float("nan")))
+
+
+def expectile_loss(values: torch.Tensor, targets: torch.Tensor, tau: float, mask: torch.Tensor) -> torch.Tensor:
+    """Expectile regression (IQL, Kostrikov et al. 2022): `mean(|tau - 1[u < 0]| * u^2)`, `u = target - value`.
+
+    `tau > 0.5` pushes the value towards an upper expectile of the rewards, so only responses better than
+    most get a positive advantage.
+
+    Args:
+        values: `V(x)` of each response's prompt. Shape: (M,)
+        targets: `r_aux` of each response (any value where `mask` is False). Shape: (M,)
+        mask: which responses have a designer reward. Shape: (M,)
+    Returns:
+        Scalar, averaged over the masked responses (0 when none, still connected to `values`).
+    """
+    u = torch.where(mask, targets - values, values * 0)
+    weight = torch.abs(tau - (u < 0).to(values.dtype))
+    return (weight * u**2 * mask).sum() / mask.sum().clamp(min=1)
+
+
+def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """AWR weights `min(exp(A / temperature), max_weight)` (Peng et al. 2019). Shapes: (M,) -> (M,)
+
+    The cap keeps one lucky response from dominating the batch; `A` must already be detached.
+    """
+    return torch.clamp(torch.exp(advantages / temperature), max=max_weight)
+
+
+def advantage_weighted_nll(
+    logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+) -> torch.Tensor:
+    """`L_aux = -sum_i w_i * logp_i / sum_i n_i` over the responses that have a designer reward.
+
+    Normalising by the batch's response tokens, not per response, keeps long responses from dominating
+    while still weighting every token equally.
+
+    Args:
+        logps: summed log-probs of each response. Shape: (M,)
+        lengths: token counts. Shape: (M,)
+        weights: advantage weights, detached. Shape: (M,)
+        mask: which responses have a designer reward. Shape: (M,)
+    Returns:
+        Scalar.
+    """
+    maskf = mask.to(logps.dtype)
+    return -(weights * logps * maskf).sum() / (lengths * maskf).sum().clamp(min=1)
+
+
+@dataclass
+class DesignerOutput:
+    aux_loss: torch.Tensor  # scalar, L_aux (before alpha)
+    value_loss: torch.Tensor  # scalar, L_value (0 unless value_baseline == "value_head")
+    advantages: torch.Tensor  # (M,) detached, NaN-free (0 where not applicable)
+    weights: torch.Tensor  # (M,)
+    mask: torch.Tensor  # (M,) bool
+
+
+def baseline_values(
+    rewards: torch.Tensor, mask: torch.Tensor, value_baseline: str, values: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The baseline `V(x)` of each response, for the three choices of `value_baseline`.
+
+    Args:
+        rewards: `r_aux` of chosen then rejected. Shape: (2B,)
+        mask: where `rewards` is defined. Shape: (2B,)
+        value_baseline: "value_head" (use `values`), "pair_mean" (mean of the pair's defined rewards),
+            "batch_mean" (mean of the batch's defined rewards).
+        values: the value head's prediction per prompt, needed for "value_head". Shape: (B,)
+    Returns:
+        Shape: (2B,)
+    """
+    if value_baseline == "value_head":
+        return values.repeat(2)
+    filled = torch.where(mask, rewards, torch.zeros_like(rewards))
+    if value_baseline == "batch_mean":
+        return (filled.sum() / mask.sum().clamp(min=1)).expand_as(rewards)
+    if value_baseline == "pair_mean":
+        pair_sum = sum(filled.chunk(2))
+        pair_count = sum(mask.to(rewards.dtype).chunk(2)).clamp(min=1)
+        return (pair_sum / pair_count).repeat(2)
+    raise ValueError(f"Unknown value_baseline {value_baseline!r}; expected one of {VALUE_BASELINES}.")
+
+
+def designer_loss(
+    policy_logps: torch.Tensor,
+    lengths: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    value_baseline: str = "value_head",
+    values: torch.Tensor | None = None,
+    expectile_tau: float = 0.7,
+    aw_temperature: float = 1.0,
+    aw_max_weight: float = 20.0,
+) -> DesignerOutput:
+    """UPO's designer term: advantage-weighted likelihood on both responses of every pair, plus the value loss.
+
+    `A = stopgrad(r_aux - V(x))`, `w = min(exp(A / T), w_max)`, `L_aux = -sum w * logp / sum n`, and with a
+    value head `L_value = expectile(V(x), r_aux)`. `L_aux` reaches only the policy log-probs; `L_value`
+    reaches only the value head.
+
+    Args:
+        policy_logps: summed log-probs, chosen then rejected. Shape: (2B,)
+        lengths: response token counts, chosen then rejected. Shape: (2B,)
+        rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
+        values: value head output per prompt (required for "value_head"). Shape: (B,)
+    """
+    mask = ~torch.isnan(rewards)
+    rewards = torch.where(mask, rewards, torch.zeros_like(rewards))
+    baseline = baseline_values(rewards, mask, value_baseline, values)
+    advantages = torch.where(mask, rewards - baseline.detach(), torch.zeros_like(rewards))
+    weights = advantage_weights(advantages, aw_temperature, aw_max_weight)
+    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask)
+    if value_baseline == "value_head":
+        value = expectile_loss(baseline, rewards, expectile_tau, mask)
+    else:
+        value = policy_logps.new_zeros(())
+    return DesignerOutput(aux_loss=aux, value_loss=value, advantages=advantages, weights=weights, mask=mask)
