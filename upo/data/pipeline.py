@@ -1,0 +1,94 @@
+"""The one data path: source -> validated pairs -> designer rewards -> token ids."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from datasets import Dataset
+
+from ..losses import combine_designer_rewards, designer_statistics
+from ..rewards import score_designer_rewards
+from .loading import load_preference_pairs
+from .tokenization import tokenize_dataset
+
+PAIR_COLUMNS = ("prompt", "chosen", "rejected")
+
+
+@dataclass
+class DesignerRewardStats:
+    """What turns raw designer scores into `r_aux`; fitted on the training set, reused for evaluation."""
+
+    names: list[str]
+    weights: list[float]
+    mean: list[float]
+    std: list[float]
+
+
+def add_designer_rewards(
+    dataset: Dataset,
+    reward_funcs: list,
+    reward_weights: list[float] | None = None,
+    standardize: bool = True,
+    stats: DesignerRewardStats | None = None,
+    cache_dir: str | None = None,
+) -> tuple[Dataset, DesignerRewardStats]:
+    """Scores both responses of every pair once (cached) and adds the designer columns.
+
+    Adds `designer_scores_chosen` / `designer_scores_rejected` (raw scores, one per objective, NaN for None)
+    and `designer_reward_chosen` / `designer_reward_rejected` (`r_aux`, NaN where no objective applies).
+    """
+    extra = {c: dataset[c] for c in dataset.column_names if c not in PAIR_COLUMNS}
+    scores = score_designer_rewards(
+        dataset["prompt"], dataset["chosen"], dataset["rejected"], reward_funcs,
+        extra_columns=extra, cache_dir=cache_dir,
+    )
+    names = list(scores)
+
+    def matrix(side: int) -> torch.Tensor:
+        columns = [[math.nan if v is None else float(v) for v in scores[name][side]] for name in names]
+        return torch.tensor(columns, dtype=torch.float64).T.reshape(len(dataset), len(names))
+
+    chosen, rejected = matrix(0), matrix(1)
+    if stats is None:
+        weights = list(reward_weights) if reward_weights is not None else [1.0] * len(names)
+        if standardize:
+            mean, std = designer_statistics(torch.cat([chosen, rejected]))
+        else:
+            mean, std = torch.zeros(len(names)), torch.ones(len(names))
+        stats = DesignerRewardStats(names, weights, mean.tolist(), std.tolist())
+    elif stats.names != names:
+        raise ValueError(f"Designer objectives {names} differ from the training set's {stats.names}.")
+    w, mean, std = (torch.tensor(x, dtype=torch.float64) for x in (stats.weights, stats.mean, stats.std))
+    for side, values in (("chosen", chosen), ("rejected", rejected)):
+        dataset = dataset.add_column(f"designer_scores_{side}", values.tolist())
+        dataset = dataset.add_column(f"designer_reward_{side}", combine_designer_rewards(values, w, mean, std).tolist())
+    return dataset, stats
+
+
+@dataclass
+class PreparedData:
+    dataset: Dataset
+    report: object  # DataReport
+    stats: DesignerRewardStats | None
+
+
+def prepare_preference_data(
+    source,
+    tokenizer,
+    args,
+    reward_funcs: list | None = None,
+    stats: DesignerRewardStats | None = None,
+    split: str = "train",
+) -> PreparedData:
+    """Loads, validates, scores and tokenises a preference dataset, and prints what was kept and why."""
+    dataset, report = load_preference_pairs(source, split=split)
+    if reward_funcs:
+        dataset, stats = add_designer_rewards(
+            dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir
+        )
+    dataset = tokenize_dataset(
+        dataset, tokenizer, args.max_length, args.truncation_mode, report, num_proc=args.dataset_num_proc
+    )
+    return PreparedData(dataset, report, stats)

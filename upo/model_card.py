@@ -1,0 +1,43 @@
+"""A short model card written beside every saved model: what was trained, on what, with which objectives."""
+
+from __future__ import annotations
+
+import os
+
+import upo
+
+
+def write_model_card(output_dir: str, trainer) -> None:
+    args = trainer.args
+    base = getattr(trainer.model.config, "_name_or_path", "") or "unknown"
+    stats = trainer.designer_stats
+    objectives = (
+        "\n".join(f"| {n} | {w:g} | {m:.4g} | {s:.4g} |" for n, w, m, s in zip(stats.names, stats.weights, stats.mean, stats.std))
+        if stats is not None else ""
+    )
+    term = (
+        f"UPO designer term on (alpha = {args.alpha}, value baseline `{args.value_baseline}`, "
+        f"expectile tau = {args.expectile_tau}, temperature = {args.aw_temperature}, max weight = {args.aw_max_weight})."
+        if trainer.use_designer_term else "No designer term (plain preference optimisation)."
+    )
+    text = f"""---
+library_name: transformers
+tags: [upo, dpo, preference-optimization]
+---
+# {os.path.basename(os.path.abspath(output_dir))}
+
+Fine-tuned from `{base}` with [upo](https://pypi.org/project/upo/) {upo.__version__}.
+
+* Preference loss: {", ".join(args.loss_type)} (beta = {args.beta})
+* {term}
+* Learning rate {args.learning_rate}, {args.num_train_epochs} epoch(s), batch size {args.per_device_train_batch_size}.
+
+""" + (f"""## Designer objectives (standardised with the training set's mean and std)
+| objective | weight | mean | std |
+|---|---|---|---|
+{objectives}
+""" if objectives else "") + """
+Load it with `AutoModelForCausalLM.from_pretrained(folder)`; the full configuration is in `upo_config.json`.
+"""
+    with open(os.path.join(output_dir, "README.md"), "w") as f:
+        f.write(text)

@@ -1,0 +1,283 @@
+"""`UPOTrainer`: wires the model forward, the losses of `upo.losses` and the metrics into `transformers.Trainer`."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import time
+from collections import defaultdict
+
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+
+from .config import UPOConfig
+from .data.collator import PreferenceCollator
+from .data.pipeline import prepare_preference_data
+from .errors import ConfigError
+from .losses import designer_loss, preference_loss
+from .logps import forward_logps
+from .model_card import write_model_card
+from .reference import add_reference_logps
+from .value_head import VALUE_HEAD_FILE, ValueHead
+
+VALUE_HEAD_PREFIX = "upo_value_head."
+MODEL_COLUMNS = [
+    "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight",
+    "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
+]
+
+
+def _disable_dropout(model: torch.nn.Module) -> None:
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+
+
+class UPOTrainer(Trainer):
+    """DPO-family preference optimisation plus UPO's advantage-weighted designer term.
+
+    Args:
+        model: a `PreTrainedModel`, or a local folder / known name (see `upo.models`).
+        ref_model: a frozen reference. Default: a frozen copy of `model`; with `peft_config`, the base model
+            with the adapter disabled; with `precompute_ref_log_probs`, none is kept.
+        args: `UPOConfig`.
+        train_dataset, eval_dataset: a `datasets.Dataset`, a local file or a saved-dataset folder.
+        processing_class: the tokenizer (loaded from `model` when it is a path).
+        reward_funcs: designer reward functions (callables or names); default `args.reward_funcs`.
+        peft_config: a `peft.LoraConfig` (or any PEFT config) to train an adapter.
+    """
+
+    _tag_names = ["upo"]
+
+    def __init__(self, model, ref_model=None, args: UPOConfig | None = None, train_dataset=None, eval_dataset=None,
+                 processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, optimizers=(None, None)):
+        args = args or UPOConfig(output_dir="upo-output")
+        if isinstance(model, str):
+            from .models import resolve_model_path
+
+            path = resolve_model_path(model)
+            model = AutoModelForCausalLM.from_pretrained(path, **(args.model_init_kwargs or {}))
+            processing_class = processing_class or AutoTokenizer.from_pretrained(path)
+        if processing_class is None:
+            raise ConfigError("Pass the tokenizer as `processing_class` when `model` is a model object.")
+        tokenizer = processing_class
+        if tokenizer.pad_token is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        if args.disable_dropout:
+            _disable_dropout(model)
+        if peft_config is not None:
+            from peft import get_peft_model
+
+            model = get_peft_model(model, peft_config)
+
+        self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
+        if "modpo" in args.loss_type and not self.reward_funcs:
+            raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
+        self.use_designer_term = args.alpha > 0 and bool(self.reward_funcs)
+
+        train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
+        print(train.report.summary())
+        self.designer_stats = train.stats
+        eval_data = None
+        if eval_dataset is not None:
+            prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats, "eval")
+            print(prepared.report.summary())
+            eval_data = prepared.dataset
+
+        self.is_peft = peft_config is not None or hasattr(model, "peft_config")
+        if args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names:
+            reference = ref_model or model
+            collator = PreferenceCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
+            batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
+            train_ds = add_reference_logps(train.dataset, reference, collator, batch_size, self.is_peft and ref_model is None)
+            if eval_data is not None:
+                eval_data = add_reference_logps(eval_data, reference, collator, batch_size, self.is_peft and ref_model is None)
+            self.precomputed_ref = True
+            ref_model = None
+        else:
+            train_ds = train.dataset
+            self.precomputed_ref = False
+            if ref_model is None and not self.is_peft:
+                ref_model = copy.deepcopy(model)
+        if ref_model is not None:
+            ref_model.eval().requires_grad_(False)
+            if args.disable_dropout:
+                _disable_dropout(ref_model)
+
+        if self.use_designer_term and args.value_baseline == "value_head":
+            model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
+
+        super().__init__(
+            model=model, args=args, data_collator=PreferenceCollator(tokenizer.pad_token_id, args.pad_to_multiple_of),
+            train_dataset=train_ds, eval_dataset=eval_data, processing_class=tokenizer, callbacks=callbacks,
+            optimizers=optimizers,
+        )
+        self.ref_model = None
+        if ref_model is not None:
+            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._total_tokens = 0
+        self._last_log = (time.perf_counter(), 0)
+
+    # --- Wiring ---
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = MODEL_COLUMNS
+
+    @property
+    def value_head(self) -> ValueHead | None:
+        return getattr(self.accelerator.unwrap_model(self.model), VALUE_HEAD_PREFIX[:-1], None)
+
+    def create_optimizer(self, model=None):
+        optimizer = super().create_optimizer(model)
+        if self.value_head is not None:  # its own learning rate: the policy's is far too small for a fresh head
+            head = {id(p) for p in self.value_head.parameters()}
+            for group in optimizer.param_groups:
+                group["params"] = [p for p in group["params"] if id(p) not in head]
+            optimizer.add_param_group(
+                {"params": list(self.value_head.parameters()), "lr": self.args.value_learning_rate, "weight_decay": 0.0}
+            )
+        return optimizer
+
+    def _reference_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.precomputed_ref:
+            return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
+        with torch.no_grad():
+            if self.ref_model is not None:
+                logps = forward_logps(self.ref_model, *batch).logps
+            else:  # PEFT: the reference is the base model, adapter switched off
+                with self.accelerator.unwrap_model(model).disable_adapter():
+                    logps = forward_logps(model, *batch).logps
+        return logps.chunk(2)
+
+    # --- The loss ---
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        args = self.args
+        mode = "train" if model.training else "eval"
+        out = forward_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
+        chosen_logps, rejected_logps = out.logps.chunk(2)
+        chosen_lengths, rejected_lengths = out.lengths.chunk(2)
+        ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
+
+        rewards = inputs.get("designer_rewards")
+        margin = None
+        if rewards is not None:
+            r_chosen, r_rejected = rewards.chunk(2)
+            margin = torch.nan_to_num(r_chosen - r_rejected, nan=0.0)
+        pref = preference_loss(
+            chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
+            beta=args.beta, loss_type=args.loss_type, loss_weights=args.loss_weights,
+            label_smoothing=args.label_smoothing, designer_margin=margin, modpo_weight=args.modpo_weight,
+            pair_weights=inputs.get("weight"),
+        )
+        loss = pref.loss
+        metrics = {"loss/pref": pref.loss}
+        if self.use_designer_term:
+            values = None
+            if args.value_baseline == "value_head":
+                rows = torch.arange(len(chosen_logps), device=out.hidden_states.device)
+                prompt_hidden = out.hidden_states[rows, inputs["prompt_lengths"] - 1]
+                values = getattr(self.accelerator.unwrap_model(model), VALUE_HEAD_PREFIX[:-1])(prompt_hidden)
+            designer = designer_loss(
+                out.logps, out.lengths, rewards, value_baseline=args.value_baseline, values=values,
+                expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
+            )
+            loss = loss + args.alpha * designer.aux_loss + designer.value_loss
+            applicable = designer.mask
+            weights = designer.weights[applicable]
+            metrics.update({
+                "loss/aux": designer.aux_loss,
+                "loss/value": designer.value_loss,
+                "aux/advantage_mean": designer.advantages[applicable].mean(),
+                "aux/weight_mean": weights.mean(),
+                "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
+                "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
+            })
+            if values is not None:
+                metrics["aux/value_mean"] = values.mean()
+        self._record_metrics(mode, metrics, inputs, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+        return (loss, {}) if return_outputs else loss
+
+    def _record_metrics(self, mode, metrics, inputs, chosen_logps, rejected_logps, ref_chosen, ref_rejected):
+        gather = self.accelerator.gather_for_metrics
+        chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
+        rejected_rewards = self.args.beta * (rejected_logps - ref_rejected).detach()
+        per_pair = {
+            "rewards/chosen": chosen_rewards,
+            "rewards/rejected": rejected_rewards,
+            "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
+            "rewards/margins": chosen_rewards - rejected_rewards,
+            "logps/chosen": chosen_logps.detach(),
+            "logps/rejected": rejected_logps.detach(),
+        }
+        for key, value in per_pair.items():
+            self._metrics[mode][key].append(gather(value).mean().item())
+        for key, value in metrics.items():
+            self._metrics[mode][key].append(gather(value.detach().reshape(1)).mean().item())
+        scores = inputs.get("designer_scores")
+        if scores is not None and self.designer_stats is not None:
+            scores = gather(scores)
+            for k, name in enumerate(self.designer_stats.names):
+                column = scores[:, k][~torch.isnan(scores[:, k])]
+                if column.numel():
+                    self._metrics[mode][f"rewards/{name}/mean"].append(column.mean().item())
+                    self._metrics[mode][f"rewards/{name}/std"].append(column.std(unbiased=False).item())
+        if mode == "train":
+            self._total_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
+        self._metrics[mode]["num_tokens"] = [self._total_tokens]
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        mode = "train" if self.model.training else "eval"
+        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items()}
+        if mode == "train":
+            now = time.perf_counter()
+            last_time, last_tokens = self._last_log
+            if now > last_time and self._total_tokens > last_tokens:
+                metrics["perf/tokens_per_second"] = (self._total_tokens - last_tokens) / (now - last_time)
+            self._last_log = (now, self._total_tokens)
+        else:
+            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        logs.update(metrics)
+        super().log(logs, start_time)
+        self._metrics[mode].clear()
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
+
+    # --- Saving and resuming: the value head lives beside the weights, not inside them ---
+
+    def _save(self, output_dir: str | None = None, state_dict: dict | None = None) -> None:
+        output_dir = output_dir or self.args.output_dir
+        if state_dict is None:
+            state_dict = self.accelerator.unwrap_model(self.model).state_dict()
+        head = {k[len(VALUE_HEAD_PREFIX):]: v.contiguous() for k, v in state_dict.items() if k.startswith(VALUE_HEAD_PREFIX)}
+        state_dict = {k: v for k, v in state_dict.items() if not k.startswith(VALUE_HEAD_PREFIX)}
+        super()._save(output_dir, state_dict=state_dict)
+        if not self.args.should_save:
+            return
+        if head:
+            save_file(head, os.path.join(output_dir, VALUE_HEAD_FILE))
+        config = self.args.to_dict()
+        config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
+        if self.designer_stats is not None:
+            config["designer_reward_stats"] = vars(self.designer_stats)
+        with open(os.path.join(output_dir, "upo_config.json"), "w") as f:
+            json.dump(config, f, indent=2, default=str)
+        write_model_card(output_dir, self)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+        path = os.path.join(resume_from_checkpoint, VALUE_HEAD_FILE)
+        if self.value_head is not None and os.path.isfile(path):
+            self.value_head.load_state_dict(load_file(path))
+
+    def create_model_card(self, *args, **kwargs):
+        write_model_card(self.args.output_dir, self)
