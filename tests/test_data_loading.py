@@ -1,0 +1,285 @@
+"""Raw rows -> validated pairs: every source type, every format, and the error messages on bad data.
+
+conftest.py sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; these tests read only files they write to tmp_path.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+from datasets import Dataset, DatasetDict
+from trl.data_utils import extract_prompt
+
+from upo.data import (
+    DataReport,
+    is_conversational,
+    load_preference_dataset,
+    load_preference_pairs,
+    normalize_preference_rows,
+    split_implicit_prompt,
+)
+from upo.errors import DataError
+
+ROWS = [
+    {"prompt": "The sky is", "chosen": " blue.", "rejected": " green.", "weight": 1.0, "reward_len_chosen": 0.5},
+    {"prompt": "The sun is", "chosen": " hot.", "rejected": " cold.", "weight": 0.5, "reward_len_chosen": -1.0},
+]
+HH_CHOSEN = "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.\n\nHuman: Sure?\n\nAssistant: Yes, certain."
+HH_REJECTED = "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.\n\nHuman: Sure?\n\nAssistant: No idea."
+
+
+def user(text):
+    return {"role": "user", "content": text}
+
+
+def assistant(text):
+    return {"role": "assistant", "content": text}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def assert_standard_pairs(dataset, report):
+    assert dataset.column_names == ["prompt", "chosen", "rejected", "weight", "reward_len_chosen"]
+    assert dataset[1] == ROWS[1]
+    assert (report.kept, report.format, report.implicit_prompt) == (2, "standard", False)
+
+
+# --- sources ---------------------------------------------------------------------------------------
+
+
+def test_jsonl_keeps_extra_columns_and_skips_bom_and_blank_lines(tmp_path):
+    path = tmp_path / "data.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\n\n".join(json.dumps(row).encode() for row in ROWS) + b"\n\n")
+    assert_standard_pairs(*load_preference_pairs(path))
+
+
+def test_json_list_and_json_lines_in_a_json_file(tmp_path):
+    as_list = tmp_path / "list.json"
+    as_list.write_text(json.dumps(ROWS, indent=2))
+    assert_standard_pairs(*load_preference_pairs(str(as_list)))
+    as_lines = write_jsonl(tmp_path / "lines.json", ROWS)
+    assert_standard_pairs(*load_preference_pairs(as_lines))
+
+
+def test_csv_keeps_text_as_written_and_infers_numeric_extra_columns(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('prompt,chosen,rejected,weight\n"Say\nNA",NA,123,0.5\nq,yes,no,2\n')
+    dataset, report = load_preference_pairs(path)
+    assert dataset[0] == {"prompt": "Say\nNA", "chosen": "NA", "rejected": "123", "weight": 0.5}
+    assert dataset["weight"][:] == [0.5, 2.0]
+    assert report.kept == 2
+
+
+def test_parquet(tmp_path):
+    path = tmp_path / "data.parquet"
+    pd.DataFrame(ROWS).to_parquet(path)
+    assert_standard_pairs(*load_preference_pairs(path))
+
+
+def test_save_to_disk_folders_and_in_memory_datasets(tmp_path):
+    dataset = Dataset.from_list(ROWS)
+    dataset.save_to_disk(tmp_path / "single")
+    DatasetDict({"train": dataset, "test": dataset.select([0])}).save_to_disk(tmp_path / "splits")
+    assert_standard_pairs(*load_preference_pairs(tmp_path / "single"))
+    assert_standard_pairs(*load_preference_pairs(tmp_path / "splits"))
+    assert len(load_preference_dataset(tmp_path / "splits", split="test")) == 1
+    assert load_preference_dataset(dataset) is dataset
+    assert len(load_preference_dataset(DatasetDict({"train": dataset, "test": dataset.select([0])}), "test")) == 1
+    with pytest.raises(DataError, match=r"no split 'validation'; the splits are \['train', 'test'\]"):
+        load_preference_dataset(tmp_path / "splits", split="validation")
+
+
+@pytest.mark.parametrize(
+    "source, message",
+    [
+        ("org/some-dataset", "no such local file or folder.*Nothing is downloaded from the Hugging Face Hub"),
+        ("data.txt", r"unsupported file type '\.txt'.*\.jsonl, \.json, \.csv or \.parquet"),
+        ("plain_folder", "not written by save_to_disk"),
+        (42, "Cannot load preference data from a int"),
+    ],
+)
+def test_unsupported_sources_say_what_is_accepted(tmp_path, monkeypatch, source, message):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data.txt").write_text("hello")
+    (tmp_path / "plain_folder").mkdir()
+    with pytest.raises(DataError, match=message):
+        load_preference_dataset(source)
+
+
+# --- formats -----------------------------------------------------------------------------------------
+
+
+def test_conversational_with_prompt_column():
+    dataset = Dataset.from_list(
+        [{"prompt": [user("Hi")], "chosen": [assistant("Hello!")], "rejected": [assistant("Go away.")]}]
+    )
+    pairs, report = normalize_preference_rows(dataset, "dataset")
+    assert pairs[0]["prompt"] == [user("Hi")]
+    assert (report.format, report.implicit_prompt) == ("conversational", False)
+
+
+@pytest.mark.parametrize(
+    "chosen, rejected",
+    [
+        (HH_CHOSEN, HH_REJECTED),
+        ("Human: hi Assistant: Hello", "Human: hi Assistant: Hello there"),  # one a prefix of the other
+        ([user("Hi"), assistant("Hello!")], [user("Hi"), assistant("Go away.")]),
+        ([user("Hi"), assistant("A"), user("More?")], [user("Hi"), assistant("A"), user("More?"), assistant("B")]),
+    ],
+)
+def test_implicit_prompt_split_is_trls(chosen, rejected):
+    expected = extract_prompt({"chosen": chosen, "rejected": rejected})
+    assert split_implicit_prompt(chosen, rejected) == (expected["prompt"], expected["chosen"], expected["rejected"])
+    pairs, report = normalize_preference_rows(Dataset.from_dict({"chosen": [chosen], "rejected": [rejected]}))
+    assert {name: pairs[0][name] for name in ("prompt", "chosen", "rejected")} == expected
+    assert report.implicit_prompt
+
+
+def test_hh_row_split_at_the_last_assistant_turn(tmp_path):
+    path = write_jsonl(tmp_path / "hh.jsonl", [{"chosen": HH_CHOSEN, "rejected": HH_REJECTED, "id": 7}])
+    pairs, _ = load_preference_pairs(path)
+    assert pairs[0] == {
+        "prompt": "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.\n\nHuman: Sure?\n\nAssistant:",
+        "chosen": " Yes, certain.",
+        "rejected": " No idea.",
+        "id": 7,
+    }
+
+
+def test_is_conversational():
+    assert is_conversational([user("Hi")])
+    assert not is_conversational("Hi")
+    assert not is_conversational([])
+    assert not is_conversational(["Hi"])
+
+
+# --- dropped rows and the report ----------------------------------------------------------------------
+
+
+def test_identical_pairs_are_dropped_and_counted(tmp_path):
+    rows = [ROWS[0], {**ROWS[1], "rejected": ROWS[1]["chosen"]}, {"chosen": "x", "rejected": "x", "prompt": "p"}]
+    path = write_jsonl(tmp_path / "data.jsonl", rows)
+    pairs, report = load_preference_pairs(path)
+    assert pairs["prompt"][:] == ["The sky is"]
+    assert (report.loaded, report.dropped_identical, report.kept) == (3, 2, 1)
+    assert report.summary() == (
+        f"Loaded 3 standard pairs from {path}: kept 1, dropped 2 (chosen identical to rejected)"
+    )
+
+
+def test_summary_includes_counts_added_by_later_stages():
+    report = DataReport("data.jsonl", loaded=120, format="conversational", implicit_prompt=True, dropped_identical=2)
+    report.dropped_prompt_too_long, report.truncated, report.max_length = 1, 5, 512
+    assert report.kept == 117
+    assert report.summary() == (
+        "Loaded 120 conversational pairs (implicit prompt) from data.jsonl: kept 117, dropped 2 (chosen "
+        "identical to rejected), 1 (prompt alone reaches max_length=512); truncated 5 to max_length=512"
+    )
+
+
+# --- unreadable files ----------------------------------------------------------------------------------
+
+
+def test_unreadable_jsonl_line_names_file_line_and_json_error(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n\n{'prompt': 'single quotes'}\n" + json.dumps(ROWS[1]) + "\n")
+    with pytest.raises(DataError, match=r"bad\.jsonl, line 3: not valid JSON \(Expecting property name") as error:
+        load_preference_dataset(path)
+    assert "truncated" not in str(error.value)
+
+
+def test_truncated_last_line_is_called_truncated(tmp_path):
+    path = tmp_path / "cut.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + json.dumps(ROWS[1])[:25])
+    with pytest.raises(DataError, match=r"cut\.jsonl, line 2: not valid JSON.*looks truncated"):
+        load_preference_dataset(path)
+
+
+def test_non_utf8_bytes_name_line_and_byte_offset(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    first = (json.dumps(ROWS[0]) + "\n").encode()
+    path.write_bytes(first + '{"prompt": "café", "chosen": "a", "rejected": "b"}\n'.encode("latin-1"))
+    offset = len(first) + len('{"prompt": "caf')
+    message = rf"latin1\.jsonl, line 2: .* at byte offset {offset} .*Re-encode the file as UTF-8"
+    with pytest.raises(DataError, match=message):
+        load_preference_dataset(path)
+
+
+# --- invalid rows ---------------------------------------------------------------------------------------
+
+
+def test_missing_column_lists_found_columns_and_formats(tmp_path):
+    path = write_jsonl(tmp_path / "data.jsonl", [{"prompt": "p", "chosen": "a", "response_b": "b"}])
+    with pytest.raises(DataError, match=r"data\.jsonl: missing column\(s\) \['rejected'\]; the columns found are "
+                       r"\['prompt', 'chosen', 'response_b'\]\. Expected columns 'chosen' and 'rejected'"):
+        load_preference_pairs(path)
+
+
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        ({"chosen": 3}, r"row 1 \(line 2\), column 'chosen': an int \(3\), expected a string or a list"),
+        ({"rejected": " \n"}, r"row 1 \(line 2\), column 'rejected': empty or whitespace only"),
+        ({"rejected": None}, r"row 1 \(line 2\), column 'rejected': the value is missing"),
+        ({"chosen": [assistant("x")]}, r"row 1 \(line 2\), column 'chosen': a conversational value, but row 0"),
+    ],
+)
+def test_bad_standard_values_name_file_row_line_and_column(tmp_path, bad_row, message):
+    path = write_jsonl(tmp_path / "data.jsonl", [ROWS[0], {**ROWS[1], **bad_row}])
+    with pytest.raises(DataError, match=r"data\.jsonl, " + message):
+        load_preference_pairs(path)
+
+
+def test_extra_column_with_mixed_types_names_row_and_column(tmp_path):
+    path = write_jsonl(tmp_path / "data.jsonl", [ROWS[0], {**ROWS[1], "weight": "high"}])
+    with pytest.raises(DataError, match=r"data\.jsonl, row 1 \(line 2\), column 'weight': a str where earlier rows"):
+        load_preference_dataset(path)
+
+
+def test_non_string_column_in_a_dataset_names_row_and_column():
+    dataset = Dataset.from_dict({"prompt": ["p", "q"], "chosen": ["a", "b"], "rejected": [1, 2]})
+    with pytest.raises(DataError, match=r"^dataset, row 0, column 'rejected': an int \(1\)"):
+        normalize_preference_rows(dataset)
+
+
+def conversation(prompt=None, chosen=None, rejected=None):
+    return {
+        "prompt": prompt or [user("Hi")],
+        "chosen": chosen or [assistant("Hello!")],
+        "rejected": rejected or [assistant("Go away.")],
+    }
+
+
+@pytest.mark.parametrize(
+    "bad_row, message",
+    [
+        (conversation(chosen=[{"role": "bot", "content": "x"}]), r"'chosen', message 0: role 'bot' is not one"),
+        (conversation(prompt=[user("Hi"), {"role": "user"}]), r"'prompt', message 1: no 'content'"),
+        (conversation(rejected=[{"role": "assistant", "content": 5}]), r"'rejected', message 0: 'content' is an int"),
+        (conversation(rejected=[assistant("  ")]), r"'rejected': empty or whitespace only"),
+        (conversation(prompt="Hi"), r"'prompt': a standard value, but row 0 of 'chosen' is conversational"),
+    ],
+)
+def test_bad_conversational_rows_name_file_row_line_and_column(tmp_path, bad_row, message):
+    path = write_jsonl(tmp_path / "chat.jsonl", [conversation(), bad_row])
+    with pytest.raises(DataError, match=r"chat\.jsonl, row 1 \(line 2\), column " + message):
+        load_preference_pairs(path)
+
+
+def test_implicit_prompt_needs_a_shared_start():
+    dataset = Dataset.from_dict({"chosen": ["Yes."], "rejected": ["No."]})
+    with pytest.raises(DataError, match=r"dataset, row 0: chosen and rejected differ from their first character"):
+        normalize_preference_rows(dataset)
+
+
+def test_csv_empty_cell_and_json_cells(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text('prompt,chosen,rejected\n"multi\nline",a,b\nq,,c\n')
+    with pytest.raises(DataError, match=r"data\.csv, row 1 \(line 4\), column 'chosen': the value is missing"):
+        load_preference_pairs(path)
+    path.write_text('prompt,chosen,rejected\nq,"[{""role"": ""assistant"", ""content"": ""a""}]",b\n')
+    with pytest.raises(DataError, match=r"data\.csv, column 'chosen': holds JSON message lists.*JSONL or Parquet"):
+        load_preference_pairs(path)

@@ -1,0 +1,165 @@
+"""UPOTrainer end to end on tiny models: outputs, references, resume, and that the designer term learns."""
+
+import json
+import random
+
+import pytest
+import torch
+from datasets import Dataset
+from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+from conftest import tiny_model
+from upo import UPOConfig, UPOTrainer
+from upo.data.collator import PreferenceCollator
+from upo.data.tokenization import tokenize_pair
+from upo.errors import ConfigError
+from upo.logps import forward_logps
+
+FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, seed=0, report_to="none",
+            save_strategy="no", use_cpu=True, max_length=64, disable_tqdm=True)
+
+
+class Recorder(TrainerCallback):
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "loss" in logs:
+            self.logs.append(dict(logs))
+
+
+def train(tokenizer, data, tmp_path, name="run", reward_funcs=None, **kwargs):
+    recorder = Recorder()
+    options = {**FAST, "max_steps": 2, **kwargs}
+    trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / name), **options),
+                         train_dataset=data, processing_class=tokenizer, callbacks=[recorder], reward_funcs=reward_funcs)
+    trainer.train()
+    return trainer, recorder.logs
+
+
+def test_output_folder_loads_with_from_pretrained(tokenizer, pairs, tmp_path):
+    trainer, logs = train(tokenizer, pairs, tmp_path, reward_funcs=["readability", "length"], reward_weights=[1.0, 0.5])
+    trainer.save_model()
+    out = tmp_path / "run"
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "value_head.safetensors", "upo_config.json", "README.md"):
+        assert (out / name).is_file(), name
+    assert not any(k.startswith("upo_value_head") for k in load_file(out / "model.safetensors"))
+    loaded = AutoModelForCausalLM.from_pretrained(out)
+    for (name, p), (_, q) in zip(loaded.named_parameters(), trainer.model.named_parameters()):
+        assert torch.equal(p, q), name
+    AutoTokenizer.from_pretrained(out)
+    config = json.loads((out / "upo_config.json").read_text())
+    assert config["reward_funcs"] == ["readability", "length"] and config["alpha"] == 1.0
+    assert config["designer_reward_stats"]["names"] == ["readability", "length"]
+    for key in ("loss/pref", "loss/aux", "loss/value", "aux/advantage_mean", "aux/weight_mean", "aux/weight_max",
+                "aux/clip_frac", "rewards/readability/mean", "rewards/length/std", "rewards/margins", "num_tokens"):
+        assert key in logs[-1], key
+
+
+def test_reference_equals_policy_at_the_first_step(tokenizer, pairs, tmp_path):
+    from peft import LoraConfig
+
+    full = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / "a"), **FAST, max_steps=1),
+                      train_dataset=pairs, processing_class=tokenizer, callbacks=[rec := Recorder()])
+    full.train()
+    lora = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / "b"), **FAST, max_steps=1),
+                      train_dataset=pairs, processing_class=tokenizer, callbacks=[rec_lora := Recorder()],
+                      peft_config=LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM"))
+    lora.train()
+    for logs in (rec.logs, rec_lora.logs):  # policy == reference before the first update: no reward, loss log 2
+        assert logs[0]["rewards/chosen"] == pytest.approx(0.0, abs=1e-6)
+        assert logs[0]["loss"] == pytest.approx(0.693147, abs=1e-5)
+    lora.save_model()
+    assert (tmp_path / "b" / "adapter_model.safetensors").is_file()
+
+
+def test_precomputed_reference_equals_reference_model(tokenizer, pairs, tmp_path):
+    _, live = train(tokenizer, pairs, tmp_path, "live", max_steps=3)
+    trainer, pre = train(tokenizer, pairs, tmp_path, "pre", max_steps=3, precompute_ref_log_probs=True)
+    assert trainer.ref_model is None
+    for a, b in zip(live, pre):
+        assert a["loss"] == pytest.approx(b["loss"], abs=1e-6)
+        assert a["rewards/margins"] == pytest.approx(b["rewards/margins"], abs=1e-6)
+
+
+def test_modpo_and_ipo_train(tokenizer, pairs, tmp_path):
+    _, dpo = train(tokenizer, pairs, tmp_path, "dpo", max_steps=1)
+    _, modpo = train(tokenizer, pairs, tmp_path, "modpo", max_steps=1, loss_type=["modpo"], reward_funcs=["readability"], alpha=0.0)
+    _, ipo = train(tokenizer, pairs, tmp_path, "ipo", max_steps=1, loss_type=["ipo", "sft"], loss_weights=[1.0, 0.5])
+    assert modpo[0]["loss"] != pytest.approx(dpo[0]["loss"])  # the designer margin shifts the logit
+    assert "loss/aux" not in modpo[0]
+    assert ipo[0]["loss"] > 0
+
+
+def test_modpo_without_rewards_is_refused(tokenizer, pairs, tmp_path):
+    with pytest.raises(ConfigError, match="modpo"):
+        UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path), loss_type=["modpo"]), train_dataset=pairs,
+                   processing_class=tokenizer)
+
+
+def test_conversational_pairs_train(tokenizer, tmp_path):
+    rows = [{"prompt": [{"role": "user", "content": f"Question {i}?"}],
+             "chosen": [{"role": "assistant", "content": "Thank you, here is a clear answer."}],
+             "rejected": [{"role": "assistant", "content": "No."}]} for i in range(8)]
+    trainer, logs = train(tokenizer, Dataset.from_list(rows), tmp_path, max_steps=1, reward_funcs=["readability"])
+    assert len(logs) == 1 and logs[0]["loss"] > 0
+
+
+def test_resume_restores_value_head_and_weights(tokenizer, pairs, tmp_path):
+    opts = dict(max_steps=4, reward_funcs=["length"], save_strategy="steps", save_steps=2)
+    full, _ = train(tokenizer, pairs, tmp_path, "full", **opts)
+    opts = dict(opts)
+    reward_funcs = opts.pop("reward_funcs")
+    part = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / "part"), **{**FAST, **opts}),
+                      train_dataset=pairs, processing_class=tokenizer, reward_funcs=reward_funcs)
+    part.train(resume_from_checkpoint=str(tmp_path / "full" / "checkpoint-2"))
+    for (name, p), (_, q) in zip(full.model.named_parameters(), part.model.named_parameters()):
+        assert torch.allclose(p, q, atol=1e-6), name
+    assert full.value_head.linear.weight.abs().sum() > 0
+
+
+# --- Learning: the designer term pushes an objective the preference labels do not encode ---
+
+SUFFIX = " Have a nice day!"
+
+
+def nice_day(prompts, completions, **kwargs):
+    return [1.0 if "nice day" in c else 0.0 for c in completions]
+
+
+def learning_data(seed=0, n=48):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):  # preference: an answer beats a refusal; the suffix is independent of the label
+        chosen = f" The answer is {i % 7}." + (SUFFIX if rng.random() < 0.5 else "")
+        rejected = " I do not know." + (SUFFIX if rng.random() < 0.5 else "")
+        rows.append({"prompt": f"Human: What is {i} plus one? Assistant:", "chosen": chosen, "rejected": rejected})
+    return Dataset.from_list(rows)
+
+
+def suffix_preference(model, tokenizer, n=12):
+    """Mean per-token log-prob of held-out responses with the suffix minus the same responses without it."""
+    collator = PreferenceCollator(tokenizer.pad_token_id)
+    rows = [tokenize_pair(tokenizer, f"Human: What is {100 + i} plus two? Assistant:", f" The answer is {i}." + SUFFIX,
+                          f" The answer is {i}.") for i in range(n)]
+    batch = collator(rows)
+    with torch.no_grad():
+        out = forward_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+    per_token = out.logps / out.lengths
+    with_suffix, without = per_token.chunk(2)
+    return (with_suffix - without).mean().item()
+
+
+def test_upo_pushes_the_designer_objective_more_than_dpo(tokenizer, tmp_path):
+    data = learning_data()
+    opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1)
+    before = suffix_preference(tiny_model(), tokenizer)
+    dpo, _ = train(tokenizer, data, tmp_path, "dpo", **opts)
+    upo, logs = train(tokenizer, data, tmp_path, "upo", **opts, reward_funcs=[nice_day], alpha=1.0)
+    dpo_gain = suffix_preference(dpo.model, tokenizer) - before
+    upo_gain = suffix_preference(upo.model, tokenizer) - before
+    print(f"suffix preference gain: DPO {dpo_gain:+.3f}, UPO {upo_gain:+.3f}")
+    assert upo_gain > dpo_gain + 0.3
+    recent = [log["rewards/accuracies"] for log in logs[-6:]]
+    assert sum(recent) / len(recent) >= 0.6  # and the preference is still learnt

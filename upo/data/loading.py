@@ -1,0 +1,231 @@
+"""Local preference data -> a `datasets.Dataset`: in-memory datasets, data files, or save_to_disk folders.
+
+Nothing is ever downloaded and nothing is unpickled. JSON Lines is read here line by line rather than
+through datasets' JSON builder, so that a broken line is reported by file and line number.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from datasets import Dataset, DatasetDict, load_from_disk
+from datasets.table import InMemoryTable
+
+from upo.data.validation import (
+    PAIR_COLUMNS,
+    DataReport,
+    check_pair_values,
+    normalize_preference_rows,
+    row_location,
+)
+from upo.errors import DataError
+
+ACCEPTED_SOURCES = (
+    "a datasets.Dataset or DatasetDict, a local .jsonl, .json, .csv or .parquet file, or a local folder "
+    "written by Dataset.save_to_disk or DatasetDict.save_to_disk"
+)
+JSON_LAYOUT_HELP = "Expected one JSON object per line (JSON Lines), or, in a .json file, one list of objects."
+
+
+def load_preference_dataset(source: Dataset | DatasetDict | str | os.PathLike, split: str = "train") -> Dataset:
+    """Load raw preference rows from `source` (see ACCEPTED_SOURCES); `split` picks from a DatasetDict."""
+    return _load(source, split)[0]
+
+
+def load_preference_pairs(
+    source: Dataset | DatasetDict | str | os.PathLike, split: str = "train"
+) -> tuple[Dataset, DataReport]:
+    """Load and normalise: `load_preference_dataset`, then `normalize_preference_rows` with file lines known."""
+    dataset, source_name, line_numbers = _load(source, split)
+    return normalize_preference_rows(dataset, source_name, line_numbers)
+
+
+def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
+    """Return the dataset, the name errors should use for it, and each row's file line when known."""
+    if isinstance(source, Dataset):
+        return source, "dataset", None
+    if isinstance(source, DatasetDict):
+        return _pick_split(source, split, "dataset"), "dataset", None
+    if not isinstance(source, (str, os.PathLike)):
+        raise DataError(f"Cannot load preference data from a {type(source).__name__}; expected {ACCEPTED_SOURCES}.")
+    name, path = str(source), Path(source)
+    if path.is_dir():
+        try:
+            loaded = load_from_disk(str(path))
+        except FileNotFoundError as error:
+            raise DataError(
+                f"{name}: this folder was not written by save_to_disk ({error}). For data files, pass the file "
+                f"itself. Accepted: {ACCEPTED_SOURCES}."
+            ) from error
+        dataset = _pick_split(loaded, split, name) if isinstance(loaded, DatasetDict) else loaded
+        return dataset, name, None
+    if not path.is_file():
+        raise DataError(
+            f"{name}: no such local file or folder. Accepted: {ACCEPTED_SOURCES}. Nothing is downloaded from "
+            "the Hugging Face Hub: for a Hub dataset, call datasets.load_dataset yourself and pass the Dataset, "
+            "or save it with save_to_disk and pass that folder."
+        )
+    readers = {".jsonl": _read_json_lines, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
+    reader = readers.get(path.suffix.lower())
+    if reader is None:
+        raise DataError(f"{name}: unsupported file type {path.suffix!r}. Accepted: {ACCEPTED_SOURCES}.")
+    dataset, line_numbers = reader(path, name)
+    return dataset, name, line_numbers
+
+
+def _pick_split(dataset_dict: DatasetDict, split: str, name: str) -> Dataset:
+    if split not in dataset_dict:
+        raise DataError(f"{name}: no split {split!r}; the splits are {list(dataset_dict)}. Pass one of them as split.")
+    return dataset_dict[split]
+
+
+def _read_text(path: Path, name: str) -> str:
+    data = path.read_bytes()
+    start = len(codecs.BOM_UTF8) if data.startswith(codecs.BOM_UTF8) else 0  # editors on Windows add one
+    try:
+        return data[start:].decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = start + error.start
+        line = data.count(b"\n", 0, offset) + 1
+        raise DataError(
+            f"{name}, line {line}: bytes {data[offset:error.end + start]!r} at byte offset {offset} are not valid "
+            f"UTF-8 ({error.reason}). Re-encode the file as UTF-8, e.g. `iconv -f CP1252 -t UTF-8` with the "
+            "file's actual encoding."
+        ) from error
+
+
+def _read_json_lines(path: Path, name: str) -> tuple[Dataset, list[int]]:
+    return _parse_json_lines(_read_text(path, name), name)
+
+
+def _parse_json_lines(text: str, name: str) -> tuple[Dataset, list[int]]:
+    # split("\n"), not splitlines(): JSON strings may hold raw U+2028 and similar, which splitlines breaks on.
+    lines = text.split("\n")
+    last_line = max((number for number, line in enumerate(lines, 1) if line.strip()), default=0)
+    rows, line_numbers = [], []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            truncated = number == last_line and not text.endswith("\n")
+            hint = (
+                " It is the last line and the file does not end with a newline: the file looks truncated "
+                "(an interrupted download or write); re-create it, or delete the incomplete line."
+                if truncated
+                else ""
+            )
+            raise DataError(
+                f"{name}, line {number}: not valid JSON ({error.msg}: column {error.colno}).{hint} "
+                f"{JSON_LAYOUT_HELP}"
+            ) from error
+        if not isinstance(row, dict):
+            raise DataError(f"{name}, line {number}: a JSON {type(row).__name__}, not an object. {JSON_LAYOUT_HELP}")
+        rows.append(row)
+        line_numbers.append(number)
+    return _rows_to_dataset(rows, name, line_numbers), line_numbers
+
+
+def _read_json(path: Path, name: str) -> tuple[Dataset, list[int] | None]:
+    text = _read_text(path, name)
+    if not text.lstrip().startswith("["):
+        return _parse_json_lines(text, name)
+    try:
+        rows = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(
+            f"{name}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}). {JSON_LAYOUT_HELP}"
+        ) from error
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise DataError(f"{name}: item {index} of the list is a JSON {type(row).__name__}, not an object.")
+    return _rows_to_dataset(rows, name, None), None
+
+
+def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None) -> Dataset:
+    # Columns are the union of all rows' keys (Dataset.from_list would silently keep only the first row's);
+    # a key absent from a row becomes null, which validation reports by row.
+    keys = dict.fromkeys(key for row in rows for key in row)
+    columns = {key: [row.get(key) for row in rows] for key in keys}
+    try:
+        return Dataset.from_dict(columns)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        # Arrow needs one type per column and does not say which row broke that; find it for the user.
+        pair_values = {key: columns[key] for key in PAIR_COLUMNS if key in columns}
+        if {"chosen", "rejected"} <= pair_values.keys():
+            check_pair_values(pair_values, name, line_numbers)
+        change = _first_type_change(columns)
+        if change is not None:
+            row, key, kind, first_kind = change
+            raise DataError(
+                f"{row_location(name, row, line_numbers)}, column '{key}': a {kind} where earlier rows hold a "
+                f"{first_kind}. Every row must give each column one type (all numbers, all strings, ...)."
+            ) from error
+        raise DataError(f"{name}: rows disagree on the type of a column ({error}).") from error
+
+
+def _first_type_change(columns: dict[str, list]) -> tuple[int, str, str, str] | None:
+    """(row, column, type, first type) where a column's top-level JSON type first changes, if it does."""
+    for key, values in columns.items():
+        first_kind = None
+        for row, value in enumerate(values):
+            if value is None:
+                continue
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            kind = "number" if is_number else type(value).__name__
+            if first_kind is None:
+                first_kind = kind
+            elif kind != first_kind:
+                return row, key, kind, first_kind
+    return None
+
+
+def _read_csv(path: Path, name: str) -> tuple[Dataset, list[int]]:
+    text = _read_text(path, name)
+    try:
+        # Only truly empty cells are missing: "NA", "null" or "None" are kept as text. Pair columns stay text
+        # even when they look numeric; other columns get pandas' usual inference (weights, scores).
+        frame = pd.read_csv(
+            io.StringIO(text),
+            dtype=dict.fromkeys(PAIR_COLUMNS, str),
+            keep_default_na=False,
+            na_values=[""],
+        )
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise DataError(f"{name}: not a readable CSV file ({error}).") from error
+    for column in PAIR_COLUMNS:
+        cells = frame[column].dropna() if column in frame else []
+        if len(cells) and cells.iloc[0].lstrip().startswith("[") and '"role"' in cells.iloc[0]:
+            raise DataError(
+                f"{name}, column '{column}': holds JSON message lists. Conversational data is not supported in "
+                "CSV files, whose cells are plain text: save it as JSONL or Parquet instead."
+            )
+    return Dataset.from_pandas(frame, preserve_index=False), _csv_record_lines(text)
+
+
+def _csv_record_lines(text: str) -> list[int]:
+    """The file line on which each data record starts (quoted cells may span several lines)."""
+    reader = csv.reader(io.StringIO(text))
+    starts, next_start = [], 1
+    for record in reader:
+        if record:  # pandas skips blank lines too
+            starts.append(next_start)
+        next_start = reader.line_num + 1
+    return starts[1:]  # the first record is the header
+
+
+def _read_parquet(path: Path, name: str) -> tuple[Dataset, None]:
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as error:
+        raise DataError(f"{name}: not a readable Parquet file ({error}).") from error
+    return Dataset(InMemoryTable(table)), None

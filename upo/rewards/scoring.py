@@ -1,0 +1,204 @@
+"""Score both responses of every pair with each designer objective: once, before training, validated, cached.
+
+UPO learns the designer objectives offline from the responses already in the preference data, so each
+objective ``r_k`` is computed here once per (chosen, rejected) response and never during training.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from upo.errors import ConfigError, DataError, RewardFunctionError
+from upo.rewards.cache import (
+    cache_file,
+    data_fingerprint,
+    default_cache_dir,
+    function_identity,
+    read_scores,
+    write_scores,
+)
+from upo.rewards.registry import RewardFunc, as_spec_list, check_unique_names, resolve_reward_func, reward_func_name
+
+logger = logging.getLogger(__name__)
+
+Scores = tuple[list[float | None], list[float | None]]
+
+
+def precomputed_columns(name: str) -> tuple[str, str]:
+    """The dataset columns that may hold objective ``name``'s scores already: (chosen column, rejected column)."""
+    return f"reward_{name}_chosen", f"reward_{name}_rejected"
+
+
+def score_designer_rewards(
+    prompts: list,
+    chosen: list,
+    rejected: list,
+    reward_funcs: list,
+    extra_columns: dict[str, list] | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    batch_size: int = 256,
+    show_progress: bool = True,
+    use_cache: bool = True,
+) -> dict[str, Scores]:
+    """Designer-reward scores of every chosen and rejected response, per objective name.
+
+    Args:
+        prompts, chosen, rejected: the N pairs; strings, or message lists for conversational data.
+        reward_funcs: specs as ``resolve_reward_funcs`` takes them (callables, built-in names, import
+            paths). A spec that is a string ``name`` whose scores the data already holds in the columns
+            ``precomputed_columns(name)`` takes them from there, and needs no function.
+        extra_columns: the dataset's other columns, N values each, passed to the functions as kwargs.
+        cache_dir: folder of the score files; default ``default_cache_dir() / "rewards"``.
+        batch_size: pairs per call; a call scores the batch's chosen responses, then its rejected ones
+            (``completions`` holds 2 * batch_size values, ``prompts`` and kwargs are repeated to match).
+        show_progress: a tqdm bar per objective.
+        use_cache: read and write the score files (see ``upo.rewards.cache``); a function scored from the
+            cache is not called at all.
+
+    Returns:
+        ``{name: (chosen_scores, rejected_scores)}`` in the order of ``reward_funcs``, each a list of N
+        floats or None (None: the objective does not apply to that response).
+
+    Raises:
+        RewardFunctionError: a function raised, returned the wrong number of values, or a value that is not
+            a finite number or None (bools included); the message names the function, row and response.
+        DataError: the columns differ in length, or a precomputed column is missing its pair or holds a bad
+            value (the message names the column and row).
+        ConfigError: a spec does not resolve, two objectives share a name, or batch_size < 1.
+    """
+    prompts, chosen, rejected = list(prompts), list(chosen), list(rejected)
+    extra = {name: list(values) for name, values in (extra_columns or {}).items()}
+    _check_columns(prompts, chosen, rejected, extra)
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+
+    objectives: list[tuple[str, RewardFunc | tuple[str, str]]] = []
+    for spec in as_spec_list(reward_funcs):
+        columns = precomputed_columns(spec) if isinstance(spec, str) else ()
+        if any(c in extra for c in columns):
+            objectives.append((spec, columns))
+        else:
+            func = resolve_reward_func(spec)
+            objectives.append((reward_func_name(func), func))
+    check_unique_names([name for name, _ in objectives])
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "rewards"
+    needs_key = use_cache and any(callable(source) for _, source in objectives)
+    data_key = data_fingerprint(prompts, chosen, rejected, extra) if needs_key else None
+    scores = {}
+    for name, source in objectives:
+        if isinstance(source, tuple):
+            scores[name] = _read_precomputed(name, source, extra)
+            continue
+        identity = function_identity(source, name) if use_cache else None
+        path = cache_file(folder, data_key, identity) if identity else None
+        cached = read_scores(path, len(chosen)) if path else None
+        if cached is not None:
+            logger.info("designer reward %r: scores read from %s", name, path)
+            scores[name] = cached
+            continue
+        scores[name] = _score(name, source, prompts, chosen, rejected, extra, batch_size, show_progress)
+        if path:
+            write_scores(path, identity, *scores[name])
+    return scores
+
+
+def _check_columns(prompts: list, chosen: list, rejected: list, extra: dict[str, list]) -> None:
+    for column, values in {"chosen": chosen, "rejected": rejected, **extra}.items():
+        if len(values) != len(prompts):
+            raise DataError(f"column {column!r} has {len(values)} rows but there are {len(prompts)} prompts")
+    for reserved in ("prompts", "completions"):
+        if reserved in extra:  # it would collide with the reward function's own argument
+            raise DataError(f"a dataset column is named {reserved!r}, which reward functions take as an "
+                            "argument; rename the column")
+
+
+def _as_score(value: Any) -> float | None:
+    """A validated score; ValueError says why the value is not one."""
+    if value is None:
+        return None
+    # bool is an int subclass, but a reward returning True/False is almost always a bug (a forgotten float()).
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise ValueError("not a number (a bool is rejected too: convert it with float())")
+    if not math.isfinite(value):
+        raise ValueError("not finite")
+    return float(value)
+
+
+_SCORE_HELP = "a score must be a finite number, or None where the objective does not apply"
+
+
+def _read_precomputed(name: str, columns: tuple[str, str], extra: dict[str, list]) -> Scores:
+    missing = [c for c in columns if c not in extra]
+    if missing:
+        raise DataError(f"designer reward {name!r}: the data has precomputed scores in one column but not in "
+                        f"{missing[0]!r}; give both {columns[0]!r} and {columns[1]!r}, or neither to score it")
+    scores = ([], [])
+    for column, column_scores in zip(columns, scores):
+        for row, value in enumerate(extra[column]):
+            try:
+                column_scores.append(_as_score(value))
+            except ValueError as e:
+                raise DataError(f"column {column!r} holds {value!r} at row {row}: {e}; {_SCORE_HELP}") from None
+    return scores
+
+
+def _score(name: str, func: RewardFunc, prompts: list, chosen: list, rejected: list, extra: dict[str, list],
+           batch_size: int, show_progress: bool) -> Scores:
+    chosen_scores, rejected_scores = [], []
+    with tqdm(total=len(chosen), desc=f"Scoring {name}", unit="pair", disable=not show_progress) as bar:
+        for start in range(0, len(chosen), batch_size):
+            end = min(start + batch_size, len(chosen))
+            batch_chosen, batch_rejected = _score_batch(name, func, prompts, chosen, rejected, extra, start, end)
+            chosen_scores += batch_chosen
+            rejected_scores += batch_rejected
+            bar.update(end - start)
+    return chosen_scores, rejected_scores
+
+
+def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejected: list, extra: dict[str, list],
+                 start: int, end: int) -> Scores:
+    """Score rows [start, end) in one call: completions = their chosen responses, then their rejected ones."""
+    size = end - start
+    batch_prompts = prompts[start:end] * 2
+    completions = chosen[start:end] + rejected[start:end]
+    kwargs = {column: values[start:end] * 2 for column, values in extra.items()}
+
+    def where(i: int) -> str:  # the dataset row and response of the batch's i-th completion
+        return f"row {start + i % size} (the {'chosen' if i < size else 'rejected'} response)"
+
+    try:
+        values = func(prompts=batch_prompts, completions=completions, **kwargs)
+    except Exception as batch_error:
+        # Re-run one completion at a time to name the exact row: costs calls only on this failure path.
+        for i in range(2 * size):
+            try:
+                func(prompts=[batch_prompts[i]], completions=[completions[i]], **{k: [v[i]] for k, v in kwargs.items()})
+            except Exception as row_error:
+                raise RewardFunctionError(f"reward function {name!r} raised on {where(i)}: "
+                                          f"{type(row_error).__name__}: {row_error}") from row_error
+        raise RewardFunctionError(f"reward function {name!r} raised on the batch of rows {start}-{end - 1} (each "
+                                  f"row alone scores fine): {type(batch_error).__name__}: {batch_error}") from batch_error
+
+    if not isinstance(values, (list, tuple, np.ndarray)):
+        raise RewardFunctionError(f"reward function {name!r} returned a {type(values).__name__} for rows "
+                                  f"{start}-{end - 1}: expected a list of {2 * size} values, one per completion")
+    if len(values) != 2 * size:
+        raise RewardFunctionError(f"reward function {name!r} returned {len(values)} values for rows {start}-{end - 1}: "
+                                  f"expected {2 * size}, one per completion ({size} chosen then {size} rejected)")
+    scores = []
+    for i, value in enumerate(values):
+        try:
+            scores.append(_as_score(value))
+        except ValueError as e:
+            raise RewardFunctionError(f"reward function {name!r} returned {value!r} for {where(i)}: {e}; "
+                                      f"{_SCORE_HELP}") from None
+    return scores[:size], scores[size:]
