@@ -22,6 +22,11 @@ class UPOConfig(TrainingArguments):
     learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={"help": "Allow training into an output_dir that already holds a model or checkpoints."},
+    )
+
     # --- Preference term (TRL's names) ---
     beta: float = field(
         default=0.1,

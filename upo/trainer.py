@@ -23,6 +23,7 @@ from .reference import add_reference_logps
 from .value_head import VALUE_HEAD_FILE, ValueHead
 
 VALUE_HEAD_PREFIX = "upo_value_head."
+OUTPUT_FILES = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "upo_config.json"}
 MODEL_COLUMNS = [
     "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight",
     "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
@@ -120,6 +121,17 @@ class UPOTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
+
+    def train(self, resume_from_checkpoint=None, **kwargs):
+        out = self.args.output_dir
+        if resume_from_checkpoint in (None, False) and not self.args.overwrite_output_dir and os.path.isdir(out):
+            taken = [f for f in os.listdir(out) if f.startswith("checkpoint-") or f in OUTPUT_FILES]
+            if taken:
+                raise ConfigError(
+                    f"output_dir {out} already holds a trained model or checkpoints ({', '.join(sorted(taken)[:3])}). "
+                    "Choose a new output_dir, resume with resume_from_checkpoint, or set overwrite_output_dir."
+                )
+        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     # --- Wiring ---
 

@@ -1,0 +1,82 @@
+"""The `upo` command: train from flags and YAML, score, env, and its error messages."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from transformers import AutoModelForCausalLM
+
+from conftest import make_pairs, tiny_model
+from upo.cli import main
+
+
+@pytest.fixture
+def model_dir(tmp_path, tokenizer):
+    path = tmp_path / "tiny-model"
+    tiny_model().save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture
+def data_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in make_pairs()))
+    return path
+
+
+TRAIN_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
+               "--disable_tqdm", "true", "--max_length", "64"]
+
+
+def test_train_from_yaml_and_flags(tmp_path, model_dir, data_file, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(f"model_name_or_path: {model_dir}\ndataset: {data_file}\nreward_funcs: [readability, length]\n"
+                      "reward_weights: [1.0, 0.5]\nalpha: 0.5\nlearning_rate: 1.0e-4\n")
+    out = tmp_path / "out"
+    assert main(["train", "--config", str(config), "--output_dir", str(out), *TRAIN_FLAGS]) == 0
+    assert "Loaded 16 standard pairs" in capsys.readouterr().out
+    AutoModelForCausalLM.from_pretrained(out)
+    saved = json.loads((out / "upo_config.json").read_text())
+    assert saved["alpha"] == 0.5 and saved["reward_funcs"] == ["readability", "length"]
+    # A second run into the same folder is refused, not silently overwritten.
+    assert main(["train", "--config", str(config), "--output_dir", str(out), *TRAIN_FLAGS]) == 1
+    assert "already holds a trained model" in capsys.readouterr().err
+
+
+def test_train_with_lora(tmp_path, model_dir, data_file):
+    out = tmp_path / "lora"
+    assert main(["train", "--model_name_or_path", str(model_dir), "--dataset", str(data_file), "--output_dir", str(out),
+                 "--use_peft", "true", "--lora_r", "4", *TRAIN_FLAGS]) == 0
+    assert (out / "adapter_model.safetensors").is_file()
+
+
+def test_unknown_yaml_option_is_named(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("dataset: x.jsonl\nrpo_alpha: 0.5\n")
+    assert main(["train", "--config", str(config)]) == 1
+    assert "unknown options ['rpo_alpha']" in capsys.readouterr().err
+
+
+def test_contradictory_options_are_refused(tmp_path, data_file, capsys):
+    assert main(["train", "--dataset", str(data_file), "--output_dir", str(tmp_path / "o"),
+                 "--loss_type", "sigmoid", "hinge", "--loss_weights", "1.0"]) == 1
+    assert "one weight per loss type" in capsys.readouterr().err
+
+
+def test_missing_dataset_is_explained(capsys):
+    assert main(["train", "--output_dir", "unused"]) == 1
+    assert "--dataset" in capsys.readouterr().err
+
+
+def test_score_reports_agreement(data_file, capsys):
+    assert main(["score", str(data_file), "--reward_funcs", "readability", "length:target_words=8"]) == 0
+    out = capsys.readouterr().out
+    assert "| readability | chosen | 16 |" in out
+    assert "length: chosen scores higher in" in out
+
+
+def test_console_script_env():
+    upo = subprocess.run([sys.executable, "-m", "upo.cli", "env"], capture_output=True, text=True, check=True)
+    assert upo.stdout.startswith("upo 0.1.0") and "transformers 5.24.0" in upo.stdout
