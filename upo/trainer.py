@@ -74,6 +74,11 @@ class UPOTrainer(Trainer):
             model = get_peft_model(model, peft_config)
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
+        if args.reward_weights is not None and len(args.reward_weights) != len(self.reward_funcs):
+            raise ConfigError(
+                f"reward_weights has {len(args.reward_weights)} values for {len(self.reward_funcs)} reward "
+                "functions: give one weight per reward function."
+            )
         if "modpo" in args.loss_type and not self.reward_funcs:
             raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
         self.use_designer_term = args.alpha > 0 and bool(self.reward_funcs)
