@@ -143,9 +143,8 @@ def suffix_preference(model, tokenizer, n=12):
     collator = PreferenceCollator(tokenizer.pad_token_id)
     rows = [tokenize_pair(tokenizer, f"Human: What is {100 + i} plus two? Assistant:", f" The answer is {i}." + SUFFIX,
                           f" The answer is {i}.") for i in range(n)]
-    batch = collator(rows)
     with torch.no_grad():
-        out = forward_logps(model, batch["input_ids"], batch["attention_mask"], batch["completion_mask"])
+        out = forward_logps(model, collator(rows))
     per_token = out.logps / out.lengths
     with_suffix, without = per_token.chunk(2)
     return (with_suffix - without).mean().item()

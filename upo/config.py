@@ -54,6 +54,21 @@ class UPOConfig(TrainingArguments):
     truncation_mode: str = field(
         default="keep_start", metadata={"help": "Only 'keep_start' is supported (TRL deprecated 'keep_end')."}
     )
+    shared_prompt: bool = field(
+        default=True,
+        metadata={"help": "Compute each prompt once for both responses (one row prompt + chosen + rejected, with "
+                  "an attention mask that keeps rejected from seeing chosen). Same log-probs, fewer tokens."},
+    )
+    padding_free: bool = field(
+        default=False,
+        metadata={"help": "Pack the whole batch into one row with no padding (implies shared_prompt). Attention "
+                  "then spans the packed row: it pays off with few, long pairs of very uneven lengths."},
+    )
+    logps_chunk_size: int | None = field(
+        default=None,
+        metadata={"help": "Apply the LM head this many response tokens at a time, recomputing each chunk in the "
+                  "backward pass: the (tokens, vocabulary) logits are never all in memory. None: in one go."},
+    )
     pad_to_multiple_of: int | None = field(
         default=None, metadata={"help": "Pad each batch's length to a multiple of this value."}
     )

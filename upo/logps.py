@@ -1,53 +1,70 @@
-"""One forward pass of a causal LM over chosen and rejected together, down to per-response log-probs."""
+"""One forward pass of a causal LM over a batch of pairs, down to the summed log-prob of each response."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 @dataclass
 class ForwardOutput:
     logps: torch.Tensor  # (2B,) summed log-probs of each response's tokens, chosen then rejected
     lengths: torch.Tensor  # (2B,) number of response tokens
-    hidden_states: torch.Tensor  # (2B, L, H) last hidden state (after the final norm)
-    per_token_logps: torch.Tensor  # (2B, L - 1) log-prob of token t + 1, 0 outside the responses
+    prompt_hidden: torch.Tensor  # (B, H) last hidden state at each pair's last prompt token
 
 
-def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """`log softmax(logits)[label]` without materialising the log-softmax. Shapes: (N, V), (N,) -> (N,)"""
-    logits = logits.float()
-    return logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, softcap: float | None) -> torch.Tensor:
+    """`log softmax(head(hidden))[target]`, without materialising the log-softmax. Shapes: (N, H), (N,) -> (N,)"""
+    logits = head(hidden).float()
+    if softcap:  # Gemma 2/3 cap their logits; the bare head would give other log-probs
+        logits = torch.tanh(logits / softcap) * softcap
+    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-def forward_logps(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor) -> ForwardOutput:
-    """Policy (or reference) log-probs of the response tokens.
+def token_logps(hidden, targets, head, chunk_size: int | None = None, softcap: float | None = None) -> torch.Tensor:
+    """Per-token log-probs, the LM head applied `chunk_size` tokens at a time.
+
+    Each chunk is recomputed in the backward pass instead of being stored, so the (N, vocabulary) float32
+    logits never exist at once: memory falls from N * V to chunk_size * V for one more head matmul.
+    """
+    if not chunk_size or len(targets) <= chunk_size or not torch.is_grad_enabled():
+        return _token_logps(hidden, targets, head, softcap)
+    chunks = [
+        checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, softcap, use_reentrant=False)
+        for i in range(0, len(targets), chunk_size)
+    ]
+    return torch.cat(chunks)
+
+
+def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None = None) -> ForwardOutput:
+    """Policy (or reference) log-probs of every response in a batch built by `PreferenceCollator`.
 
     The model is asked for its last hidden state and no logits (`logits_to_keep=1`); the LM head is then
-    applied here, which gives the value head its input for free.
-
-    Args:
-        input_ids, attention_mask, completion_mask: Shape: (2B, L); `completion_mask` marks response tokens.
+    applied to the response tokens only, never to the prompt or to padding.
     """
+    mask = batch["attention_mask"]
+    if mask.dim() == 4:  # a boolean mask of allowed keys -> the additive mask attention implementations take
+        dtype = next(model.parameters()).dtype
+        mask = torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
     outputs = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
+        input_ids=batch["input_ids"],
+        attention_mask=mask,
+        position_ids=batch["position_ids"],
         use_cache=False,
         output_hidden_states=True,
         logits_to_keep=1,
     )
     hidden = outputs.hidden_states[-1]
-    logits = model.get_output_embeddings()(hidden[:, :-1])
-    softcap = getattr(model.config, "final_logit_softcapping", None)
-    if softcap:  # Gemma 2/3 cap their logits; applying the bare head would give other log-probs
-        logits = torch.tanh(logits / softcap) * softcap
-    labels = input_ids[:, 1:]
-    mask = completion_mask[:, 1:].to(hidden.dtype)
-    per_token = gather_token_logps(logits, labels) * mask
-    return ForwardOutput(
-        logps=per_token.sum(-1),
-        lengths=mask.sum(-1),
-        hidden_states=hidden,
-        per_token_logps=per_token,
+    flat = hidden.reshape(-1, hidden.shape[-1])
+    base = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    per_token = token_logps(
+        flat[batch["logit_index"]], batch["target_ids"], base.get_output_embeddings(), chunk_size,
+        getattr(base.config, "final_logit_softcapping", None),
     )
+    n_responses = 2 * len(batch["prompt_last_index"])
+    index = batch["response_index"]
+    logps = per_token.new_zeros(n_responses).index_add(0, index, per_token)
+    lengths = torch.bincount(index, minlength=n_responses).to(per_token.dtype)
+    return ForwardOutput(logps=logps, lengths=lengths, prompt_hidden=flat[batch["prompt_last_index"]])

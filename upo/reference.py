@@ -31,7 +31,7 @@ def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, 
     with adapter_off:
         for batch in tqdm(loader, desc="Computing reference log-probs"):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logps = forward_logps(reference, batch["input_ids"], batch["attention_mask"], batch["completion_mask"]).logps
+            logps = forward_logps(reference, batch).logps
             c, r = logps.float().cpu().chunk(2)
             chosen += c.tolist()
             rejected += r.tolist()

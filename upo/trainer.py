@@ -25,7 +25,7 @@ from .value_head import VALUE_HEAD_FILE, ValueHead
 VALUE_HEAD_PREFIX = "upo_value_head."
 OUTPUT_FILES = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "upo_config.json"}
 MODEL_COLUMNS = [
-    "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight",
+    "length", "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight",
     "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
 ]
 
@@ -95,7 +95,7 @@ class UPOTrainer(Trainer):
         self.is_peft = peft_config is not None or hasattr(model, "peft_config")
         if args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names:
             reference = ref_model or model
-            collator = PreferenceCollator(tokenizer.pad_token_id, args.pad_to_multiple_of)
+            collator = self._make_collator(tokenizer, args)
             batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
             train_ds = add_reference_logps(train.dataset, reference, collator, batch_size, self.is_peft and ref_model is None)
             if eval_data is not None:
@@ -116,7 +116,7 @@ class UPOTrainer(Trainer):
             model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
 
         super().__init__(
-            model=model, args=args, data_collator=PreferenceCollator(tokenizer.pad_token_id, args.pad_to_multiple_of),
+            model=model, args=args, data_collator=self._make_collator(tokenizer, args),
             train_dataset=train_ds, eval_dataset=eval_data, processing_class=tokenizer, callbacks=callbacks,
             optimizers=optimizers,
         )
@@ -140,6 +140,11 @@ class UPOTrainer(Trainer):
 
     # --- Wiring ---
 
+    @staticmethod
+    def _make_collator(tokenizer, args) -> PreferenceCollator:
+        layout = "padding_free" if args.padding_free else "shared_prompt" if args.shared_prompt else "separate"
+        return PreferenceCollator(tokenizer.pad_token_id, args.pad_to_multiple_of, layout)
+
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:
             self._signature_columns = MODEL_COLUMNS
@@ -162,13 +167,12 @@ class UPOTrainer(Trainer):
     def _reference_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
         if self.precomputed_ref:
             return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
-        batch = (inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
         with torch.no_grad():
             if self.ref_model is not None:
-                logps = forward_logps(self.ref_model, *batch).logps
+                logps = forward_logps(self.ref_model, inputs).logps
             else:  # PEFT: the reference is the base model, adapter switched off
                 with self.accelerator.unwrap_model(model).disable_adapter():
-                    logps = forward_logps(model, *batch).logps
+                    logps = forward_logps(model, inputs).logps
         return logps.chunk(2)
 
     # --- The loss ---
@@ -176,7 +180,7 @@ class UPOTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
         mode = "train" if model.training else "eval"
-        out = forward_logps(model, inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"])
+        out = forward_logps(model, inputs, args.logps_chunk_size)
         chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_lengths, rejected_lengths = out.lengths.chunk(2)
         ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
@@ -197,9 +201,7 @@ class UPOTrainer(Trainer):
         if self.use_designer_term:
             values = None
             if args.value_baseline == "value_head":
-                rows = torch.arange(len(chosen_logps), device=out.hidden_states.device)
-                prompt_hidden = out.hidden_states[rows, inputs["prompt_lengths"] - 1]
-                values = getattr(self.accelerator.unwrap_model(model), VALUE_HEAD_PREFIX[:-1])(prompt_hidden)
+                values = getattr(self.accelerator.unwrap_model(model), VALUE_HEAD_PREFIX[:-1])(out.prompt_hidden)
             designer = designer_loss(
                 out.logps, out.lengths, rewards, value_baseline=args.value_baseline, values=values,
                 expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
@@ -217,11 +219,12 @@ class UPOTrainer(Trainer):
             })
             if values is not None:
                 metrics["aux/value_mean"] = values.mean()
-        self._record_metrics(mode, metrics, inputs, chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps)
+        self._record_metrics(mode, metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
         return (loss, {}) if return_outputs else loss
 
-    def _record_metrics(self, mode, metrics, inputs, chosen_logps, rejected_logps, ref_chosen, ref_rejected):
+    def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected):
         gather = self.accelerator.gather_for_metrics
+        chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
         rejected_rewards = self.args.beta * (rejected_logps - ref_rejected).detach()
         per_pair = {
@@ -245,7 +248,9 @@ class UPOTrainer(Trainer):
                     self._metrics[mode][f"rewards/{name}/mean"].append(column.mean().item())
                     self._metrics[mode][f"rewards/{name}/std"].append(column.std(unbiased=False).item())
         if mode == "train":
-            self._total_tokens += int(gather(inputs["attention_mask"].sum()).sum().item())
+            # TRL's count: every response with its prompt, however the batch was laid out
+            tokens = 2 * inputs["prompt_lengths"].sum() + out.lengths.sum()
+            self._total_tokens += int(gather(tokens.reshape(1)).sum().item())
         self._metrics[mode]["num_tokens"] = [self._total_tokens]
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:

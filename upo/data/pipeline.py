@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 
+from ..errors import DataError
 from ..losses import combine_designer_rewards, designer_statistics
 from ..rewards import score_designer_rewards
 from .loading import load_preference_pairs
@@ -91,4 +92,6 @@ def prepare_preference_data(
     dataset = tokenize_dataset(
         dataset, tokenizer, args.max_length, args.truncation_mode, report, num_proc=args.dataset_num_proc
     )
+    if len(dataset) == 0:
+        raise DataError(f"{report.summary()}. No pair is left to train on: raise max_length or shorten the prompts.")
     return PreparedData(dataset, report, stats)

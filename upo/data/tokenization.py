@@ -75,8 +75,14 @@ def tokenize_dataset(dataset: Dataset, tokenizer, max_length: int | None, trunca
         return tokenize_pair(tokenizer, row["prompt"], row["chosen"], row["rejected"])
 
     dataset = dataset.map(tokenize, num_proc=num_proc, desc="Tokenizing pairs")
-    if max_length is None:
-        return dataset
+    if max_length is not None:
+        dataset = _drop_and_truncate(dataset, max_length, report, num_proc)
+    # Tokens of prompt + chosen + rejected, for `group_by_length` batches.
+    lengths = [len(p) + len(c) + len(r) for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+    return dataset.add_column("length", lengths)
+
+
+def _drop_and_truncate(dataset: Dataset, max_length: int, report, num_proc: int | None) -> Dataset:
     prompt_lengths = [len(ids) for ids in dataset["prompt_ids"]]
     keep = [i for i, n in enumerate(prompt_lengths) if n < max_length]
     if report is not None:

@@ -23,10 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-
-def default_cache_dir() -> Path:
-    """The upo cache root: ``$UPO_CACHE`` if set, else ``~/.cache/upo``. Reward scores go in ``rewards/``."""
-    return Path(os.environ.get("UPO_CACHE") or Path.home() / ".cache" / "upo")
+from upo.cache import default_cache_dir
 
 
 def data_fingerprint(prompts: list, chosen: list, rejected: list, extra_columns: dict[str, list]) -> str:
