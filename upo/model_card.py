@@ -20,13 +20,18 @@ def write_model_card(output_dir: str, trainer) -> None:
         f"expectile tau = {args.expectile_tau}, temperature = {args.aw_temperature}, max weight = {args.aw_max_weight})."
         if trainer.use_designer_term else "No designer term (plain preference optimisation)."
     )
+    load = (
+        "A LoRA adapter: load it with `peft.AutoPeftModelForCausalLM.from_pretrained(folder)` (merge with `merge_and_unload()`)"
+        if trainer.is_peft else "Load it with `transformers.AutoModelForCausalLM.from_pretrained(folder)`"
+    )
+    head = ", the value head in `value_head.safetensors`" if trainer.value_head is not None else ""
     text = f"""---
 library_name: transformers
 tags: [upo, dpo, preference-optimization]
 ---
 # {os.path.basename(os.path.abspath(output_dir))}
 
-Fine-tuned from `{base}` with [upo](https://pypi.org/project/upo/) {upo.__version__}.
+Fine-tuned from `{base}` with upo {upo.__version__} (Unified Preference Optimization).
 
 * Preference loss: {", ".join(args.loss_type)} (beta = {args.beta})
 * {term}
@@ -36,8 +41,8 @@ Fine-tuned from `{base}` with [upo](https://pypi.org/project/upo/) {upo.__versio
 | objective | weight | mean | std |
 |---|---|---|---|
 {objectives}
-""" if objectives else "") + """
-Load it with `AutoModelForCausalLM.from_pretrained(folder)`; the full configuration is in `upo_config.json`.
+""" if objectives else "") + f"""
+{load}. The resolved configuration is in `upo_config.json`{head}.
 """
     with open(os.path.join(output_dir, "README.md"), "w") as f:
         f.write(text)
