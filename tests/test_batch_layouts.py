@@ -72,3 +72,21 @@ def test_shared_prompt_mask_hides_chosen_from_rejected(tokenizer):
     mask = b["attention_mask"][0, 0]
     assert mask[p + c, :p].all() and not mask[p + c, p : p + c].any()  # first rejected token: prompt only
     assert b["position_ids"][0, p + c] == p  # positions restart after the prompt
+
+
+def test_logit_transform_follows_the_model_forward(tokenizer):
+    """Models that scale or cap their logits after the head (Gemma 2's softcap here) keep their log-probs."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(Gemma2Config(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                           num_attention_heads=2, num_key_value_heads=1, head_dim=16,
+                                           final_logit_softcapping=2.0, pad_token_id=0))
+    out = forward_logps(model, batch(tokenizer, "separate"))
+    prompt, chosen, _ = PAIRS[0]
+    ids = tokenize_pair(tokenizer, prompt, chosen, "x")
+    p, r = ids["prompt_ids"], ids["chosen_ids"]
+    with torch.no_grad():
+        logits = model(torch.tensor([p + r])).logits[0]
+    expected = logits[len(p) - 1 : -1].log_softmax(-1).gather(-1, torch.tensor(r)[:, None]).sum()
+    torch.testing.assert_close(out.logps[0].detach(), expected, atol=1e-5, rtol=1e-6)

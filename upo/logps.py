@@ -15,24 +15,42 @@ class ForwardOutput:
     prompt_hidden: torch.Tensor  # (B, H) last hidden state at each pair's last prompt token
 
 
-def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, softcap: float | None) -> torch.Tensor:
+def logit_transform(config) -> tuple[float, float | None]:
+    """`(scale, softcap)` that the model's own forward applies after its LM head (1.0, None for most models).
+
+    Cohere-style models multiply the logits (`logit_scale`, `output_multiplier`, `lm_head_multiplier`), Granite
+    divides them (`logits_scaling`), Gemma 2/3 cap them (`final_logit_softcapping`): applying the bare head
+    would give other log-probs.
+    """
+    config = config.get_text_config()
+    scale = next((getattr(config, k) for k in ("logit_scale", "output_multiplier", "lm_head_multiplier")
+                  if getattr(config, k, None) is not None), None)
+    if scale is None and getattr(config, "logits_scaling", None):
+        scale = config.logits_scaling if config.model_type == "hyperclovax" else 1 / config.logits_scaling
+    return (1.0 if scale is None else scale), getattr(config, "final_logit_softcapping", None)
+
+
+def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, transform) -> torch.Tensor:
     """`log softmax(head(hidden))[target]`, without materialising the log-softmax. Shapes: (N, H), (N,) -> (N,)"""
+    scale, softcap = transform
     logits = head(hidden).float()
-    if softcap:  # Gemma 2/3 cap their logits; the bare head would give other log-probs
+    if scale != 1.0:
+        logits = logits * scale
+    if softcap:
         logits = torch.tanh(logits / softcap) * softcap
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-def token_logps(hidden, targets, head, chunk_size: int | None = None, softcap: float | None = None) -> torch.Tensor:
+def token_logps(hidden, targets, head, chunk_size: int | None = None, transform=(1.0, None)) -> torch.Tensor:
     """Per-token log-probs, the LM head applied `chunk_size` tokens at a time.
 
     Each chunk is recomputed in the backward pass instead of being stored, so the (N, vocabulary) float32
     logits never exist at once: memory falls from N * V to chunk_size * V for one more head matmul.
     """
     if not chunk_size or len(targets) <= chunk_size or not torch.is_grad_enabled():
-        return _token_logps(hidden, targets, head, softcap)
+        return _token_logps(hidden, targets, head, transform)
     chunks = [
-        checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, softcap, use_reentrant=False)
+        checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, transform, use_reentrant=False)
         for i in range(0, len(targets), chunk_size)
     ]
     return torch.cat(chunks)
@@ -61,7 +79,7 @@ def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None 
     base = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
     per_token = token_logps(
         flat[batch["logit_index"]], batch["target_ids"], base.get_output_embeddings(), chunk_size,
-        getattr(base.config, "final_logit_softcapping", None),
+        logit_transform(base.config),
     )
     n_responses = 2 * len(batch["prompt_last_index"])
     index = batch["response_index"]
