@@ -13,7 +13,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from datasets import Dataset  # noqa: E402
-from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: E402
+from transformers import AutoTokenizer, GPT2Config, TrainerCallback, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -27,6 +27,17 @@ def _isolated_cache(tmp_path, monkeypatch):
 @pytest.fixture
 def tokenizer():
     return AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
+
+
+class Recorder(TrainerCallback):
+    """Keeps every training log (the ones with a loss)."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "loss" in logs:
+            self.logs.append(dict(logs))
 
 
 def tiny_model(arch: str = "llama", seed: int = 0, vocab_size: int = 512):

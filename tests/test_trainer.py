@@ -7,9 +7,9 @@ import pytest
 import torch
 from datasets import Dataset
 from safetensors.torch import load_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import tiny_model
+from conftest import Recorder, tiny_model
 from upo import UPOConfig, UPOTrainer
 from upo.data.collator import PreferenceCollator
 from upo.data.tokenization import tokenize_pair
@@ -18,15 +18,6 @@ from upo.logps import forward_logps
 
 FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, seed=0, report_to="none",
             save_strategy="no", use_cpu=True, max_length=64, disable_tqdm=True)
-
-
-class Recorder(TrainerCallback):
-    def __init__(self):
-        self.logs = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if "loss" in logs:
-            self.logs.append(dict(logs))
 
 
 def train(tokenizer, data, tmp_path, name="run", reward_funcs=None, **kwargs):

@@ -3,9 +3,8 @@
 import copy
 
 import pytest
-from transformers import TrainerCallback
 
-from conftest import tiny_model
+from conftest import Recorder, tiny_model
 from upo import UPOConfig, UPOTrainer
 
 trl = pytest.importorskip("trl")
@@ -14,15 +13,6 @@ KEYS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "reward
 COMMON = dict(per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3, logging_steps=1, seed=0,
               report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=64, beta=0.1,
               disable_tqdm=True)
-
-
-class Recorder(TrainerCallback):
-    def __init__(self):
-        self.logs = []
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        if "loss" in logs:
-            self.logs.append(dict(logs))
 
 
 def run_trl(model, tokenizer, dataset, tmp_path):
