@@ -22,6 +22,11 @@ class UPOConfig(TrainingArguments):
     learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
 
+    ddp_find_unused_parameters: bool | None = field(
+        default=False,
+        metadata={"help": "DDP's find_unused_parameters. False: the value head and the LM head run outside the "
+                  "model's forward, which DDP with True takes for unused parameters and then fails on."},
+    )
     overwrite_output_dir: bool = field(
         default=False,
         metadata={"help": "Allow training into an output_dir that already holds a model or checkpoints."},
@@ -131,15 +136,35 @@ class UPOConfig(TrainingArguments):
         default=0.5,
         metadata={"help": "MODPO's weight on the designer rewards, in [0, 1); the preference gets 1 - weight."},
     )
+    skip_nonfinite_batches: bool = field(
+        default=False,
+        metadata={"help": "On a NaN or infinite loss or gradient, skip the batch (counted as "
+                  "nonfinite/skipped_batches in the logs) instead of stopping with the step and the loss component "
+                  "named. The weights are never updated with a non-finite value either way."},
+    )
     reward_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Where designer scores are cached; default $UPO_CACHE/rewards or ~/.cache/upo/rewards."},
     )
 
     def __post_init__(self):
-        super().__post_init__()
+        try:
+            super().__post_init__()
+        except ValueError as error:  # transformers' checks of contradictory options: its message, without a traceback
+            raise ConfigError(str(error).strip()) from error
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]
+        # YAML gives one value where a list is expected (`reward_funcs: readability`, `reward_weights: 0.5`); a
+        # string would otherwise be iterated character by character.
+        for name in ("reward_funcs", "reward_weights", "loss_weights"):
+            value = getattr(self, name)
+            if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+                setattr(self, name, [value])
+        for name in ("reward_weights", "loss_weights"):
+            for value in getattr(self, name) or []:
+                if isinstance(value, bool) or not isinstance(value, (int, float)):
+                    raise ConfigError(f"{name} holds {value!r}, not a number: give one number per entry, e.g. "
+                                      f"{name}: [1.0, 0.5].")
         for name in self.loss_type:
             if name not in PREFERENCE_LOSS_TYPES:
                 raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(PREFERENCE_LOSS_TYPES)}.")
@@ -159,6 +184,9 @@ class UPOConfig(TrainingArguments):
             (self.aw_max_weight > 0, f"aw_max_weight must be > 0, got {self.aw_max_weight}."),
             (0 <= self.modpo_weight < 1, f"modpo_weight must be in [0, 1), got {self.modpo_weight}."),
             (self.max_length is None or self.max_length > 1, f"max_length must be > 1, got {self.max_length}."),
+            (self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}."),
+            (self.per_device_train_batch_size >= 1,
+             f"per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}."),
         ]
         for ok, message in checks:
             if not ok:

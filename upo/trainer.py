@@ -11,14 +11,18 @@ from collections import defaultdict
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+from transformers.trainer_utils import rotate_checkpoints
 
+from .checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
 from .config import UPOConfig
 from .data.collator import PreferenceCollator
 from .data.pipeline import prepare_preference_data
+from .distributed import check_launch
 from .errors import ConfigError
 from .losses import designer_loss, preference_loss
 from .logps import forward_logps
 from .model_card import write_model_card
+from .numerics import NonFiniteGuard, check_numeric_columns
 from .reference import add_reference_logps
 from .value_head import VALUE_HEAD_FILE, ValueHead
 
@@ -55,12 +59,19 @@ class UPOTrainer(Trainer):
     def __init__(self, model, ref_model=None, args: UPOConfig | None = None, train_dataset=None, eval_dataset=None,
                  processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, optimizers=(None, None)):
         args = args or UPOConfig(output_dir="upo-output")
+        check_launch(args)  # several processes that would not train together, or an engine that is not there
+        if args.eval_strategy != "no" and eval_dataset is None:
+            raise ConfigError(f"eval_strategy={args.eval_strategy.value!r} needs an eval_dataset: pass one "
+                              "(--eval_dataset PATH), or set eval_strategy='no'.")
         if isinstance(model, str):
             from .models import resolve_model_path
 
             path = resolve_model_path(model)
-            model = AutoModelForCausalLM.from_pretrained(path, **(args.model_init_kwargs or {}))
-            processing_class = processing_class or AutoTokenizer.from_pretrained(path)
+            # Code shipped with a model runs only when asked: transformers would otherwise prompt for it on a terminal.
+            init_kwargs = {"trust_remote_code": False, **(args.model_init_kwargs or {})}
+            model = AutoModelForCausalLM.from_pretrained(path, **init_kwargs)
+            processing_class = processing_class or AutoTokenizer.from_pretrained(
+                path, trust_remote_code=init_kwargs["trust_remote_code"])
         if processing_class is None:
             raise ConfigError("Pass the tokenizer as `processing_class` when `model` is a model object.")
         tokenizer = processing_class
@@ -83,30 +94,35 @@ class UPOTrainer(Trainer):
             raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
         self.use_designer_term = args.alpha > 0 and bool(self.reward_funcs)
 
-        train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
-        print(train.report.summary())
-        self.designer_stats = train.stats
-        eval_data = None
-        if eval_dataset is not None:
-            prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats, "eval")
-            print(prepared.report.summary())
-            eval_data = prepared.dataset
+        # Under several processes the main process scores, precomputes and writes the caches first; the others
+        # then read them (upo.rewards.cache, upo.reference), so nothing is computed twice.
+        with args.main_process_first(desc="scoring designer rewards and precomputing reference log-probs"):
+            train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
+            print(train.report.summary())
+            check_numeric_columns(train.dataset, train.report.source)
+            self.designer_stats = train.stats
+            eval_data = None
+            if eval_dataset is not None:
+                prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats, "eval")
+                print(prepared.report.summary())
+                check_numeric_columns(prepared.dataset, prepared.report.source)
+                eval_data = prepared.dataset
 
-        self.is_peft = peft_config is not None or hasattr(model, "peft_config")
-        if args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names:
-            reference = ref_model or model
-            collator = self._make_collator(tokenizer, args)
-            batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
-            train_ds = add_reference_logps(train.dataset, reference, collator, batch_size, self.is_peft and ref_model is None)
-            if eval_data is not None:
-                eval_data = add_reference_logps(eval_data, reference, collator, batch_size, self.is_peft and ref_model is None)
-            self.precomputed_ref = True
-            ref_model = None
-        else:
-            train_ds = train.dataset
-            self.precomputed_ref = False
-            if ref_model is None and not self.is_peft:
-                ref_model = copy.deepcopy(model)
+            self.is_peft = peft_config is not None or hasattr(model, "peft_config")
+            if args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names:
+                reference = ref_model or model
+                collator = self._make_collator(tokenizer, args)
+                batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
+                train_ds = add_reference_logps(train.dataset, reference, collator, batch_size, self.is_peft and ref_model is None)
+                if eval_data is not None:
+                    eval_data = add_reference_logps(eval_data, reference, collator, batch_size, self.is_peft and ref_model is None)
+                self.precomputed_ref = True
+                ref_model = None
+            else:
+                train_ds = train.dataset
+                self.precomputed_ref = False
+                if ref_model is None and not self.is_peft:
+                    ref_model = copy.deepcopy(model)
         if ref_model is not None:
             ref_model.eval().requires_grad_(False)
             if args.disable_dropout:
@@ -126,6 +142,7 @@ class UPOTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
+        self._nonfinite_guard = NonFiniteGuard(skip=args.skip_nonfinite_batches)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         out = self.args.output_dir
@@ -136,7 +153,13 @@ class UPOTrainer(Trainer):
                     f"output_dir {out} already holds a trained model or checkpoints ({', '.join(sorted(taken)[:3])}). "
                     "Choose a new output_dir, resume with resume_from_checkpoint, or set overwrite_output_dir."
                 )
+        # Only a complete checkpoint (upo.checkpointing): True means the last complete one, not the last folder.
+        resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        # A non-finite loss or gradient stops the run (or, optionally, is skipped) before it reaches the weights.
+        return self._nonfinite_guard.training_step(self, super().training_step, model, inputs, num_items_in_batch)
 
     # --- Wiring ---
 
@@ -220,6 +243,7 @@ class UPOTrainer(Trainer):
             if values is not None:
                 metrics["aux/value_mean"] = values.mean()
         self._record_metrics(mode, metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
+        self._last_loss_components = {k[len("loss/"):]: v.detach() for k, v in metrics.items() if k.startswith("loss/")}
         return (loss, {}) if return_outputs else loss
 
     def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected):
@@ -294,6 +318,27 @@ class UPOTrainer(Trainer):
         with open(os.path.join(output_dir, "upo_config.json"), "w") as f:
             json.dump(config, f, indent=2, default=str)
         write_model_card(output_dir, self)
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Marked complete only once every rank has written every file: a kill mid-save leaves no usable-looking folder.
+        folder = os.path.join(self._get_output_dir(trial=trial), f"checkpoint-{self.state.global_step}")
+        if self.args.should_save:
+            remove_if_incomplete(folder)  # left by a save that was killed
+        self.accelerator.wait_for_everyone()
+        limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate only once this one is complete
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self.args.save_total_limit = limit
+        self.accelerator.wait_for_everyone()
+        if self.args.should_save:
+            write_completion_marker(folder, self.state.global_step)
+            rotate_checkpoints(os.path.dirname(folder), limit, self.state.best_model_checkpoint, use_mtime=True)
+
+    def _issue_warnings_after_load(self, load_result) -> None:
+        # The value head is not in model.safetensors by design (it loads from value_head.safetensors below).
+        load_result.missing_keys[:] = [k for k in load_result.missing_keys if not k.startswith(VALUE_HEAD_PREFIX)]
+        super()._issue_warnings_after_load(load_result)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)

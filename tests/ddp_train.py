@@ -1,0 +1,112 @@
+"""Trains the tiny test model with UPOTrainer: launched by the tests under torchrun / accelerate launch, run
+as a subprocess to be killed, or called in-process (`main([...])`).
+
+    torchrun --standalone --nproc_per_node 2 tests/ddp_train.py --out OUT --data pairs.jsonl --batch_size 2
+    python tests/ddp_train.py --out OUT --data pairs.jsonl --batch_size 4      # the same global batch, 1 process
+
+Writes `OUT/final.safetensors` (every trained weight, value head included) and `OUT/rank{r}.json` (what
+each rank did: world size, reward-function calls, reference forwards before training, the log history).
+"""
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))  # conftest: the tiny model and tokenizer
+
+import torch  # noqa: E402
+from safetensors.torch import save_file  # noqa: E402
+from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
+
+from conftest import FIXTURES, tiny_model  # noqa: E402
+from upo import UPOConfig, UPOTrainer  # noqa: E402
+
+
+CALLS = {"reward": 0, "forward": 0}
+
+
+def length_reward(prompts, completions, **kwargs):
+    """A designer objective every response has (no None), so each rank's value-loss mean has the same count."""
+    CALLS["reward"] += 1
+    return [float(len(c)) for c in completions]
+
+
+class SleepEachStep(TrainerCallback):
+    """Slows training down so that a test can kill it between two checkpoints."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+
+    def on_step_end(self, args, state, control, **kwargs):
+        time.sleep(self.seconds)
+
+
+class SlowSaveTrainer(UPOTrainer):
+    """Holds one checkpoint save half-way (model written, optimizer not yet) so a test can kill it right there."""
+
+    slow_save_at = None
+
+    def _save_optimizer_and_scheduler(self, output_dir):
+        if self.state.global_step == self.slow_save_at:
+            time.sleep(120)
+        super()._save_optimizer_and_scheduler(output_dir)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--batch_size", type=int, required=True, help="per device")
+    parser.add_argument("--max_steps", type=int, default=4)
+    parser.add_argument("--designer", action="store_true", help="alpha = 1 with a reward function and value head")
+    parser.add_argument("--precompute_ref", action="store_true")
+    parser.add_argument("--save_steps", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="resume_from_checkpoint=True")
+    parser.add_argument("--step_sleep", type=float, default=0.0, help="seconds to sleep after each step")
+    parser.add_argument("--slow_save_at", type=int, default=None, help="stall the checkpoint save of this step")
+    parser.add_argument("--option", action="append", default=[], help="extra UPOConfig option as key=json_value")
+    args = parser.parse_args(argv)
+    CALLS.update(reward=0, forward=0)
+
+    options = dict(
+        output_dir=str(Path(args.out) / "run"), per_device_train_batch_size=args.batch_size, max_steps=args.max_steps,
+        learning_rate=1e-3, logging_steps=1, seed=0, data_seed=0, report_to="none", use_cpu=True, max_length=64,
+        disable_tqdm=True, save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500,
+        precompute_ref_log_probs=args.precompute_ref, alpha=1.0 if args.designer else 0.0,
+        ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
+    )
+    for item in args.option:
+        key, _, value = item.partition("=")
+        options[key] = json.loads(value)
+    config = UPOConfig(**options)
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
+    model = tiny_model()
+    hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
+    SlowSaveTrainer.slow_save_at = args.slow_save_at
+    trainer = SlowSaveTrainer(model, args=config, train_dataset=args.data, processing_class=tokenizer,
+                         reward_funcs=[length_reward] if args.designer else None,
+                         callbacks=[SleepEachStep(args.step_sleep)] if args.step_sleep else None)
+    hook.remove()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
+
+    rank = trainer.args.process_index
+    out = Path(args.out)
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if trainer.args.should_save:
+        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out / "final.safetensors")
+    seen = {"world_size": trainer.args.world_size, "engine": str(trainer.accelerator.distributed_type),
+            "sharded": any(type(p).__name__ == "DTensor" for p in trainer.model.parameters()),
+            "reward_calls": CALLS["reward"],
+            "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history}
+    (out / f"rank{rank}.json").write_text(json.dumps(seen, default=str))
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
+    return trainer
+
+
+if __name__ == "__main__":
+    main()

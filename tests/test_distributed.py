@@ -1,0 +1,243 @@
+"""Several processes through the standard launchers (two CPU processes, gloo), and the caches that make the
+expensive preparation happen once: reward scores and reference log-probs.
+
+The launched script is tests/ddp_train.py. Each launch costs ~20 s here, mostly imports.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import ddp_train
+from conftest import QUESTIONS, make_pairs, tiny_model
+from upo import UPOConfig
+from upo.data.collator import PreferenceCollator
+from upo.data.tokenization import tokenize_dataset
+from upo.distributed import check_launch
+from upo.errors import ConfigError
+from upo.reference import add_reference_logps, reference_fingerprint
+
+TESTS = Path(__file__).parent
+ROOT = TESTS.parent
+BIN = Path(sys.executable).parent
+LAUNCH_TIMEOUT = 240  # a rank that hangs fails the test instead of the whole CI job
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def equal_length_pairs(n=16):
+    """Every chosen response is 9 tokens, every rejected one 5: each rank's batch has the same token count.
+
+    L_aux (and the 'sft' loss) divide by the number of response tokens *of the batch on each rank*; DDP then
+    averages the ranks' gradients. That equals one process on the joint batch only when the ranks' token
+    counts are equal; see test_designer_term_with_unequal_lengths_differs_across_ranks.
+    """
+    chosen = [" Long sentences with complicated terminology impede comprehension.", " Water boils at one hundred degrees."]
+    rejected = [" Short words help.", " Please explain.", " No."]
+    return [{"prompt": f"Human: {QUESTIONS[i % len(QUESTIONS)]} Assistant:", "chosen": chosen[i % 2],
+             "rejected": rejected[i % 3]} for i in range(n)]
+
+
+def launch(command, tmp_path, cache):
+    env = {**os.environ, "UPO_CACHE": str(cache), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT)
+    (tmp_path / "launch.log").write_text(result.stdout + result.stderr)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-4000:]
+    return result.stdout + result.stderr
+
+
+def max_difference(a, b):
+    a, b = load_file(a), load_file(b)
+    assert a.keys() == b.keys()
+    return max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def ranks(out):
+    return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+
+
+def test_torchrun_two_processes_equal_one_process_with_the_designer_term(tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--precompute_ref", "--max_steps", "4"]
+    log = launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
+                  "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"DDP (2 x 2) vs one process (1 x 4), designer term on: max weight difference {difference:.2e}")
+    assert difference < 1e-5
+    assert "upo_value_head.linear.weight" in load_file(tmp_path / "two" / "final.safetensors")
+    first, second = ranks(tmp_path / "two")
+    assert first["world_size"] == second["world_size"] == 2
+    # Scored and precomputed once: rank 0 ran the reward function and the reference, rank 1 read the caches.
+    assert first["reward_calls"] > 0 and first["reference_forwards"] > 0
+    assert second["reward_calls"] == 0 and second["reference_forwards"] == 0
+    assert log.count("Reference log-probs of 16 pairs: computed") == 1
+    assert log.count("Reference log-probs of 16 pairs: read from the cache") == 1
+
+
+def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokenizer, capsys):
+    """`accelerate launch --config_file examples/accelerate/ddp.yaml -m upo.cli train ...`, DPO on pairs of
+    unequal lengths, equals the same CLI in one process with twice the batch; checkpoints are marked complete."""
+    from upo.cli import main
+
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
+    flags = ["--model_name_or_path", str(model_dir), "--dataset", str(data), "--max_steps", "4", "--learning_rate",
+             "1e-3", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--max_length", "64",
+             "--seed", "0", "--save_strategy", "steps", "--save_steps", "2"]
+    launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/ddp.yaml", "-m", "upo.cli", "train",
+            "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "2", *flags], tmp_path,
+           tmp_path / "cache-two")
+    assert main(["train", "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4", *flags]) == 0
+
+    difference = max_difference(tmp_path / "two" / "model.safetensors", tmp_path / "one" / "model.safetensors")
+    print(f"accelerate launch (2 x 2) vs one process (1 x 4), DPO: max weight difference {difference:.2e}")
+    assert difference < 1e-5
+    for step in (2, 4):
+        checkpoint = tmp_path / "two" / f"checkpoint-{step}"
+        assert (checkpoint / "upo_checkpoint.json").is_file()
+        assert {f.name for f in checkpoint.glob("rng_state_*.pth")} == {"rng_state_0.pth", "rng_state_1.pth"}
+
+
+def test_shipped_accelerate_configs_name_their_engines():
+    engines = {path.name: yaml.safe_load(path.read_text()) for path in (ROOT / "examples" / "accelerate").glob("*.yaml")}
+    assert {name: config["distributed_type"] for name, config in engines.items()} == {
+        "ddp.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP", "deepspeed_zero1.yaml": "DEEPSPEED",
+        "deepspeed_zero2.yaml": "DEEPSPEED", "deepspeed_zero3.yaml": "DEEPSPEED"}
+    assert [engines[f"deepspeed_zero{k}.yaml"]["deepspeed_config"]["zero_stage"] for k in (1, 2, 3)] == [1, 2, 3]
+    assert engines["fsdp.yaml"]["fsdp_config"]["fsdp_version"] == 2
+    assert all(config["num_processes"] == 2 and config["mixed_precision"] == "no" for config in engines.values())
+
+
+def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
+    """torchrun on a machine without GPUs, without use_cpu: transformers would run N independent trainings."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    args = UPOConfig(output_dir=str(tmp_path), report_to="none")
+    assert args.world_size == 1  # what accelerate decided: no GPU, so no process group
+    with pytest.raises(ConfigError, match=r"Launched as 2 processes .*set use_cpu=True \(--use_cpu true\)"):
+        check_launch(args)
+
+
+def test_fsdp_or_deepspeed_requested_where_accelerate_cannot_enable_them_warns(tmp_path, monkeypatch):
+    args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    for variable, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
+        monkeypatch.setenv(variable, "true")
+        with pytest.warns(UserWarning, match=rf"asks for {engine}, but accelerate runs NO.*plain data parallel"):
+            check_launch(args)
+        monkeypatch.delenv(variable)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_launch(args)
+
+
+@pytest.mark.slow
+def test_fsdp_config_on_cpu_falls_back_to_data_parallel(tmp_path):
+    """What examples/accelerate/fsdp.yaml does here: accelerate enables FSDP only on GPUs; on CPU the run is DDP
+    (no parameter is sharded), gives the DDP result, and upo says so."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--max_steps", "4", "--option", "use_cpu=true"]
+    log = launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp.yaml", "tests/ddp_train.py",
+                  "--out", str(tmp_path / "fsdp"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache")
+    first, _ = ranks(tmp_path / "fsdp")
+    assert first["engine"] == "DistributedType.MULTI_CPU" and not first["sharded"]
+    assert "asks for FSDP, but accelerate runs MULTI_CPU" in log
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    assert max_difference(tmp_path / "fsdp" / "final.safetensors", tmp_path / "one" / "final.safetensors") < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(strict=True, reason="known gap: L_aux is normalised by each rank's own token count (see docs/RELIABILITY.md)")
+def test_designer_term_with_unequal_lengths_differs_across_ranks(tmp_path, monkeypatch):
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
+    common = ["--data", str(data), "--designer", "--max_steps", "4"]
+    launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
+            "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"unequal lengths, designer term on: max weight difference {difference:.2e}")
+    assert difference < 1e-5
+
+
+# --- The reference log-prob cache ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tokenized(tokenizer, pairs):
+    return tokenize_dataset(pairs, tokenizer, max_length=64)
+
+
+def count_forwards(model):
+    calls = []
+    model.register_forward_hook(lambda *_: calls.append(1))
+    return calls
+
+
+def test_reference_cache_is_read_instead_of_running_the_reference(tokenized, tmp_path):
+    collator = PreferenceCollator(0)
+    model = tiny_model()
+    calls = count_forwards(model)
+    first = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
+    assert len(calls) == 4  # 16 pairs in batches of 4
+    second = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
+    assert len(calls) == 4
+    assert second["ref_chosen_logps"][:] == first["ref_chosen_logps"][:]
+    assert second["ref_rejected_logps"][:] == first["ref_rejected_logps"][:]
+    assert [p.suffix for p in tmp_path.iterdir()] == [".safetensors"]  # no temporary file left behind
+
+
+def test_reference_cache_key_sees_weights_data_batching_and_the_adapter(tokenized, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    collator = PreferenceCollator(0)
+    model = tiny_model()
+    add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
+    changed = tiny_model(seed=1)
+    add_reference_logps(tokenized, changed, collator, 4, cache_dir=tmp_path)
+    add_reference_logps(tokenized.select(range(8)), model, collator, 4, cache_dir=tmp_path)
+    add_reference_logps(tokenized, model, collator, 8, cache_dir=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 4
+    # With the adapter off, the reference is the base model: the adapter's (random) weights do not count.
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
+    a = get_peft_model(tiny_model(), lora)
+    base = tiny_model()
+    torch.manual_seed(5)  # other adapter weights on the same base
+    b = get_peft_model(base, lora)
+    assert reference_fingerprint(a, disable_adapter=True) == reference_fingerprint(b, disable_adapter=True)
+    assert reference_fingerprint(a) != reference_fingerprint(b)
+    assert reference_fingerprint(a, disable_adapter=True) != reference_fingerprint(a)
+
+
+def test_corrupt_reference_cache_file_is_recomputed_with_a_warning(tokenized, tmp_path):
+    collator = PreferenceCollator(0)
+    model = tiny_model()
+    first = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
+    (path,) = tmp_path.iterdir()
+    path.write_bytes(path.read_bytes()[:40])  # what a half-written file would look like without the rename
+    with pytest.warns(UserWarning, match="ignoring corrupt reference log-prob cache file"):
+        again = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
+    assert again["ref_chosen_logps"][:] == first["ref_chosen_logps"][:]
+    assert load_file(path)["chosen"].shape == (16,)  # rewritten whole
+
+
+def test_unwritable_reference_cache_only_warns(tokenized, tmp_path):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    with pytest.warns(UserWarning, match="could not write reference log-prob cache file"):
+        out = add_reference_logps(tokenized, tiny_model(), PreferenceCollator(0), 4, cache_dir=blocker / "reference")
+    assert len(out["ref_chosen_logps"]) == 16

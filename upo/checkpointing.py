@@ -1,0 +1,124 @@
+"""Checkpoints that a kill can never leave half-written for a resume to trip on.
+
+`transformers.Trainer` writes a checkpoint file by file into `checkpoint-N/`: a SIGKILL, an out-of-memory
+kill or a full disk in the middle leaves a folder that looks like a checkpoint and fails (or silently
+misbehaves) on resume. Here every checkpoint gets a completion marker, `upo_checkpoint.json`, written
+atomically (temporary file, then `os.replace`) after every file of every rank is on disk; it lists each
+file with its size. A folder without a valid marker is incomplete:
+
+* `resume_from_checkpoint=True` picks the last *complete* checkpoint (transformers would take the
+  highest-numbered folder, complete or not);
+* an explicit path to an incomplete checkpoint is refused with the reason and the complete one to use;
+* a save that finds an incomplete folder of the same name (left by a killed save) deletes it first, so
+  no stale file survives into the new checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from .errors import ConfigError
+
+MARKER_FILE = "upo_checkpoint.json"
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
+
+
+def write_completion_marker(folder: str | os.PathLike, global_step: int) -> None:
+    """Mark `folder` complete: call once every file of the checkpoint is written (by every rank)."""
+    folder = Path(folder)
+    files = {
+        str(path.relative_to(folder)): path.stat().st_size
+        for path in sorted(folder.rglob("*"))
+        if path.is_file() and path.name != MARKER_FILE
+    }
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MARKER_FILE}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump({"global_step": global_step, "files": files}, f, indent=1)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, folder / MARKER_FILE)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def incomplete_reason(folder: str | os.PathLike) -> str | None:
+    """Why `folder` is not a complete checkpoint, or None when it is."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "it is not a folder"
+    marker = folder / MARKER_FILE
+    if not marker.is_file():
+        return f"it has no {MARKER_FILE} (the save was interrupted, or another tool wrote it)"
+    try:
+        files = json.loads(marker.read_text())["files"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        return f"its {MARKER_FILE} is unreadable ({error})"
+    for name, size in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        if path.stat().st_size != size:
+            return f"{name} has {path.stat().st_size} bytes, {size} were written"
+    return None
+
+
+def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:
+    """The `checkpoint-N` folders of `output_dir`, by step, complete or not."""
+    output_dir = Path(output_dir)
+    if not output_dir.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in output_dir.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name)) and p.is_dir()]
+    return [path for _, path in sorted(found)]
+
+
+def last_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
+    """The complete checkpoint with the highest step, or None."""
+    complete = [p for p in checkpoint_folders(output_dir) if incomplete_reason(p) is None]
+    return complete[-1] if complete else None
+
+
+def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | os.PathLike) -> str | None:
+    """What `train(resume_from_checkpoint=...)` should load: a complete checkpoint's path, or None.
+
+    `True` (or the strings "true" / "last", as a CLI or YAML gives them) means the last complete
+    checkpoint of `output_dir`. A path is checked and refused, naming the reason and the alternative, when
+    it is incomplete.
+    """
+    if resume_from_checkpoint in (None, False):
+        return None
+    if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in ("true", "last"):
+        resume_from_checkpoint = True
+    if resume_from_checkpoint is True:
+        found = last_complete_checkpoint(output_dir)
+        if found is None:
+            folders = [p.name for p in checkpoint_folders(output_dir)]
+            detail = f"only incomplete ones ({', '.join(folders)})" if folders else "none"
+            raise ConfigError(
+                f"resume_from_checkpoint=True: no complete checkpoint in {output_dir}; found {detail}. Pass the "
+                f"path of a checkpoint folder explicitly, or start a new run."
+            )
+        return str(found)
+    path = Path(resume_from_checkpoint)
+    reason = incomplete_reason(path)
+    if reason is not None:
+        last = last_complete_checkpoint(path.parent) if path.parent.is_dir() else None
+        fix = f"Resume from {last} instead (resume_from_checkpoint=True picks it)." if last else (
+            "No complete checkpoint is next to it.")
+        raise ConfigError(f"Cannot resume from {path}: not a complete upo checkpoint, {reason}. {fix}")
+    return str(path)
+
+
+def remove_if_incomplete(folder: str | os.PathLike) -> bool:
+    """Delete `folder` when it exists but is not a complete checkpoint; True when something was deleted."""
+    folder = Path(folder)
+    if folder.is_dir() and incomplete_reason(folder) is not None:
+        shutil.rmtree(folder)
+        return True
+    return False
