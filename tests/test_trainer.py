@@ -23,6 +23,8 @@ FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, 
 def train(tokenizer, data, tmp_path, name="run", reward_funcs=None, **kwargs):
     recorder = Recorder()
     options = {**FAST, "max_steps": 2, **kwargs}
+    if isinstance(reward_funcs, list) and all(isinstance(f, str) for f in reward_funcs):
+        options["reward_funcs"], reward_funcs = reward_funcs, None
     trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / name), **options),
                          train_dataset=data, processing_class=tokenizer, callbacks=[recorder], reward_funcs=reward_funcs)
     trainer.train()
@@ -153,3 +155,13 @@ def test_upo_pushes_the_designer_objective_more_than_dpo(tokenizer, tmp_path):
     assert upo_gain > dpo_gain + 0.3
     recent = [log["rewards/accuracies"] for log in logs[-6:]]
     assert sum(recent) / len(recent) >= 0.6  # and the preference is still learnt
+
+
+def test_gradient_accumulation_equals_one_big_batch(tokenizer, pairs, tmp_path):
+    """Token-averaged terms (sft, L_aux) divide by the whole step's tokens, so 2 x 2 pairs == 1 x 4 pairs."""
+    opts = dict(max_steps=2, loss_type=["sigmoid", "sft"], reward_funcs=["length"], learning_rate=1e-3)
+    big, _ = train(tokenizer, pairs, tmp_path, "big", **opts)
+    small, _ = train(tokenizer, pairs, tmp_path, "small", **opts, per_device_train_batch_size=2,
+                     gradient_accumulation_steps=2)
+    difference = max((p - q).abs().max().item() for p, q in zip(big.model.parameters(), small.model.parameters()))
+    assert difference < 1e-5, difference

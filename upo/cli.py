@@ -62,7 +62,9 @@ def _parse_train_args(argv: list[str]):
         if unknown:
             raise ConfigError(f"{config_path}: unknown options {unknown}. See `upo train --help` for the options.")
         parser.set_defaults(**values)
-    script_args, config, _ = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=False)
+    script_args, config, _, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    if unknown:
+        raise ConfigError(f"unknown options {unknown}. See `upo train --help` for the options.")
     return script_args, config
 
 

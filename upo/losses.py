@@ -65,16 +65,18 @@ def hinge_loss(logits: torch.Tensor, beta: float) -> torch.Tensor:
     return torch.relu(1 - beta * logits)
 
 
-def sft_loss(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor) -> torch.Tensor:
+def sft_loss(chosen_logps: torch.Tensor, chosen_lengths: torch.Tensor, num_tokens=None) -> torch.Tensor:
     """Negative log-likelihood of the chosen responses, averaged over their tokens (RPO's NLL term).
 
     Args:
         chosen_logps: summed log-probs. Shape: (B,)
         chosen_lengths: token counts. Shape: (B,)
+        num_tokens: the token count to divide by, when it is not this batch's own (see `step_token_counts`).
     Returns:
         Scalar: `-sum(chosen_logps) / sum(chosen_lengths)`.
     """
-    return -chosen_logps.sum() / chosen_lengths.sum().clamp(min=1)
+    denominator = chosen_lengths.sum().clamp(min=1) if num_tokens is None else num_tokens
+    return -chosen_logps.sum() / denominator
 
 
 def modpo_loss(
@@ -116,6 +118,7 @@ def preference_loss(
     designer_margin: torch.Tensor | None = None,
     modpo_weight: float = 0.0,
     pair_weights: torch.Tensor | None = None,
+    sft_num_tokens=None,
 ) -> PreferenceOutput:
     """The preference term `L_pref`: several loss types combined with `loss_weights`, as TRL does.
 
@@ -125,6 +128,7 @@ def preference_loss(
         chosen_lengths, rejected_lengths: response token counts. Shape: (B,)
         designer_margin: `r_aux(chosen) - r_aux(rejected)`, needed by "modpo". Shape: (B,)
         pair_weights: optional per-pair weights (the dataset's `weight` column). Shape: (B,)
+        sft_num_tokens: the denominator of "sft" when it is not this batch's chosen tokens.
     Returns:
         `loss`: `sum_t loss_weights[t] * mean_pairs(loss_t)`, a scalar; `components`: each `loss_t`.
     """
@@ -147,7 +151,7 @@ def preference_loss(
                 raise ValueError("loss_type 'modpo' needs designer rewards: set `reward_funcs`.")
             per_pair = modpo_loss(logits, designer_margin, beta, modpo_weight)
         elif name == "sft":
-            per_pair = sft_loss(chosen_logps, chosen_lengths).expand_as(logits)
+            per_pair = sft_loss(chosen_logps, chosen_lengths, sft_num_tokens).expand_as(logits)
         else:
             raise ValueError(f"Unknown loss_type {name!r}; expected one of {PREFERENCE_LOSS_TYPES}.")
         if pair_weights is not None and name != "sft":
@@ -225,7 +229,7 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
 
 
 def advantage_weighted_nll(
-    logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor
+    logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, num_tokens=None
 ) -> torch.Tensor:
     """`L_aux = -sum_i w_i * logp_i / sum_i n_i` over the responses that have a designer reward.
 
@@ -237,11 +241,13 @@ def advantage_weighted_nll(
         lengths: token counts. Shape: (M,)
         weights: advantage weights, detached. Shape: (M,)
         mask: which responses have a designer reward. Shape: (M,)
+        num_tokens: the token count to divide by, when it is not this batch's own (see `step_token_counts`).
     Returns:
         Scalar.
     """
     maskf = mask.to(logps.dtype)
-    return -(weights * logps * maskf).sum() / (lengths * maskf).sum().clamp(min=1)
+    denominator = (lengths * maskf).sum().clamp(min=1) if num_tokens is None else num_tokens
+    return -(weights * logps * maskf).sum() / denominator
 
 
 @dataclass
@@ -289,6 +295,7 @@ def designer_loss(
     expectile_tau: float = 0.7,
     aw_temperature: float = 1.0,
     aw_max_weight: float = 20.0,
+    num_tokens=None,
 ) -> DesignerOutput:
     """UPO's designer term: advantage-weighted likelihood on both responses of every pair, plus the value loss.
 
@@ -301,15 +308,39 @@ def designer_loss(
         lengths: response token counts, chosen then rejected. Shape: (2B,)
         rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
         values: value head output per prompt (required for "value_head"). Shape: (B,)
+        num_tokens: denominator of `L_aux` when it is not this batch's own (see `step_token_counts`).
     """
     mask = ~torch.isnan(rewards)
     rewards = torch.where(mask, rewards, torch.zeros_like(rewards))
     baseline = baseline_values(rewards, mask, value_baseline, values)
     advantages = torch.where(mask, rewards - baseline.detach(), torch.zeros_like(rewards))
     weights = advantage_weights(advantages, aw_temperature, aw_max_weight)
-    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask)
+    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask, num_tokens)
     if value_baseline == "value_head":
         value = expectile_loss(baseline, rewards, expectile_tau, mask)
     else:
         value = policy_logps.new_zeros(())
     return DesignerOutput(aux_loss=aux, value_loss=value, advantages=advantages, weights=weights, mask=mask)
+
+
+def step_token_counts(batches: list[dict], num_processes: int) -> torch.Tensor:
+    """Token counts that make per-token averages exact over a whole optimizer step.
+
+    A step sums the gradients of `G` micro-batches (each loss divided by `G`) on `P` processes (averaged), so a
+    term that divides by *its own* micro-batch's tokens weighs a token of a short batch more than one of a long
+    batch. Dividing each micro-batch by `total_tokens / (G * P)` instead gives every token of the step the same
+    weight, exactly as one big batch would. The caller sums the returned counts over processes.
+
+    Args:
+        batches: the step's micro-batches, as built by `PreferenceCollator`.
+    Returns:
+        `(chosen tokens, tokens of responses with a designer reward)`, each already divided by `G * P`. Shape: (2,)
+    """
+    counts = torch.zeros(2, dtype=torch.float64)
+    for batch in batches:
+        n = 2 * len(batch["prompt_last_index"])
+        lengths = torch.bincount(batch["response_index"].cpu(), minlength=n).to(torch.float64)
+        counts[0] += lengths[: n // 2].sum()
+        if "designer_rewards" in batch:
+            counts[1] += (lengths * ~torch.isnan(batch["designer_rewards"].cpu())).sum()
+    return counts / (len(batches) * num_processes)

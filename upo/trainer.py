@@ -19,7 +19,7 @@ from .data.collator import PreferenceCollator
 from .data.pipeline import prepare_preference_data
 from .distributed import check_launch
 from .errors import ConfigError
-from .losses import designer_loss, preference_loss
+from .losses import designer_loss, preference_loss, step_token_counts
 from .logps import forward_logps
 from .model_card import write_model_card
 from .numerics import NonFiniteGuard, check_numeric_columns
@@ -143,6 +143,7 @@ class UPOTrainer(Trainer):
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
         self._nonfinite_guard = NonFiniteGuard(skip=args.skip_nonfinite_batches)
+        self._step_num_tokens = None
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         out = self.args.output_dir
@@ -160,6 +161,14 @@ class UPOTrainer(Trainer):
     def training_step(self, model, inputs, num_items_in_batch=None):
         # A non-finite loss or gradient stops the run (or, optionally, is skipped) before it reaches the weights.
         return self._nonfinite_guard.training_step(self, super().training_step, model, inputs, num_items_in_batch)
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        # The step's micro-batches are all known here: count their tokens once, over every process.
+        batches, num_items = super().get_batch_samples(epoch_iterator, num_batches, device)
+        if batches:
+            counts = step_token_counts(batches, self.accelerator.num_processes).to(device)
+            self._step_num_tokens = self.accelerator.reduce(counts, reduction="sum").float().clamp(min=1e-8)
+        return batches, num_items
 
     # --- Wiring ---
 
@@ -203,6 +212,8 @@ class UPOTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
         mode = "train" if model.training else "eval"
+        # Per-token averages over the whole optimizer step in training; over this batch in evaluation.
+        step_tokens = self._step_num_tokens if mode == "train" and self._step_num_tokens is not None else (None, None)
         out = forward_logps(model, inputs, args.logps_chunk_size)
         chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_lengths, rejected_lengths = out.lengths.chunk(2)
@@ -217,7 +228,7 @@ class UPOTrainer(Trainer):
             chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
             beta=args.beta, loss_type=args.loss_type, loss_weights=args.loss_weights,
             label_smoothing=args.label_smoothing, designer_margin=margin, modpo_weight=args.modpo_weight,
-            pair_weights=inputs.get("weight"),
+            pair_weights=inputs.get("weight"), sft_num_tokens=step_tokens[0],
         )
         loss = pref.loss
         metrics = {"loss/pref": pref.loss}
@@ -228,6 +239,7 @@ class UPOTrainer(Trainer):
             designer = designer_loss(
                 out.logps, out.lengths, rewards, value_baseline=args.value_baseline, values=values,
                 expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
+                num_tokens=step_tokens[1],
             )
             loss = loss + args.alpha * designer.aux_loss + designer.value_loss
             applicable = designer.mask

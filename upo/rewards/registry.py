@@ -163,6 +163,11 @@ def _import_reward_func(spec: str) -> RewardFunc:
         func = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as e:
         raise ConfigError(f"reward function {spec!r} could not be imported ({e}).{_SPEC_HELP}") from e
+    except SyntaxError as e:  # the user's module itself is broken: point at the line
+        raise ConfigError(
+            f"reward function {spec!r} could not be imported ({e.msg} in {e.filename}, line {e.lineno}): "
+            "fix that line of the module."
+        ) from e
     if isinstance(func, type) or not callable(func):
         raise ConfigError(f"reward function {spec!r} is {func!r}, not a function or a callable instance.{_SPEC_HELP}")
     return func
