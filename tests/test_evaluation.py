@@ -1,0 +1,138 @@
+"""`upo eval`: the metrics on fixed generations, the exact KL along a reply, and a whole evaluation with
+tiny models (policy, reference and embedding model)."""
+
+import json
+import math
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from eval_fixtures import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
+from upo.evaluation import (
+    DesignerScale,
+    EvalSettings,
+    Evaluator,
+    generate_with_kl,
+    implicit_reward_accuracy,
+    load_eval_rows,
+    score_objectives,
+    side_by_side,
+    summarize,
+    win_rate,
+)
+from upo.generation import Decoding
+from upo.preference_scorer import HumanReplySimilarity
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    return {"reference": make_tiny_lm_dir(root / "reference", seed=0), "policy": make_tiny_lm_dir(root / "policy", seed=1),
+            "scorer": make_tiny_scorer_dir(root / "scorer")}
+
+
+def test_win_rate_counts_ties_and_identical_replies_as_half():
+    assert win_rate([0.9, 0.1, 0.5, 0.7], [0.5, 0.2, 0.5, 0.1], ["a", "b", "c", "d"], ["x", "y", "z", "d"]) == \
+        pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+
+
+def test_summary_of_fixed_generations():
+    replies = ["one two three", "four five", ""]
+    objectives = {"length": [0.5, 1.0, None]}
+    summary = summarize("m", replies, objectives, designer=[1.0, -1.0, 0.5], preference=[0.8, 0.2, 0.5],
+                        reference_preference=[0.5, 0.5, 0.5], reference_replies=["a", "b", "c"], kls=[0.0, 2.0, 4.0],
+                        token_counts=[3, 2, 0], accuracy=0.75)
+    assert summary["objective/length"] == pytest.approx(0.75)  # None does not count
+    assert summary["designer_score"] == pytest.approx(0.5 / 3)
+    assert summary["designer_score_std"] == pytest.approx(math.sqrt(((1 - 1 / 6) ** 2 + (-1 - 1 / 6) ** 2 + (0.5 - 1 / 6) ** 2) / 3))
+    assert summary["preference_score"] == pytest.approx(0.5)
+    assert summary["win_rate"] == pytest.approx(0.5)  # one win, one loss, one tie
+    assert summary["kl"] == pytest.approx(2.0)
+    assert summary["length_words"] == pytest.approx(5 / 3)
+    table = side_by_side([summary, {**summary, "name": "n"}])
+    assert "| length (mean) | 0.750 | 0.750 |" in table and "| win rate vs reference | 50.0% | 50.0% |" in table
+
+
+def test_designer_scale_uses_training_statistics(tmp_path):
+    train = write_chitchat_rows(tmp_path / "train.jsonl", 12)
+    scale = DesignerScale.fit(train, ["length:target_words=4"], [2.0])
+    rows = [json.loads(line) for line in train.read_text().splitlines()]
+    from upo.rewards import Length
+
+    f = Length(4)
+    raw = f(None, [r["chosen"] for r in rows]) + f(None, [r["rejected"] for r in rows])
+    mean = sum(raw) / len(raw)
+    std = math.sqrt(sum((x - mean) ** 2 for x in raw) / len(raw))
+    assert scale.mean[0] == pytest.approx(mean) and scale.std[0] == pytest.approx(std)
+    assert scale.weighted({"length": [raw[0], None]}) == pytest.approx([2.0 * (raw[0] - mean) / std, 0.0])
+    # One degenerate reply cannot outweigh the others: each z is clipped at 3 std.
+    assert scale.weighted({"length": [mean - 100 * std, mean + 100 * std]}) == pytest.approx([-6.0, 6.0])
+    scores = score_objectives([r["prompt"] for r in rows[:3]], ["a b c d", "a", ""], ["length:target_words=4"], rows[:3])
+    assert scores["length"] == pytest.approx([1.0, math.exp(-0.75), math.exp(-1.0)])
+
+
+def _manual_kl(policy, reference, tokenizer, prompt, reply_ids):
+    """KL summed over the reply, computed on one unpadded sequence: the definition, without batching tricks."""
+    prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    ids = torch.tensor([list(prompt_ids) + reply_ids])
+    n = len(reply_ids)
+    with torch.no_grad():
+        p = policy(ids).logits[0, -n - 1 : -1].log_softmax(-1)
+        q = reference(ids).logits[0, -n - 1 : -1].log_softmax(-1)
+    return float((p.exp() * (p - q)).sum())
+
+
+def test_kl_along_greedy_replies_matches_the_definition(folders):
+    policy = AutoModelForCausalLM.from_pretrained(folders["policy"]).eval()
+    reference = AutoModelForCausalLM.from_pretrained(folders["reference"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folders["reference"])
+    prompts = [[{"role": "user", "content": "hello there " * k}] for k in (1, 3, 5)]  # different lengths: padding
+    replies, kls, counts = generate_with_kl(policy, reference, tokenizer, prompts, Decoding(max_new_tokens=5),
+                                            batch_size=3, progress=False)
+    for prompt, reply, kl, count in zip(prompts, replies, kls, counts):
+        # Greedy again, one prompt alone: the same tokens (batching does not change the reply).
+        ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_tensors="pt",
+                                            return_dict=True)["input_ids"]
+        alone = policy.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=5, do_sample=False,
+                                pad_token_id=0)[0, ids.shape[1]:].tolist()
+        if 1 in alone:  # up to and including the end-of-turn token
+            alone = alone[: alone.index(1) + 1]
+        assert tokenizer.decode(alone, skip_special_tokens=True).strip() == reply
+        assert count == len([t for t in alone if t != 1])
+        assert kl == pytest.approx(_manual_kl(policy, reference, tokenizer, prompt, alone), rel=1e-4, abs=1e-5)
+        assert kl > 0
+    _, same, _ = generate_with_kl(reference, reference, tokenizer, prompts, Decoding(max_new_tokens=5), progress=False)
+    assert same == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
+
+
+def test_implicit_accuracy(folders, tmp_path):
+    rows = [json.loads(line) for line in write_chitchat_rows(tmp_path / "e.jsonl", 6).read_text().splitlines()]
+    reference = AutoModelForCausalLM.from_pretrained(folders["reference"]).eval()
+    policy = AutoModelForCausalLM.from_pretrained(folders["policy"]).eval()
+    tokenizer = AutoTokenizer.from_pretrained(folders["reference"])
+    assert implicit_reward_accuracy(reference, None, tokenizer, rows) == 0.5
+    accuracy = implicit_reward_accuracy(policy, reference, tokenizer, rows)
+    assert accuracy in {k / 6 for k in range(7)}
+    # Swapping chosen and rejected mirrors the accuracy.
+    swapped = [{**r, "chosen": r["rejected"], "rejected": r["chosen"]} for r in rows]
+    assert implicit_reward_accuracy(policy, reference, tokenizer, swapped) == pytest.approx(1 - accuracy)
+
+
+def test_evaluator_end_to_end(folders, tmp_path):
+    train = write_chitchat_rows(tmp_path / "train.jsonl", 10, seed=1)
+    evaluation = write_chitchat_rows(tmp_path / "eval.jsonl", 5, seed=2)
+    settings = EvalSettings(str(evaluation), str(train), ["length:target_words=5"], max_new_tokens=4, batch_size=2)
+    evaluator = Evaluator(settings, str(folders["reference"]), scorer=HumanReplySimilarity(folders["scorer"]),
+                          progress=False)
+    reference = evaluator.evaluate_reference()["summary"]
+    assert reference["win_rate"] == 0.5 and reference["kl"] == 0.0 and reference["implicit_accuracy"] == 0.5
+    policy = evaluator.evaluate("policy", str(folders["policy"]))
+    summary = policy["summary"]
+    assert summary["n_prompts"] == 5 and summary["kl"] > 0 and 0 <= summary["win_rate"] <= 1
+    assert len(policy["replies"]) == 5
+    assert summary["preference_score"] == pytest.approx(
+        sum(HumanReplySimilarity(folders["scorer"]).score(policy["replies"], [r["human_reply"] for r in load_eval_rows(evaluation)])) / 5,
+        abs=1e-6)
+    per_prompt = evaluator.per_prompt({"reference": evaluator.evaluate_reference(), "policy": policy})
+    assert set(per_prompt[0]) == {"prompt", "human_reply", "reference", "policy"}

@@ -1,0 +1,128 @@
+"""`upo frontier`: Pareto front, the target check, and the resume logic on a real (tiny) grid: finished runs
+are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
+
+import json
+import os
+
+import pytest
+
+from eval_fixtures import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
+from upo.frontier import (
+    EVAL_SUMMARY,
+    REFERENCE_EVAL,
+    TRAIN_DONE,
+    _RunLock,
+    collect_results,
+    format_report,
+    load_frontier_config,
+    pareto_front,
+    run_dir,
+    run_frontier,
+    target_check,
+    train_done,
+)
+
+
+def test_pareto_front():
+    points = [(0.0, 0.5), (1.0, 0.4), (0.5, 0.45), (0.4, 0.3), (1.0, 0.2)]
+    assert pareto_front(points) == [0, 2, 1]
+
+
+def _run(name, family, designer, preference, win):
+    return {"name": name, "family": family, "options": {},
+            "summary": {"designer_score": designer, "preference_score": preference, "win_rate": win}}
+
+
+def test_target_check():
+    reference = {"designer_score_std": 2.0}
+    runs = [_run("dpo", "DPO", 0.0, 0.30, 0.60), _run("upo-a", "UPO", 1.2, 0.30, 0.59),
+            _run("upo-b", "UPO", 3.0, 0.25, 0.50), _run("modpo", "MODPO", 0.5, 0.31, 0.62)]
+    check = target_check(runs, reference)
+    by_name = {c["name"]: c for c in check["candidates"]}
+    assert by_name["upo-a"]["met"] and by_name["upo-a"]["gain_std"] == pytest.approx(0.6)
+    assert not by_name["upo-b"]["same_preference"] and not by_name["upo-b"]["met"]
+    assert check["met"]
+    runs.append(_run("modpo-2", "MODPO", 1.3, 0.30, 0.60))  # now dominates upo-a
+    assert not target_check(runs, reference)["met"]
+
+
+@pytest.fixture
+def grid(tmp_path):
+    lm = make_tiny_lm_dir(tmp_path / "lm")
+    scorer = make_tiny_scorer_dir(tmp_path / "scorer")
+    config = {
+        "output_dir": str(tmp_path / "frontier"),
+        "model_name_or_path": str(lm),
+        "dataset": str(write_chitchat_rows(tmp_path / "train.jsonl", 8, seed=1)),
+        "eval_data": str(write_chitchat_rows(tmp_path / "eval.jsonl", 3, seed=2)),
+        "reward_funcs": ["length:target_words=4"],
+        "reward_weights": [1.0],
+        "train": {"max_steps": 1, "per_device_train_batch_size": 2, "learning_rate": 1e-3, "use_cpu": True,
+                  "max_length": 64, "logging_steps": 1, "disable_tqdm": True},
+        "eval": {"max_new_tokens": 3, "batch_size": 3, "preference_scorer_model": str(scorer)},
+        "runs": [{"name": "dpo", "options": {"alpha": 0.0}}, {"name": "upo", "options": {"alpha": 1.0}}],
+    }
+    return load_frontier_config(config)
+
+
+def _stub_finished(config, run, summary):
+    """What a finished run leaves behind: the training marker (written as train_run writes it) and its evaluation."""
+    from upo.frontier import _settings_key, _train_key, _write_json, run_train_options
+
+    folder = run_dir(config, run["name"])
+    _write_json(folder / TRAIN_DONE, {"options_key": _train_key(run_train_options(config, run))})
+    _write_json(folder / EVAL_SUMMARY, {"settings_key": _settings_key(config), "summary": summary, "replies": [],
+                                        "preference": [], "designer": [], "kl": []})
+
+
+def test_resume_trains_and_evaluates_only_what_is_missing(grid):
+    dpo, upo = grid["runs"]
+    stub = {"designer_score": 0.1, "designer_score_std": 1.0, "preference_score": 0.2, "win_rate": 0.55, "kl": 1.0,
+            "length_words": 3.0, "implicit_accuracy": 0.5}
+    _stub_finished(grid, dpo, {**stub, "name": "dpo"})
+    logs = []
+    results = run_frontier(grid, progress=False, log=logs.append)
+    # The stubbed run was neither trained nor evaluated again; the other one really was.
+    assert not (run_dir(grid, "dpo") / "train.log").exists()
+    assert (run_dir(grid, "upo") / "train.log").exists() and train_done(grid, upo)
+    assert (run_dir(grid, "upo") / "adapter_config.json").exists() or (run_dir(grid, "upo") / "config.json").exists()
+    assert [r["name"] for r in results["runs"]] == ["dpo", "upo"]
+    assert results["runs"][0]["summary"]["designer_score"] == 0.1
+    assert (run_dir(grid, "upo") / EVAL_SUMMARY).exists() and (run_dir(grid, "dpo").parent.parent / REFERENCE_EVAL).exists()
+    out = run_dir(grid, "dpo").parent.parent
+    assert (out / "frontier.png").stat().st_size > 0 and "| dpo |" in (out / "frontier.md").read_text()
+
+    # A second call finds everything done: nothing is trained or evaluated.
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json")
+              and not p.name.startswith("frontier")}
+    run_frontier(grid, progress=False, log=logs.append)
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+
+    # Changing a run's options makes it stale: it is trained again, the other is kept.
+    changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}
+    assert not train_done(changed, changed["runs"][1]) and train_done(changed, dpo)
+
+
+def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
+    with _RunLock(run_dir(grid, "upo")) as locked:
+        assert locked
+        logs = []
+        results = run_frontier({**grid, "runs": grid["runs"][1:]}, progress=False, log=logs.append)
+    assert any("another process has it" in line for line in logs)
+    assert results["runs"] == [] and not run_dir(grid, "upo").joinpath(TRAIN_DONE).exists()
+    assert format_report(collect_results(grid)).startswith("| run |")  # the reference row alone
+
+
+def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
+    from upo.demo import demo_config
+    from upo.frontier import run_train_options, training_data
+
+    train = write_chitchat_rows(tmp_path / "train.jsonl", 20)
+    config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0,
+                                              train_data=str(train)))
+    dpo, upo = (run_train_options(config, run) for run in config["runs"])
+    assert {k: v for k, v in dpo.items() if k not in ("alpha", "output_dir")} == \
+        {k: v for k, v in upo.items() if k not in ("alpha", "output_dir")}
+    assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
+    # One epoch over exactly the pairs the budget reaches (3 steps of 4).
+    assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]
