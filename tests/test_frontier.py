@@ -118,11 +118,11 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     from upo.frontier import run_train_options, training_data
 
     train = write_chitchat_rows(tmp_path / "train.jsonl", 20)
-    config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0,
+    config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0, aw_temperature=0.5,
                                               train_data=str(train)))
     dpo, upo = (run_train_options(config, run) for run in config["runs"])
-    assert {k: v for k, v in dpo.items() if k not in ("alpha", "output_dir")} == \
-        {k: v for k, v in upo.items() if k not in ("alpha", "output_dir")}
+    assert {k: v for k, v in dpo.items() if k not in ("alpha", "aw_temperature", "output_dir")} == \
+        {k: v for k, v in upo.items() if k not in ("alpha", "aw_temperature", "output_dir")}
     assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
     # One epoch over exactly the pairs the budget reaches (3 steps of 4).
     assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]

@@ -17,10 +17,12 @@ import json
 import time
 from pathlib import Path
 
-def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha: float = 2.0,
-                learning_rate: float = 2e-4, train_data: str = "examples/data/chitchat_train.jsonl",
+def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha: float = 4.0,
+                aw_temperature: float = 0.5, learning_rate: float = 2e-4, train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
-    """The demo as a frontier config: DPO and UPO, identical but for `alpha`."""
+    """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
+    temperature of its advantage weights). The defaults are the frontier's budget and its best UPO point
+    (`upo-a4-temp0.5` in docs/RESULTS.md), so the demo's numbers can be checked against that table."""
     return {
         "output_dir": output_dir,
         "model_name_or_path": model,
@@ -34,7 +36,8 @@ def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha:
                   "precompute_ref_log_probs": True, "precompute_ref_batch_size": 16, "logging_steps": 4,
                   "use_cpu": True, "seed": 0},
         "eval": {"max_prompts": eval_prompts, "max_new_tokens": 24, "batch_size": 32},
-        "runs": [{"name": "DPO", "options": {"alpha": 0.0}}, {"name": "UPO", "options": {"alpha": alpha}}],
+        "runs": [{"name": "DPO", "options": {"alpha": 0.0}},
+                 {"name": "UPO", "options": {"alpha": alpha, "aw_temperature": aw_temperature}}],
     }
 
 
@@ -43,7 +46,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output_dir", default=None, help="Default: runs/demo-<date>-<time>.")
     parser.add_argument("--steps", type=int, default=32, help="Training steps of 4 pairs, for each of DPO and UPO.")
     parser.add_argument("--eval_prompts", type=int, default=64, help="Held-out prompts to evaluate on.")
-    parser.add_argument("--alpha", type=float, default=2.0, help="UPO's weight of the designer term.")
+    parser.add_argument("--alpha", type=float, default=4.0, help="UPO's weight of the designer term.")
+    parser.add_argument("--aw_temperature", type=float, default=0.5, help="UPO's advantage-weight temperature.")
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy, "
@@ -60,8 +64,8 @@ def main(argv: list[str]) -> None:
     print(f"[demo] output: {output_dir}; torch threads: {threads}", flush=True)
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
-    config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.learning_rate)
-    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}) with LoRA, {args.steps} steps of 4 pairs each, "
+    config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
+    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={args.aw_temperature}) with LoRA, {args.steps} steps of 4 pairs each, "
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 
     def log(line: str) -> None:

@@ -340,7 +340,8 @@ def collect_results(config: dict) -> dict:
             wins = win_indicators(summary["preference"], reference["preference"], summary["replies"],
                                   reference["replies"]) if reference is not None and summary.get("replies") else None
             runs.append({"name": run["name"], "family": run_family(run), "options": run.get("options", {}),
-                         "summary": summary["summary"], "designer": summary["designer"], "wins": wins})
+                         "summary": summary["summary"], "designer": summary["designer"], "wins": wins,
+                         "preference": summary.get("preference")})
     return {"reference": reference["summary"] if reference else None,
             "reference_designer_std": reference["summary"]["designer_score_std"] if reference else None,
             "runs": runs, "target": target_check(runs, reference["summary"] if reference else None)}
@@ -475,6 +476,16 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
                        label=family, zorder=3, edgecolors="white" if family != "DPO" else "black")
     for (x, y), r in zip(points, runs):
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    dpo = next((r for r in runs if r["family"] == "DPO"), None)
+    if dpo is not None and len(dpo.get("designer") or []) > 1 and len(dpo.get("preference") or []) > 1:
+        import statistics
+
+        # The noise of one point: one standard error of each mean over the prompts.
+        n = len(dpo["designer"])
+        ax.errorbar([dpo["summary"]["designer_score"]], [dpo["summary"]["preference_score"]],
+                    xerr=[statistics.pstdev(dpo["designer"]) / n ** 0.5],
+                    yerr=[statistics.pstdev(dpo["preference"]) / n ** 0.5], fmt="none", ecolor="black", elinewidth=0.8,
+                    capsize=3, zorder=2, label=f"±1 s.e. over {n} prompts")
     if results.get("reference"):
         ref = results["reference"]
         ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
