@@ -4,7 +4,6 @@ small fake sample with a tiny LM and a tiny embedding model (the real ones are t
 import json
 
 import pytest
-import torch
 from transformers import AutoTokenizer
 
 from eval_fixtures import fake_conversations, make_tiny_lm_dir, make_tiny_scorer_dir

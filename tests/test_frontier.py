@@ -1,9 +1,6 @@
 """`upo frontier`: Pareto front, the target check, and the resume logic on a real (tiny) grid: finished runs
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
-import json
-import os
-
 import pytest
 
 from eval_fixtures import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows

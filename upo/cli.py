@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: upo {train,score,eval,frontier,demo,data,env} ...\n\n"
               "  upo train --config run.yaml [--option value ...]   train with DPO / UPO / MODPO\n"
               "  upo score DATA --reward_funcs NAME [NAME ...]      do the labels already encode an objective?\n"
-              "  upo eval --model RUN_DIR --data EVAL.jsonl ...      generate on held-out prompts, score them\n"
+              "  upo eval --model RUN [RUN ...] --eval_data EVAL     generate on held-out prompts, score them\n"
               "  upo frontier --config frontier.yaml                train + evaluate a DPO / UPO / MODPO grid\n"
               "  upo demo                                           DPO vs UPO on SmolLM2, side by side\n"
               "  upo data chitchat [--out_dir DIR ...]              build the chit-chat preference set\n"

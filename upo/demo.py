@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 
@@ -69,6 +70,7 @@ def main(argv: list[str]) -> None:
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 
     def log(line: str) -> None:
+        line = re.sub(r"^\[frontier [0-9.]+ min\] ", "", line)  # one clock is enough
         print(f"[demo {(time.perf_counter() - start) / 60:4.1f} min] {line}", flush=True)
 
     run_frontier(config, num_threads=threads, log=log)
