@@ -14,6 +14,7 @@ from upo.frontier import (
     load_frontier_config,
     pareto_front,
     run_dir,
+    run_family,
     run_frontier,
     target_check,
     train_done,
@@ -23,6 +24,14 @@ from upo.frontier import (
 def test_pareto_front():
     points = [(0.0, 0.5), (1.0, 0.4), (0.5, 0.45), (0.4, 0.3), (1.0, 0.2)]
     assert pareto_front(points) == [0, 2, 1]
+
+
+def test_every_method_of_the_grid_has_its_family():
+    config = load_frontier_config("examples/frontier_chitchat.yaml")
+    families = {run["name"]: run_family(run) for run in config["runs"]}
+    assert families["dpo"] == "DPO" and families["upo-a1"] == "UPO" and families["modpo-w0.5"] == "MODPO"
+    assert families["rpo"] == "RPO" and families["kto"] == "KTO" and families["kto-upo-a4-temp0.5"] == "KTO-UPO"
+    assert families["aoppo-a1"] == "aoPPO" and families["drov-a1"] == "DRO-V" and families["csft"] == "CSFT"
 
 
 def _run(name, family, designer, preference, win):

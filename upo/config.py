@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from .errors import ConfigError
-from .losses import PREFERENCE_LOSS_TYPES, VALUE_BASELINES
+from .losses import BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
 
 
 @dataclass
@@ -41,7 +41,10 @@ class UPOConfig(TrainingArguments):
         default_factory=lambda: ["sigmoid"],
         metadata={
             "help": "Preference loss types, combined with `loss_weights`: 'sigmoid' (DPO), 'ipo', 'hinge', "
-            "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO), 'modpo' (MODPO's margin loss, needs reward_funcs)."
+            "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO), 'modpo' (MODPO's margin loss, needs reward_funcs). "
+            "Baselines, each alone: 'kto' (unpaired rows prompt/completion/label; pairs are unpaired "
+            "automatically), 'csft' (conditional SFT with control tags), 'aoppo' (one-step offline PPO) and "
+            "'drov' (DRO-V); the last two take `label + alpha * r_aux` as their reward, +1 chosen / -1 rejected."
         },
     )
     loss_weights: list[float] | None = field(
@@ -132,6 +135,20 @@ class UPOConfig(TrainingArguments):
     value_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}
     )
+    desirable_weight: float = field(
+        default=1.0, metadata={"help": "KTO: weight of the desirable responses' loss (TRL's name)."}
+    )
+    undesirable_weight: float = field(
+        default=1.0, metadata={"help": "KTO: weight of the undesirable responses' loss (TRL's name)."}
+    )
+    cliprange: float = field(
+        default=0.2, metadata={"help": "aoPPO: the ratio is clipped to [1 - cliprange, 1 + cliprange] (TRL's name)."}
+    )
+    csft_tags: list[str] = field(
+        default_factory=lambda: ["[good]", "[bad]"],
+        metadata={"help": "CSFT: the control tags put before chosen and rejected responses; generation from a CSFT "
+                  "model starts with the first (`upo eval` does it)."},
+    )
     modpo_weight: float = field(
         default=0.5,
         metadata={"help": "MODPO's weight on the designer rewards, in [0, 1); the preference gets 1 - weight."},
@@ -166,8 +183,12 @@ class UPOConfig(TrainingArguments):
                     raise ConfigError(f"{name} holds {value!r}, not a number: give one number per entry, e.g. "
                                       f"{name}: [1.0, 0.5].")
         for name in self.loss_type:
-            if name not in PREFERENCE_LOSS_TYPES:
-                raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(PREFERENCE_LOSS_TYPES)}.")
+            if name not in LOSS_TYPES:
+                raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(LOSS_TYPES)}.")
+        baselines = [name for name in self.loss_type if name in BASELINE_LOSS_TYPES]
+        if baselines and len(self.loss_type) > 1:
+            raise ConfigError(f"loss_type {baselines[0]!r} replaces the preference loss: use it alone "
+                              f"(loss_type: [{baselines[0]}]), not with {[n for n in self.loss_type if n != baselines[0]]}.")
         if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
             raise ConfigError(
                 f"loss_weights has {len(self.loss_weights)} values but loss_type has {len(self.loss_type)}: "
@@ -183,6 +204,14 @@ class UPOConfig(TrainingArguments):
             (self.aw_temperature > 0, f"aw_temperature must be > 0, got {self.aw_temperature}."),
             (self.aw_max_weight > 0, f"aw_max_weight must be > 0, got {self.aw_max_weight}."),
             (0 <= self.modpo_weight < 1, f"modpo_weight must be in [0, 1), got {self.modpo_weight}."),
+            (self.desirable_weight > 0 and self.undesirable_weight > 0,
+             f"desirable_weight and undesirable_weight must be > 0, got {self.desirable_weight} and "
+             f"{self.undesirable_weight}."),
+            (0 < self.cliprange < 1, f"cliprange must be in (0, 1), got {self.cliprange}."),
+            (isinstance(self.csft_tags, (list, tuple)) and len(self.csft_tags) == 2 and all(
+                isinstance(t, str) and t.strip() and t == t.strip() for t in self.csft_tags)
+             and self.csft_tags[0] != self.csft_tags[1],
+             f"csft_tags must be two different non-empty tags without surrounding spaces, got {self.csft_tags!r}."),
             (self.max_length is None or self.max_length > 1, f"max_length must be > 1, got {self.max_length}."),
             (self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}."),
             (self.per_device_train_batch_size >= 1,

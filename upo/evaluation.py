@@ -150,6 +150,15 @@ def load_model(name_or_path: str, dtype=torch.float32):
     return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval(), AutoTokenizer.from_pretrained(path)
 
 
+def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
+    """The good control tag for a model trained with conditional SFT (read from its `upo_config.json`), else None."""
+    path = Path(model_path) / "upo_config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text())
+    return config["csft_tags"][0] if config.get("loss_type") == ["csft"] else None
+
+
 def _eos_ids(model, tokenizer) -> set[int]:
     ids = {tokenizer.eos_token_id}
     eos = getattr(model.generation_config, "eos_token_id", None)
@@ -159,15 +168,17 @@ def _eos_ids(model, tokenizer) -> set[int]:
 
 @torch.no_grad()
 def generate_with_kl(policy, reference, tokenizer, prompts: Sequence, decoding: Decoding = Decoding(),
-                     seed: int = 0, batch_size: int = 32, progress: bool = True, desc: str = "generating"):
+                     seed: int = 0, batch_size: int = 32, progress: bool = True, desc: str = "generating",
+                     response_prefix: str | None = None):
     """Greedy (or sampled) replies of `policy`, with each reply's exact KL to `reference` along it.
 
     Returns `(replies, kls, token_counts)`: one string, float and int per prompt. With `reference=None`
-    (the reference evaluating itself) every KL is 0.
+    (the reference evaluating itself) every KL is 0. `response_prefix` starts every reply (not returned in it);
+    the KL is measured on the reply after it.
     """
     from tqdm.auto import tqdm
 
-    prompt_ids = render_prompts(tokenizer, prompts)
+    prompt_ids = render_prompts(tokenizer, prompts, response_prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     eos = torch.tensor(sorted(_eos_ids(policy, tokenizer)))
     replies, kls, counts = [None] * len(prompts), [0.0] * len(prompts), [0] * len(prompts)
@@ -335,12 +346,13 @@ class Evaluator:
         self.progress = progress
         self._reference_record: dict | None = None
 
-    def _evaluate(self, name: str, model) -> dict:
+    def _evaluate(self, name: str, model, response_prefix: str | None = None) -> dict:
         s = self.settings
         t0 = time.perf_counter()
         ref = None if model is self.reference else self.reference
         replies, kls, counts = generate_with_kl(model, ref, self.tokenizer, self.prompts, self.decoding, s.seed,
-                                                s.batch_size, self.progress, desc=f"{name}: generating")
+                                                s.batch_size, self.progress, desc=f"{name}: generating",
+                                                response_prefix=response_prefix)
         objectives = score_objectives(self.prompts, replies, s.reward_funcs, self.rows)
         designer = self.scale.weighted(objectives)
         preference = self.scorer.score(replies, self.humans)
@@ -362,7 +374,7 @@ class Evaluator:
         self.evaluate_reference()
         model, _ = load_model(model_path)
         try:
-            return self._evaluate(name, model)
+            return self._evaluate(name, model, conditioning_prefix(model_path))
         finally:
             del model
 

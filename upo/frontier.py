@@ -347,11 +347,23 @@ def collect_results(config: dict) -> dict:
             "runs": runs, "target": target_check(runs, reference["summary"] if reference else None)}
 
 
+BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "csft": "CSFT"}
+
+
 def run_family(run: dict) -> str:
+    """DPO, UPO, RPO (DPO + NLL), MODPO, KTO, KTO-UPO, aoPPO, DRO-V or CSFT, from the run's options."""
     options = run.get("options", {})
-    if "modpo" in options.get("loss_type", []):
-        return "MODPO"
-    return "DPO" if float(options.get("alpha", 1.0)) == 0 else "UPO"
+    loss_type = options.get("loss_type", ["sigmoid"])
+    loss_type = [loss_type] if isinstance(loss_type, str) else loss_type
+    designer = float(options.get("alpha", 1.0)) > 0
+    for name, family in BASELINE_FAMILIES.items():
+        if name in loss_type:
+            return family
+    if "kto" in loss_type:
+        return "KTO-UPO" if designer else "KTO"
+    if designer:
+        return "UPO"
+    return "RPO" if "sft" in loss_type else "DPO"
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -462,7 +474,9 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    styles = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70)}
+    styles = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
+              "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
+              "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "CSFT": ("X", "tab:brown", 80)}
     fig, ax = plt.subplots(figsize=(7.5, 5.2))
     points = [(r["summary"]["designer_score"], r["summary"]["preference_score"]) for r in runs]
     front = pareto_front(points)
@@ -492,7 +506,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
                    zorder=2)
     ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
     ax.set_ylabel("preference score (similarity to the human reply)")
-    ax.set_title(title or "UPO / DPO / MODPO frontier")
+    ax.set_title(title or "UPO and the baselines: preference against designer score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     fig.tight_layout()

@@ -32,15 +32,19 @@ class Decoding:
                 f"{self.num_return_sequences} per prompt")
 
 
-def render_prompts(tokenizer, prompts: Sequence) -> list[list[int]]:
-    """Token ids of each prompt: chat messages through the chat template (with the generation prompt), or text."""
+def render_prompts(tokenizer, prompts: Sequence, response_prefix: str | None = None) -> list[list[int]]:
+    """Token ids of each prompt: chat messages through the chat template (with the generation prompt), or text.
+
+    `response_prefix` (e.g. conditional SFT's good tag) is appended: the reply is generated after it.
+    """
+    prefix = tokenizer(response_prefix, add_special_tokens=False)["input_ids"] if response_prefix else []
     ids = []
     for prompt in prompts:
         if isinstance(prompt, str):
-            ids.append(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+            ids.append(tokenizer(prompt, add_special_tokens=False)["input_ids"] + prefix)
         else:
             out = tokenizer.apply_chat_template(list(prompt), tokenize=True, add_generation_prompt=True, return_dict=True)
-            ids.append(list(out["input_ids"]))
+            ids.append(list(out["input_ids"]) + prefix)
     return ids
 
 

@@ -16,6 +16,10 @@ import torch
 import torch.nn.functional as F
 
 PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")
+# Baselines that each replace the preference term (see `upo.objective`): KTO on unpaired rows, conditional SFT,
+# and two offline RL methods whose reward is the preference label plus `alpha` times the designer reward.
+BASELINE_LOSS_TYPES = ("kto", "csft", "aoppo", "drov")
+LOSS_TYPES = PREFERENCE_LOSS_TYPES + BASELINE_LOSS_TYPES
 VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
 
 
@@ -159,6 +163,93 @@ def preference_loss(
         components[name] = per_pair.mean()
         total = total + weight * components[name]
     return PreferenceOutput(loss=total, components=components)
+
+
+# --- Baselines: unpaired feedback and offline RL on the pairs -----------------------------------------
+
+
+def kto_loss(
+    logratios: torch.Tensor,
+    kl_logratios: torch.Tensor,
+    labels: torch.Tensor,
+    beta: float,
+    desirable_weight: float = 1.0,
+    undesirable_weight: float = 1.0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """KTO (Ethayarajh et al. 2024, eq. 8) on unpaired responses, with TRL's estimate of the reference point.
+
+    `z = max(0, mean(kl_logratios))`, detached: the policy's KL to the reference estimated on mismatched
+    (prompt, completion) pairs of this batch (of this process: TRL averages it over processes). A desirable response costs `w_d * (1 - sigmoid(beta * (h - z)))`, an undesirable
+    one `w_u * (1 - sigmoid(beta * (z - h)))`.
+
+    Args:
+        logratios: `logps - ref_logps` of each response. Shape: (B,)
+        kl_logratios: the same for a completion of another prompt, paired with this prompt. Shape: (B,)
+        labels: 1 for desirable, 0 for undesirable. Shape: (B,)
+    Returns:
+        `(per-response loss, z)`. Shapes: (B,), ()
+    """
+    z = kl_logratios.detach().mean().clamp(min=0)
+    desirable = labels.to(torch.bool)
+    loss = torch.where(
+        desirable,
+        desirable_weight * (1 - torch.sigmoid(beta * (logratios - z))),
+        undesirable_weight * (1 - torch.sigmoid(beta * (z - logratios))),
+    )
+    return loss, z
+
+
+def label_rewards(n_pairs: int, reference: torch.Tensor) -> torch.Tensor:
+    """The preference label as a reward: +1 for each chosen response, -1 for each rejected one. Shape: (2B,)"""
+    ones = reference.new_ones(n_pairs)
+    return torch.cat([ones, -ones])
+
+
+def aoppo_loss(
+    logratios: torch.Tensor,
+    lengths: torch.Tensor,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    cliprange: float = 0.2,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One-step offline PPO (aoPPO): PPO's clipped objective on the dataset's responses, the reference as behaviour.
+
+    `A = stopgrad(r - V(x))`, normalised over the batch to mean 0 and std 1. The ratio is per token and sequence
+    level, `rho = exp((logp - ref_logp) / n)` (the reference's log-probs are sums, so per-token ratios are not
+    available; this length-normalised ratio keeps long responses from leaving the clip range at once).
+    `L_policy = -mean(min(rho * A, clip(rho, 1 - eps, 1 + eps) * A))`, `L_value = mean((V(x) - r)^2)`.
+
+    Args:
+        logratios: `logps - ref_logps` of each response. Shape: (M,)
+        lengths: response token counts. Shape: (M,)
+        rewards: the reward of each response. Shape: (M,)
+        values: `V(x)` of each response's prompt. Shape: (M,)
+    Returns:
+        `(L_policy, L_value, normalised advantages)`. Shapes: (), (), (M,)
+    """
+    advantages = (rewards - values).detach()
+    if advantages.numel() > 1:
+        advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    ratio = torch.exp(logratios / lengths.clamp(min=1))
+    clipped = torch.clamp(ratio, 1 - cliprange, 1 + cliprange)
+    policy = -torch.min(ratio * advantages, clipped * advantages).mean()
+    value = ((values - rewards) ** 2).mean()
+    return policy, value, advantages
+
+
+def drov_loss(logratios: torch.Tensor, rewards: torch.Tensor, values: torch.Tensor, beta: float) -> torch.Tensor:
+    """DRO-V (Richemond et al. 2024): `mean(0.5 * (r - V(x) - beta * log(pi / pi_ref))^2)`.
+
+    One squared loss trains both the policy (through `logratios`) and the value (through `values`).
+
+    Args:
+        logratios: `logps - ref_logps` of each response (summed over its tokens). Shape: (M,)
+        rewards: the reward of each response. Shape: (M,)
+        values: `V(x)` of each response's prompt. Shape: (M,)
+    Returns:
+        Scalar.
+    """
+    return (0.5 * (rewards - values - beta * logratios) ** 2).mean()
 
 
 # --- Designer rewards -------------------------------------------------------------------------------
@@ -334,13 +425,15 @@ def step_token_counts(batches: list[dict], num_processes: int) -> torch.Tensor:
     Args:
         batches: the step's micro-batches, as built by `PreferenceCollator`.
     Returns:
-        `(chosen tokens, tokens of responses with a designer reward)`, each already divided by `G * P`. Shape: (2,)
+        `(chosen tokens, all response tokens, tokens of responses with a designer reward)`, each already divided
+        by `G * P`. Shape: (3,)
     """
-    counts = torch.zeros(2, dtype=torch.float64)
+    counts = torch.zeros(3, dtype=torch.float64)
     for batch in batches:
         n = 2 * len(batch["prompt_last_index"])
         lengths = torch.bincount(batch["response_index"].cpu(), minlength=n).to(torch.float64)
         counts[0] += lengths[: n // 2].sum()
+        counts[1] += lengths.sum()
         if "designer_rewards" in batch:
-            counts[1] += (lengths * ~torch.isnan(batch["designer_rewards"].cpu())).sum()
+            counts[2] += (lengths * ~torch.isnan(batch["designer_rewards"].cpu())).sum()
     return counts / (len(batches) * num_processes)

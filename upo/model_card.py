@@ -20,6 +20,10 @@ def write_model_card(output_dir: str, trainer) -> None:
         f"expectile tau = {args.expectile_tau}, temperature = {args.aw_temperature}, max weight = {args.aw_max_weight})."
         if trainer.use_designer_term else "No designer term (plain preference optimisation)."
     )
+    if args.loss_type[0] in ("aoppo", "drov"):
+        term = f"Reward of each response: preference label (+1 / -1) + {args.alpha} x the designer reward."
+    if args.loss_type == ["csft"]:
+        term += f" Conditional SFT: generate after the control tag `{args.csft_tags[0]}` (`upo eval` does)."
     load = (
         "A LoRA adapter: load it with `peft.AutoPeftModelForCausalLM.from_pretrained(folder)` (merge with `merge_and_unload()`)"
         if trainer.is_peft else "Load it with `transformers.AutoModelForCausalLM.from_pretrained(folder)`"

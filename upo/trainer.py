@@ -19,9 +19,10 @@ from .data.collator import PreferenceCollator
 from .data.pipeline import prepare_preference_data
 from .distributed import check_launch
 from .errors import ConfigError
-from .losses import designer_loss, preference_loss, step_token_counts
+from .losses import step_token_counts
 from .logps import forward_logps
 from .model_card import write_model_card
+from .objective import UNPAIRED, compute_objective, method_of, needs_value_head, uses_designer_term
 from .numerics import NonFiniteGuard, check_numeric_columns
 from .reference import add_reference_logps
 from .value_head import VALUE_HEAD_FILE, ValueHead
@@ -29,7 +30,7 @@ from .value_head import VALUE_HEAD_FILE, ValueHead
 VALUE_HEAD_PREFIX = "upo_value_head."
 OUTPUT_FILES = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "upo_config.json"}
 MODEL_COLUMNS = [
-    "length", "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight",
+    "length", "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight", "label",
     "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
 ]
 
@@ -92,7 +93,7 @@ class UPOTrainer(Trainer):
             )
         if "modpo" in args.loss_type and not self.reward_funcs:
             raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
-        self.use_designer_term = args.alpha > 0 and bool(self.reward_funcs)
+        self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
 
         # Under several processes the main process scores, precomputes and writes the caches first; the others
         # then read them (upo.rewards.cache, upo.reference), so nothing is computed twice.
@@ -128,7 +129,7 @@ class UPOTrainer(Trainer):
             if args.disable_dropout:
                 _disable_dropout(ref_model)
 
-        if self.use_designer_term and args.value_baseline == "value_head":
+        if needs_value_head(args, bool(self.reward_funcs)):
             model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
 
         super().__init__(
@@ -213,66 +214,45 @@ class UPOTrainer(Trainer):
         args = self.args
         mode = "train" if model.training else "eval"
         # Per-token averages over the whole optimizer step in training; over this batch in evaluation.
-        step_tokens = self._step_num_tokens if mode == "train" and self._step_num_tokens is not None else (None, None)
+        step_tokens = self._step_num_tokens if mode == "train" else None
         out = forward_logps(model, inputs, args.logps_chunk_size)
-        chosen_logps, rejected_logps = out.logps.chunk(2)
-        chosen_lengths, rejected_lengths = out.lengths.chunk(2)
         ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
-
-        rewards = inputs.get("designer_rewards")
-        margin = None
-        if rewards is not None:
-            r_chosen, r_rejected = rewards.chunk(2)
-            margin = torch.nan_to_num(r_chosen - r_rejected, nan=0.0)
-        pref = preference_loss(
-            chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, chosen_lengths, rejected_lengths,
-            beta=args.beta, loss_type=args.loss_type, loss_weights=args.loss_weights,
-            label_smoothing=args.label_smoothing, designer_margin=margin, modpo_weight=args.modpo_weight,
-            pair_weights=inputs.get("weight"), sft_num_tokens=step_tokens[0],
+        head = self.value_head
+        objective = compute_objective(
+            args, out.logps, out.lengths, torch.cat([ref_chosen_logps, ref_rejected_logps]),
+            rewards=inputs.get("designer_rewards"), labels=inputs.get("label"),
+            values=head(out.prompt_hidden) if head is not None else None,
+            pair_weights=inputs.get("weight"), step_tokens=step_tokens,
         )
-        loss = pref.loss
-        metrics = {"loss/pref": pref.loss}
-        if self.use_designer_term:
-            values = None
-            if args.value_baseline == "value_head":
-                values = getattr(self.accelerator.unwrap_model(model), VALUE_HEAD_PREFIX[:-1])(out.prompt_hidden)
-            designer = designer_loss(
-                out.logps, out.lengths, rewards, value_baseline=args.value_baseline, values=values,
-                expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
-                num_tokens=step_tokens[1],
-            )
-            loss = loss + args.alpha * designer.aux_loss + designer.value_loss
-            applicable = designer.mask
-            weights = designer.weights[applicable]
-            metrics.update({
-                "loss/aux": designer.aux_loss,
-                "loss/value": designer.value_loss,
-                "aux/advantage_mean": designer.advantages[applicable].mean(),
-                "aux/weight_mean": weights.mean(),
-                "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
-                "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
-            })
-            if values is not None:
-                metrics["aux/value_mean"] = values.mean()
-        self._record_metrics(mode, metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
-        self._last_loss_components = {k[len("loss/"):]: v.detach() for k, v in metrics.items() if k.startswith("loss/")}
-        return (loss, {}) if return_outputs else loss
+        self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
+        self._last_loss_components = {
+            k[len("loss/"):]: v.detach() for k, v in objective.metrics.items() if k.startswith("loss/")
+        }
+        return (objective.loss, {}) if return_outputs else objective.loss
 
     def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected):
         gather = self.accelerator.gather_for_metrics
         chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
         rejected_rewards = self.args.beta * (rejected_logps - ref_rejected).detach()
-        per_pair = {
-            "rewards/chosen": chosen_rewards,
-            "rewards/rejected": rejected_rewards,
-            "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
-            "rewards/margins": chosen_rewards - rejected_rewards,
-            "logps/chosen": chosen_logps.detach(),
-            "logps/rejected": rejected_logps.detach(),
-        }
-        for key, value in per_pair.items():
-            self._metrics[mode][key].append(gather(value).mean().item())
+        if method_of(self.args) in UNPAIRED:  # one completion per row, labelled; the second slot is for KL only
+            desirable = gather(inputs["label"]).bool()  # gathered before selecting: equal shapes on every process
+            rewards, logps = gather(chosen_rewards), gather(chosen_logps.detach())
+            per_row = {"rewards/desirable": rewards[desirable], "rewards/undesirable": rewards[~desirable],
+                       "logps/desirable": logps[desirable], "logps/undesirable": logps[~desirable]}
+        else:
+            per_row = {
+                "rewards/chosen": chosen_rewards,
+                "rewards/rejected": rejected_rewards,
+                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
+                "rewards/margins": chosen_rewards - rejected_rewards,
+                "logps/chosen": chosen_logps.detach(),
+                "logps/rejected": rejected_logps.detach(),
+            }
+            per_row = {key: gather(value) for key, value in per_row.items()}
+        for key, value in per_row.items():
+            if value.numel():  # a batch may hold no desirable (or no undesirable) row
+                self._metrics[mode][key].append(value.mean().item())
         for key, value in metrics.items():
             self._metrics[mode][key].append(gather(value.detach().reshape(1)).mean().item())
         scores = inputs.get("designer_scores")

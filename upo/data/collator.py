@@ -23,7 +23,7 @@ import torch
 
 LAYOUTS = ("separate", "shared_prompt", "padding_free")
 # Per-pair float columns passed through to the loss when the dataset has them.
-OPTIONAL_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps", "weight")
+OPTIONAL_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps", "weight", "label")
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, -1
 
 

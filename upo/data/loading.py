@@ -48,6 +48,14 @@ def load_preference_pairs(
     return normalize_preference_rows(dataset, source_name, line_numbers)
 
 
+def load_unpaired(source: Dataset | DatasetDict | str | os.PathLike, split: str = "train") -> tuple[Dataset, DataReport]:
+    """Load unpaired rows (`prompt`, `completion`, `label`), or pairs unpaired (see `upo.data.unpaired`)."""
+    from upo.data.unpaired import load_unpaired_rows
+
+    dataset, source_name, line_numbers = _load(source, split)
+    return load_unpaired_rows(dataset, source_name, line_numbers)
+
+
 def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
     """Return the dataset, the name errors should use for it, and each row's file line when known."""
     if isinstance(source, Dataset):

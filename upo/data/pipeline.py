@@ -11,8 +11,10 @@ from datasets import Dataset
 from ..errors import DataError
 from ..losses import combine_designer_rewards, designer_statistics
 from ..rewards import score_designer_rewards
-from .loading import load_preference_pairs
+from .control_tags import add_control_tags
+from .loading import load_preference_pairs, load_unpaired
 from .tokenization import tokenize_dataset
+from .unpaired import drop_mismatched_rewards, with_mismatched_completions
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
@@ -83,12 +85,25 @@ def prepare_preference_data(
     stats: DesignerRewardStats | None = None,
     split: str = "train",
 ) -> PreparedData:
-    """Loads, validates, scores and tokenises a preference dataset, and prints what was kept and why."""
-    dataset, report = load_preference_pairs(source, split=split)
+    """Loads, validates, scores and tokenises a preference dataset, and prints what was kept and why.
+
+    For `loss_type: [kto]` the rows are unpaired (`upo.data.unpaired`), for `[csft]` the responses get their
+    control tags (`upo.data.control_tags`); either way the result has the pair layout the collator reads.
+    """
+    method = args.loss_type[0]
+    if method == "kto":
+        dataset, report = load_unpaired(source, split=split)
+        dataset = with_mismatched_completions(dataset)
+    else:
+        dataset, report = load_preference_pairs(source, split=split)
     if reward_funcs:
         dataset, stats = add_designer_rewards(
             dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir
         )
+        if method == "kto":
+            dataset = drop_mismatched_rewards(dataset)
+    if method == "csft":
+        dataset = add_control_tags(dataset, args.csft_tags)
     dataset = tokenize_dataset(
         dataset, tokenizer, args.max_length, args.truncation_mode, report, num_proc=args.dataset_num_proc
     )

@@ -41,6 +41,7 @@ class DataReport:
     dropped_prompt_too_long: int = 0
     truncated: int = 0
     max_length: int | None = None
+    unit: str = "pairs"  # "unpaired rows" for KTO's data
 
     @property
     def kept(self) -> int:
@@ -50,7 +51,7 @@ class DataReport:
         """One line for the log, e.g. "Loaded 120 standard pairs from data.jsonl: kept 117, dropped 2 ..."."""
         limit = "max_length" if self.max_length is None else f"max_length={self.max_length}"
         prompt = " (implicit prompt)" if self.implicit_prompt else ""
-        line = f"Loaded {self.loaded} {self.format} pairs{prompt} from {self.source}: kept {self.kept}"
+        line = f"Loaded {self.loaded} {self.format} {self.unit}{prompt} from {self.source}: kept {self.kept}"
         dropped = []
         if self.dropped_identical:
             dropped.append(f"{self.dropped_identical} (chosen identical to rejected)")

@@ -1,0 +1,138 @@
+"""Which losses of `upo.losses` a batch gets, for every method the trainer offers, and what is logged about them.
+
+    L = L_method + alpha * L_aux + L_value
+
+`L_method` is the preference term (DPO and its family, MODPO, KTO, conditional SFT) or an offline RL baseline
+(aoPPO, DRO-V) whose reward already holds `alpha` times the designer reward; `alpha * L_aux + L_value` is UPO's
+designer term, added on top of any method but those two.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .losses import (
+    aoppo_loss,
+    designer_loss,
+    drov_loss,
+    kto_loss,
+    label_rewards,
+    preference_loss,
+    sft_loss,
+)
+
+REWARD_IN_LOSS = ("aoppo", "drov")  # their reward is `label + alpha * r_aux`: no separate designer term
+UNPAIRED = ("kto",)  # rows of one completion and a label; the second response slot holds a mismatched completion
+
+
+def method_of(args) -> str:
+    """`kto`, `csft`, `aoppo`, `drov`, or `pairwise` for the DPO family (sigmoid, ipo, hinge, sft, modpo)."""
+    return args.loss_type[0] if args.loss_type[0] in ("kto", "csft", *REWARD_IN_LOSS) else "pairwise"
+
+
+def uses_designer_term(args, has_rewards: bool) -> bool:
+    return args.alpha > 0 and has_rewards and method_of(args) not in REWARD_IN_LOSS
+
+
+def needs_value_head(args, has_rewards: bool) -> bool:
+    if method_of(args) in REWARD_IN_LOSS:
+        return True
+    return uses_designer_term(args, has_rewards) and args.value_baseline == "value_head"
+
+
+@dataclass
+class ObjectiveOutput:
+    loss: torch.Tensor  # scalar
+    metrics: dict[str, torch.Tensor]  # scalars; the `loss/*` ones name the terms that make up `loss`
+
+
+def compute_objective(
+    args,
+    logps: torch.Tensor,
+    lengths: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    values: torch.Tensor | None = None,
+    pair_weights: torch.Tensor | None = None,
+    step_tokens: torch.Tensor | None = None,
+) -> ObjectiveOutput:
+    """The loss of one batch.
+
+    Args:
+        args: a `UPOConfig`.
+        logps, lengths, ref_logps: policy log-probs, token counts and reference log-probs of the first then
+            the second response of every row (chosen then rejected; for KTO, the completion then the
+            mismatched completion). Shape: (2B,)
+        rewards: `r_aux` of each response, `NaN` where no objective applies. Shape: (2B,)
+        labels: KTO's labels, 1 desirable, 0 undesirable. Shape: (B,)
+        values: the value head's `V(x)` per row. Shape: (B,)
+        pair_weights: the dataset's `weight` column. Shape: (B,)
+        step_tokens: `(chosen, all, designer)` token counts of the whole optimizer step (`step_token_counts`),
+            or None to average over this batch.
+    """
+    n = len(logps) // 2
+    method = method_of(args)
+    tokens = (None, None, None) if step_tokens is None else step_tokens
+    logratios = logps - ref_logps
+    metrics: dict[str, torch.Tensor] = {}
+    if method == "kto":
+        per_row, kl = kto_loss(logratios[:n], logratios[n:], labels, args.beta, args.desirable_weight,
+                               args.undesirable_weight)
+        if pair_weights is not None:
+            per_row = per_row * pair_weights
+        loss = per_row.mean()
+        metrics["kl"] = kl  # the mismatched completions carry no designer reward (`upo.data.unpaired`)
+    elif method == "csft":
+        loss = sft_loss(logps, lengths, tokens[1])
+    elif method in REWARD_IN_LOSS:
+        reward = label_rewards(n, logps)
+        if rewards is not None and args.alpha:
+            reward = reward + args.alpha * torch.nan_to_num(rewards, nan=0.0)
+        v = values.repeat(2)
+        if method == "aoppo":
+            loss, value_loss, _ = aoppo_loss(logratios, lengths, reward, v, args.cliprange)
+            metrics["loss/value"] = value_loss
+            loss_total = loss + value_loss
+        else:
+            loss = loss_total = drov_loss(logratios, reward, v, args.beta)
+        metrics["loss/pref"] = loss
+        metrics["value_mean"] = values.mean()
+        return ObjectiveOutput(loss_total, metrics)
+    else:
+        margin = None
+        if rewards is not None:
+            r_chosen, r_rejected = rewards.chunk(2)
+            margin = torch.nan_to_num(r_chosen - r_rejected, nan=0.0)
+        chosen_logps, rejected_logps = logps.chunk(2)
+        ref_chosen, ref_rejected = ref_logps.chunk(2)
+        chosen_lengths, rejected_lengths = lengths.chunk(2)
+        loss = preference_loss(
+            chosen_logps, rejected_logps, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths,
+            beta=args.beta, loss_type=args.loss_type, loss_weights=args.loss_weights,
+            label_smoothing=args.label_smoothing, designer_margin=margin, modpo_weight=args.modpo_weight,
+            pair_weights=pair_weights, sft_num_tokens=tokens[0],
+        ).loss
+    metrics["loss/pref"] = loss
+    if not uses_designer_term(args, rewards is not None):
+        return ObjectiveOutput(loss, metrics)
+
+    designer = designer_loss(
+        logps, lengths, rewards, value_baseline=args.value_baseline, values=values,
+        expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
+        num_tokens=tokens[2],
+    )
+    weights = designer.weights[designer.mask]
+    metrics.update({
+        "loss/aux": designer.aux_loss,
+        "loss/value": designer.value_loss,
+        "aux/advantage_mean": designer.advantages[designer.mask].mean(),
+        "aux/weight_mean": weights.mean(),
+        "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
+        "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
+    })
+    if values is not None:
+        metrics["aux/value_mean"] = values.mean()
+    return ObjectiveOutput(loss + args.alpha * designer.aux_loss + designer.value_loss, metrics)
