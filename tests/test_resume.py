@@ -119,7 +119,9 @@ def test_repeated_kills_at_random_moments_lose_nothing(tmp_path, monkeypatch):
 
     data = write_data(tmp_path)
     monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache"))
-    run_args = ["--batch_size", "2", "--max_steps", "40", "--save_steps", "2", "--designer", "--step_sleep", "0.05",
+    # Each kill comes at most 2 s into a run and a step takes at least 0.3 s, so five kills cannot reach step 40
+    # however fast the machine is (a run that finished before its kill would leave nothing to kill).
+    run_args = ["--batch_size", "2", "--max_steps", "40", "--save_steps", "2", "--designer", "--step_sleep", "0.3",
                 "--option", "save_total_limit=2"]
     out = tmp_path / "killed"
     rng = random.Random(0)
@@ -133,7 +135,7 @@ def test_repeated_kills_at_random_moments_lose_nothing(tmp_path, monkeypatch):
         threading.Thread(target=lambda p=process, e=training: [e.set() for line in p.stdout if "'loss'" in line],
                          daemon=True).start()
         assert training.wait(timeout=180), "training did not start"
-        time.sleep(rng.uniform(0.5, 4.0))
+        time.sleep(rng.uniform(0.5, 2.0))
         if process.poll() is not None:
             break
         process.send_signal(signal.SIGKILL)
