@@ -477,7 +477,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     styles = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
               "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
               "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "CSFT": ("X", "tab:brown", 80)}
-    fig, ax = plt.subplots(figsize=(7.5, 5.2))
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
     points = [(r["summary"]["designer_score"], r["summary"]["preference_score"]) for r in runs]
     front = pareto_front(points)
     if len(front) > 1:
@@ -508,7 +508,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     ax.set_ylabel("preference score (similarity to the human reply)")
     ax.set_title(title or "UPO and the baselines: preference against designer score")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
