@@ -198,7 +198,27 @@ def test_reference_cache_is_read_instead_of_running_the_reference(tokenized, tmp
     assert len(calls) == 4
     assert second["ref_chosen_logps"][:] == first["ref_chosen_logps"][:]
     assert second["ref_rejected_logps"][:] == first["ref_rejected_logps"][:]
-    assert [p.suffix for p in tmp_path.iterdir()] == [".safetensors"]  # no temporary file left behind
+    # no temporary file left behind; the (empty) lock file stays, as flock locks do
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".lock", ".safetensors"]
+
+
+def test_two_processes_on_the_same_data_compute_the_reference_once(tokenized, tmp_path):
+    """Two frontier workers, say: the second waits on the cache's lock, then reads what the first wrote."""
+    import threading
+
+    collator = PreferenceCollator(0)
+    model = tiny_model()
+    calls = count_forwards(model)
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(add_reference_logps(tokenized, model, collator, 4,
+                                                                                  cache_dir=tmp_path)))
+               for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(calls) == 4  # one computation (16 pairs in batches of 4), not two
+    assert results[0]["ref_chosen_logps"][:] == results[1]["ref_chosen_logps"][:]
 
 
 def test_reference_cache_key_sees_weights_data_batching_and_the_adapter(tokenized, tmp_path):
@@ -211,7 +231,7 @@ def test_reference_cache_key_sees_weights_data_batching_and_the_adapter(tokenize
     add_reference_logps(tokenized, changed, collator, 4, cache_dir=tmp_path)
     add_reference_logps(tokenized.select(range(8)), model, collator, 4, cache_dir=tmp_path)
     add_reference_logps(tokenized, model, collator, 8, cache_dir=tmp_path)
-    assert len(list(tmp_path.iterdir())) == 4
+    assert len(list(tmp_path.glob("*.safetensors"))) == 4
     # With the adapter off, the reference is the base model: the adapter's (random) weights do not count.
     lora = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM", init_lora_weights=False)
     a = get_peft_model(tiny_model(), lora)
@@ -227,7 +247,7 @@ def test_corrupt_reference_cache_file_is_recomputed_with_a_warning(tokenized, tm
     collator = PreferenceCollator(0)
     model = tiny_model()
     first = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)
-    (path,) = tmp_path.iterdir()
+    (path,) = tmp_path.glob("*.safetensors")
     path.write_bytes(path.read_bytes()[:40])  # what a half-written file would look like without the rename
     with pytest.warns(UserWarning, match="ignoring corrupt reference log-prob cache file"):
         again = add_reference_logps(tokenized, model, collator, 4, cache_dir=tmp_path)

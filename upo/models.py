@@ -8,7 +8,6 @@ checkpoint under `<cache>/models/smollm2-135m-instruct`, so every later load is 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import importlib.machinery
 import importlib.metadata
@@ -24,6 +23,7 @@ from typing import NamedTuple
 
 from .cache import default_cache_dir
 from .errors import ModelResolutionError
+from .locking import exclusive_lock
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 KNOWN_MODELS = {
@@ -89,12 +89,7 @@ def _ensure_converted(target: Path, package_dirs: Sequence[str] | None) -> Path:
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f"{target.name}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            print(f"Waiting for another process converting {target.name}...", file=sys.stderr, flush=True)
-            fcntl.flock(lock, fcntl.LOCK_EX)
+    with exclusive_lock(target.parent / f"{target.name}.lock", f"Waiting for another process converting {target.name}..."):
         if _is_complete(target):  # the process we waited for has finished it
             return target
         source = _find_gguf(package_dirs)

@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .locking import exclusive_lock
 from .logps import forward_logps
 from .rewards.cache import default_cache_dir
 
@@ -111,15 +112,23 @@ def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, 
     """
     if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
         return dataset
-    path = None
-    if use_cache:
-        folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "reference"
-        path = reference_cache_file(folder, reference_fingerprint(reference, disable_adapter), data_fingerprint(dataset),
-                                    batch_size, collator)
+    if not use_cache:
+        return _add_computed(dataset, reference, collator, batch_size, disable_adapter, None)
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "reference"
+    path = reference_cache_file(folder, reference_fingerprint(reference, disable_adapter), data_fingerprint(dataset),
+                                batch_size, collator)
+    with contextlib.suppress(OSError):  # a read-only cache folder: computed, not cached (`_write_cache` warns)
+        folder.mkdir(parents=True, exist_ok=True)
+    # Two runs on the same data and reference (two frontier workers, say): the second waits and reads the cache.
+    with exclusive_lock(path.with_suffix(".lock"), f"Waiting for another process computing reference log-probs {path.name}..."):
         cached = _read_cache(path, len(dataset))
         if cached is not None:
             print(f"Reference log-probs of {len(dataset)} pairs: read from the cache {path}")
             return dataset.add_column("ref_chosen_logps", cached[0]).add_column("ref_rejected_logps", cached[1])
+        return _add_computed(dataset, reference, collator, batch_size, disable_adapter, path)
+
+
+def _add_computed(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, path: Path | None):
     start = time.perf_counter()
     chosen, rejected = _compute(dataset, reference, collator, batch_size, disable_adapter)
     where = ""
