@@ -6,7 +6,8 @@ weights (names, dtypes, shapes and bytes; with `disable_adapter`, the adapter's 
 they play no part), the tokenised pairs, the batch size and padding (they move the last bits of a float),
 and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
 ``rejected`` of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder,
-then renamed with ``os.replace``, so a concurrent reader sees the whole file or none.
+then renamed with ``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it
+(``{key[:32]}.lock``) makes a second process on the same key wait, then read, instead of computing it again.
 """
 
 from __future__ import annotations
