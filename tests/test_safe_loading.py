@@ -144,7 +144,7 @@ def test_cache_files_replaced_by_pickles_are_ignored(tmp_path, tokenizer, marker
 
     data = tokenize_dataset(Dataset.from_list(make_pairs(4)), tokenizer, max_length=64)
     add_reference_logps(data, tiny_model(), PreferenceCollator(0), 4, cache_dir=tmp_path / "reference")
-    (path,) = (tmp_path / "reference").iterdir()
+    (path,) = (tmp_path / "reference").glob("*.safetensors")
     path.write_bytes(pickle.dumps(Exploit(marker)))
     with pytest.warns(UserWarning, match="ignoring corrupt reference log-prob cache file"):
         add_reference_logps(data, tiny_model(), PreferenceCollator(0), 4, cache_dir=tmp_path / "reference")
