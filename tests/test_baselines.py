@@ -238,3 +238,11 @@ def test_csft_learns_to_follow_the_good_tag(tokenizer, tmp_path):
     assert good > 0.1 and bad < -0.1 and good > bad + 0.3
     trainer.save_model()
     assert conditioning_prefix(tmp_path / "csft") == "[good]"
+
+
+@pytest.mark.parametrize("method", ["csft", "aoppo", "drov"])
+def test_a_weight_column_is_refused_where_the_method_has_no_pair_weights(tokenizer, tmp_path, method):
+    rows = [{**row, "weight": 2.0} for row in make_pairs(8)]
+    with pytest.raises(ConfigError, match=f"'weight' column, but loss_type \\['{method}'\\] has no per-pair weights"):
+        train(tokenizer, Dataset.from_list(rows), tmp_path, method, loss_type=[method], alpha=0.0)
+

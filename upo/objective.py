@@ -24,6 +24,7 @@ from .losses import (
 )
 
 REWARD_IN_LOSS = ("aoppo", "drov")  # their reward is `label + alpha * r_aux`: no separate designer term
+UNWEIGHTED = ("csft", *REWARD_IN_LOSS)  # no per-pair `weight`: the trainer refuses a weight column for them
 UNPAIRED = ("kto",)  # rows of one completion and a label; the second response slot holds a mismatched completion
 
 

@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .losses import step_token_counts
 from .logps import forward_logps
 from .model_card import write_model_card
-from .objective import UNPAIRED, compute_objective, method_of, needs_value_head, uses_designer_term
+from .objective import UNPAIRED, UNWEIGHTED, compute_objective, method_of, needs_value_head, uses_designer_term
 from .numerics import NonFiniteGuard, check_numeric_columns
 from .reference import add_reference_logps
 from .value_head import VALUE_HEAD_FILE, ValueHead
@@ -101,6 +101,10 @@ class UPOTrainer(Trainer):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
             print(train.report.summary())
             check_numeric_columns(train.dataset, train.report.source)
+            if "weight" in train.dataset.column_names and method_of(args) in UNWEIGHTED:
+                raise ConfigError(f"{train.report.source}: a 'weight' column, but loss_type {args.loss_type} has no "
+                                  "per-pair weights (only sigmoid, ipo, hinge, modpo and kto do). Remove the column, "
+                                  "or choose one of those loss types.")
             self.designer_stats = train.stats
             eval_data = None
             if eval_dataset is not None:
