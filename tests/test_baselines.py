@@ -246,3 +246,19 @@ def test_a_weight_column_is_refused_where_the_method_has_no_pair_weights(tokeniz
     with pytest.raises(ConfigError, match=f"'weight' column, but loss_type \\['{method}'\\] has no per-pair weights"):
         train(tokenizer, Dataset.from_list(rows), tmp_path, method, loss_type=[method], alpha=0.0)
 
+
+def test_kto_standardises_designer_rewards_over_the_completions_once(tokenizer):
+    """The mismatched slot repeats other rows' completions: it must not weigh in the statistics."""
+    import statistics
+
+    from upo.data.pipeline import prepare_preference_data
+
+    pairs = make_pairs(8)
+    prepared = prepare_preference_data(Dataset.from_list(pairs), tokenizer, args(loss_type=["kto"], max_length=64),
+                                       ["length:target_words=3"])
+    completions = [r[side] for r in pairs for side in ("chosen", "rejected")]
+    words = [len(c.split()) for c in completions]
+    scores = [math.exp(-abs(w - 3) / 3) for w in words]  # the built-in length reward, written out
+    assert prepared.stats.mean[0] == pytest.approx(statistics.fmean(scores), abs=1e-9)
+    assert prepared.stats.std[0] == pytest.approx(statistics.pstdev(scores), abs=1e-9)
+

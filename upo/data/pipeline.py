@@ -36,11 +36,14 @@ def add_designer_rewards(
     standardize: bool = True,
     stats: DesignerRewardStats | None = None,
     cache_dir: str | None = None,
+    fit_on_rejected: bool = True,
 ) -> tuple[Dataset, DesignerRewardStats]:
     """Scores both responses of every pair once (cached) and adds the designer columns.
 
     Adds `designer_scores_chosen` / `designer_scores_rejected` (raw scores, one per objective, NaN for None)
     and `designer_reward_chosen` / `designer_reward_rejected` (`r_aux`, NaN where no objective applies).
+    The standardisation is fitted on both responses, or on `chosen` only with `fit_on_rejected=False` (KTO's
+    layout, where `rejected` repeats other rows' completions).
     """
     extra = {c: dataset[c] for c in dataset.column_names if c not in PAIR_COLUMNS}
     scores = score_designer_rewards(
@@ -57,7 +60,7 @@ def add_designer_rewards(
     if stats is None:
         weights = list(reward_weights) if reward_weights is not None else [1.0] * len(names)
         if standardize:
-            mean, std = designer_statistics(torch.cat([chosen, rejected]))
+            mean, std = designer_statistics(torch.cat([chosen, rejected]) if fit_on_rejected else chosen)
         else:
             mean, std = torch.zeros(len(names)), torch.ones(len(names))
         stats = DesignerRewardStats(names, weights, mean.tolist(), std.tolist())
@@ -98,7 +101,8 @@ def prepare_preference_data(
         dataset, report = load_preference_pairs(source, split=split)
     if reward_funcs:
         dataset, stats = add_designer_rewards(
-            dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir
+            dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir,
+            fit_on_rejected=method != "kto",
         )
         if method == "kto":
             dataset = drop_mismatched_rewards(dataset)
