@@ -58,11 +58,13 @@ def main(argv: list[str]) -> None:
     from .evaluation import side_by_side
     from .generation import choose_num_threads
     from .models import resolve_model_path
+    import torch
 
     start = time.perf_counter()
     threads = choose_num_threads(args.num_threads)
     output_dir = args.output_dir or time.strftime("runs/demo-%Y%m%d-%H%M%S")
-    print(f"[demo] output: {output_dir}; torch threads: {threads}", flush=True)
+    shown = threads or f"{torch.get_num_threads()} (torch's default)"
+    print(f"[demo] output: {output_dir}; torch threads: {shown}", flush=True)
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
     config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
