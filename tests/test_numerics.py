@@ -137,6 +137,9 @@ def test_skipping_batches_counts_them_and_trains_on_the_rest(tmp_path, tokenizer
     trainer.train()  # 4 steps of 4 pairs: one epoch, one batch holds the poisoned pair
     steps = [log for log in logs if "loss" in log]
     assert steps[-1]["nonfinite/skipped_batches"] == 1
+    # The skipped batch's metrics (NaN rewards and margins) stay out of the logged averages.
+    bad = {k: v for log in steps for k, v in log.items() if isinstance(v, float) and not math.isfinite(v)}
+    assert not bad
     state = trainer.model.state_dict()
     assert all(torch.isfinite(v).all() for v in state.values())
     assert not torch.equal(before["model.embed_tokens.weight"], state["model.embed_tokens.weight"])

@@ -59,10 +59,18 @@ class NonFiniteGuard:
             original_backward(loss, **kwargs)
 
         accelerator.backward = guarded_backward  # an instance attribute, removed below: the class method returns
+        metrics = trainer._metrics["train"]
+        recorded = {key: len(values) for key, values in metrics.items()}
         try:
             loss = step(model, inputs, num_items_in_batch)
         finally:
             del accelerator.backward
+        if state["skipped"]:  # a skipped batch's metrics (NaN among them) stay out of the logged averages
+            for key in list(metrics):
+                if key not in recorded:
+                    del metrics[key]
+                else:
+                    del metrics[key][recorded[key]:]
         self._micro_batches += 1
         self._skipped_in_step += state["skipped"]
         if accelerator.sync_gradients:
