@@ -164,21 +164,24 @@ def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None
     # a key absent from a row becomes null, which validation reports by row.
     keys = dict.fromkeys(key for row in rows for key in row)
     columns = {key: [row.get(key) for row in rows] for key in keys}
-    try:
-        return Dataset.from_dict(columns)
-    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
-        # Arrow needs one type per column and does not say which row broke that; find it for the user.
-        pair_values = {key: columns[key] for key in PAIR_COLUMNS if key in columns}
-        if {"chosen", "rejected"} <= pair_values.keys():
-            check_pair_values(pair_values, name, line_numbers)
-        change = _first_type_change(columns)
-        if change is not None:
-            row, key, kind, first_kind = change
-            raise DataError(
-                f"{row_location(name, row, line_numbers)}, column '{key}': a {kind} where earlier rows hold a "
-                f"{first_kind}. Every row must give each column one type (all numbers, all strings, ...)."
-            ) from error
-        raise DataError(f"{name}: rows disagree on the type of a column ({error}).") from error
+    # Arrow needs one type per column and does not say which row broke that; some mixes it even accepts
+    # silently (`true` among numbers becomes 1.0). So look for the first change of type before Arrow does.
+    change, arrow_error = _first_type_change(columns), None
+    if change is None:
+        try:
+            return Dataset.from_dict(columns)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as error:  # a clash below the top level (inside messages)
+            arrow_error = error
+    pair_values = {key: columns[key] for key in PAIR_COLUMNS if key in columns}
+    if {"chosen", "rejected"} <= pair_values.keys():
+        check_pair_values(pair_values, name, line_numbers)  # its message on pair columns is the most precise
+    if change is not None:
+        row, key, kind, first_kind = change
+        raise DataError(
+            f"{row_location(name, row, line_numbers)}, column '{key}': a {kind} where earlier rows hold a "
+            f"{first_kind}. Every row must give each column one type (all numbers, all strings, ...)."
+        )
+    raise DataError(f"{name}: rows disagree on the type of a column ({arrow_error}).") from arrow_error
 
 
 def _first_type_change(columns: dict[str, list]) -> tuple[int, str, str, str] | None:

@@ -41,12 +41,12 @@ def normalize_unpaired_rows(
     dataset: Dataset, source_name: str = "dataset", line_numbers: list[int] | None = None
 ) -> tuple[Dataset, DataReport]:
     """Validate `prompt`, `completion`, `label` rows; errors name the source, row, file line, column and fix."""
+    if len(dataset) == 0:
+        raise DataError(f"{source_name}: no rows to train on (the file or split is empty).")
     missing = [c for c in UNPAIRED_COLUMNS if c not in dataset.column_names]
     if missing:
         raise DataError(f"{source_name}: missing column(s) {missing}; the columns found are {dataset.column_names}. "
                         f"{UNPAIRED_HELP}")
-    if len(dataset) == 0:
-        raise DataError(f"{source_name}: no rows to train on.")
     prompts, completions, labels = (dataset[c][:] for c in UNPAIRED_COLUMNS)
     data_format = _value_format(completions[0])
     for row in range(len(dataset)):

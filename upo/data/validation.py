@@ -112,6 +112,8 @@ def normalize_preference_rows(
     this includes empty or whitespace-only values, which are errors rather than silently dropped rows,
     because they usually mean a broken export that the user should fix.
     """
+    if len(dataset) == 0:
+        raise DataError(f"{source_name}: no rows to train on (the file or split is empty).")
     columns = dataset.column_names
     missing = [name for name in ("chosen", "rejected") if name not in columns]
     if missing:
@@ -119,8 +121,6 @@ def normalize_preference_rows(
             f"{source_name}: missing column(s) {missing}; the columns found are {columns}. {FORMATS_HELP} "
             "Rename columns with Dataset.rename_column (or in the file) to match."
         )
-    if len(dataset) == 0:
-        raise DataError(f"{source_name}: no rows to train on.")
     implicit_prompt = "prompt" not in columns
     names = PAIR_COLUMNS[1:] if implicit_prompt else PAIR_COLUMNS
     values = {name: dataset[name][:] for name in names}
