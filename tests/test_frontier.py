@@ -16,6 +16,7 @@ from upo.frontier import (
     run_dir,
     run_family,
     run_frontier,
+    short_log_line,
     target_check,
     train_done,
 )
@@ -132,3 +133,13 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
     # One epoch over exactly the pairs the budget reaches (3 steps of 4).
     assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]
+
+
+def test_progress_shows_a_logged_metrics_dict_as_one_short_line():
+    logged = ("{'loss': '29.75', 'grad_norm': '9.747', 'rewards/accuracies': '0.3125', 'rewards/margins': '-0.05838', "
+              "'loss/pref': '0.7249', 'loss/aux': '7.14', 'loss/value': '0.4612', 'perf/tokens_per_second': '58.95', "
+              "'epoch': '0.125'}\n")
+    assert short_log_line(logged) == ("epoch 0.12, loss 29.75, pref 0.7249, aux 7.14, value 0.4612, margin -0.058, "
+                                      "acc 31%, 59 tok/s")
+    bar = " 6%|▋         | 2/32 [00:15<03:51,  7.72s/it]\n"
+    assert short_log_line(bar) == bar.strip()

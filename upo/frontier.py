@@ -183,6 +183,25 @@ class _RunLock:
 # ------------------------------------------------------------------------------------------ train
 
 
+_SHOWN_METRICS = (("epoch", "epoch {:.2f}"), ("loss", "loss {:.4g}"), ("loss/pref", "pref {:.4g}"),
+                  ("loss/aux", "aux {:.4g}"), ("loss/value", "value {:.4g}"), ("rewards/margins", "margin {:+.3f}"),
+                  ("rewards/accuracies", "acc {:.0%}"), ("perf/tokens_per_second", "{:.0f} tok/s"))
+
+
+def short_log_line(line: str) -> str:
+    """A trainer's logged metrics dict as one short line (epoch, losses, margin, accuracy, speed); other
+    lines (progress bars, errors) as their last 120 characters."""
+    import ast
+
+    text = line.strip()
+    try:
+        metrics = ast.literal_eval(text[text.index("{"): text.rindex("}") + 1])
+        shown = [form.format(float(metrics[key])) for key, form in _SHOWN_METRICS if key in metrics]
+    except (ValueError, SyntaxError, TypeError):
+        return text[-120:]
+    return ", ".join(shown) if shown else text[-120:]
+
+
 def train_run(config: dict, run: dict, num_threads: int | None = None, log=print) -> None:
     """Trains one run with `upo train` in a child process; its output goes to `train.log` in the run folder."""
     import yaml
@@ -209,7 +228,7 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
             progress_line = "it/s]" in line or "s/it]" in line
             if log is not None and line.strip() and (not progress_line or time.perf_counter() - last > 30):
                 if progress_line or "'loss'" in line or "error" in line.lower():
-                    log(f"    [{run['name']}] {line.strip()[-120:]}")
+                    log(f"    [{run['name']}] {short_log_line(line)}")
                     last = time.perf_counter()
         rc = process.wait()
     if rc != 0:
