@@ -143,3 +143,18 @@ def test_progress_shows_a_logged_metrics_dict_as_one_short_line():
                                       "acc 31%, 59 tok/s")
     bar = " 6%|▋         | 2/32 [00:15<03:51,  7.72s/it]\n"
     assert short_log_line(bar) == bar.strip()
+
+
+def test_demo_compares_upo_with_dpo_with_intervals_and_says_whether_the_gain_is_measurable():
+    from upo.demo import compare_line
+
+    dpo = {"designer_score": 0.50, "win_rate": 0.500, "kl": 1.00}
+    upo = {"designer_score": 1.00, "win_rate": 0.525, "kl": 0.75}
+    candidate = {"gain_std_ci90": [0.1, 0.9], "win_rate_gap_ci90": [-0.05, 0.1]}
+    results = {"reference_designer_std": 2.0, "target": {"candidates": [candidate]}}
+    line = compare_line(dpo, upo, results)
+    assert line.startswith("UPO vs DPO: designer score +0.25 std (90% interval +0.10..+0.90), 1 std = 2.000 "
+                           "(the reference's spread over the prompts); win rate +2.5 points (-5.0..+10.0); KL -0.25.")
+    assert line.endswith("The designer gain is measurable: its interval excludes 0.")
+    candidate["gain_std_ci90"] = [-0.1, 0.6]
+    assert "differ within the noise" in compare_line(dpo, upo, results)
