@@ -54,11 +54,11 @@ def test_compressed_file_with_a_text_name(tmp_path):
         load_preference_pairs(path)
 
 
-def test_empty_file(tmp_path):
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_empty_file(tmp_path, text):
     path = tmp_path / "pairs.jsonl"
-    path.write_text("")
-    with pytest.raises(DataError, match=r"pairs\.jsonl: missing column\(s\) \['chosen', 'rejected'\]; the columns found "
-                       r"are \[\]"):
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"pairs\.jsonl: no rows to train on \(the file or split is empty\)"):
         load_preference_pairs(path)
 
 

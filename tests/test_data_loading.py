@@ -247,14 +247,6 @@ def test_a_boolean_among_numeric_weights_is_an_error_not_one(tmp_path):
         load_preference_dataset(path)
 
 
-@pytest.mark.parametrize("text", ["", "\n\n"])
-def test_an_empty_file_says_it_is_empty(tmp_path, text):
-    path = tmp_path / "data.jsonl"
-    path.write_text(text)
-    with pytest.raises(DataError, match=r"data\.jsonl: no rows to train on \(the file or split is empty\)"):
-        load_preference_pairs(path)
-
-
 def test_non_string_column_in_a_dataset_names_row_and_column():
     dataset = Dataset.from_dict({"prompt": ["p", "q"], "chosen": ["a", "b"], "rejected": [1, 2]})
     with pytest.raises(DataError, match=r"^dataset, row 0, column 'rejected': an int \(1\)"):
