@@ -50,17 +50,17 @@ def compare_line(dpo: dict, upo: dict, results: dict) -> str:
     low, high = check.get("gain_std_ci90", (None, None))
     gap_low, gap_high = check.get("win_rate_gap_ci90", (None, None))
     gain = (upo["designer_score"] - dpo["designer_score"]) / unit
-    text = (f"UPO vs DPO: designer score {gain:+.2f} std" + (f" (90% interval {low:+.2f}..{high:+.2f})" if low is not None else "")
-            + f", 1 std = {unit:.3f} (the reference's spread over the prompts); win rate "
-            f"{100 * (upo['win_rate'] - dpo['win_rate']):+.1f} points"
-            + (f" ({100 * gap_low:+.1f}..{100 * gap_high:+.1f})" if gap_low is not None else "")
-            + f"; KL {upo['kl'] - dpo['kl']:+.2f}.")
+    gain_interval = f" (90% interval {low:+.2f}..{high:+.2f})" if low is not None else ""
+    gap_interval = f" ({100 * gap_low:+.1f}..{100 * gap_high:+.1f})" if gap_low is not None else ""
+    text = (f"UPO vs DPO: designer score {gain:+.2f} std{gain_interval}, 1 std = {unit:.3f} (the reference's spread "
+            f"over the prompts); win rate {100 * (upo['win_rate'] - dpo['win_rate']):+.1f} points{gap_interval}; "
+            f"KL {upo['kl'] - dpo['kl']:+.2f}.")
     if low is None:
         return text
     if low > 0:
         return text + "\nThe designer gain is measurable: its interval excludes 0."
-    return text + ("\nAt this budget the designer scores differ within the noise (the interval includes 0). docs/RESULTS.md "
-                   "reports a run with 4x the pairs and steps where it is, and the settings that matter.")
+    return text + ("\nAt this budget the designer scores differ within the noise (the interval includes 0). "
+                   "docs/RESULTS.md reports a run with 4x the pairs and steps where the gain is measurable.")
 
 
 def main(argv: list[str]) -> None:
