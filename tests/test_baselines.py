@@ -56,6 +56,19 @@ def test_kto_reference_point_is_clamped_at_zero_and_detached():
     assert logratios.grad[0].item() == pytest.approx(-sigmoid(0.3) * (1 - sigmoid(0.3)), abs=1e-12)
 
 
+def test_kto_reference_point_from_every_process_replaces_this_batchs():
+    # Two processes: this one's mismatched log-ratios average 1.0, the other's 3.0; the reference point is 2.0.
+    loss, z = kto_loss(t(1.0, -2.0), t(0.5, 1.5), t(1, 0), beta=0.5, kl_mean=torch.tensor(2.0, dtype=torch.float64))
+    assert z.item() == 2.0
+    assert loss[0].item() == pytest.approx(1 - sigmoid(0.5 * (1.0 - 2.0)), abs=1e-12)
+    assert loss[1].item() == pytest.approx(1 - sigmoid(0.5 * (2.0 + 2.0)), abs=1e-12)
+    seen = []
+    config = args(loss_type=["kto"], alpha=0.0, beta=0.5)
+    out = compute_objective(config, t(0.0, -2.0, 0.5, 1.5), t(1.0, 1.0, 1.0, 1.0), t(-1.0, 0.0, 0.0, 0.0),
+                            labels=t(1, 0), mean_over_processes=lambda x: seen.append(x.item()) or x + 1.0)
+    assert seen == [1.0] and out.metrics["kl"].item() == 2.0
+
+
 def test_aoppo_loss_by_hand():
     logratios, lengths = t(0.4, -0.1), t(2.0, 1.0)
     rewards, values = t(1.0, -1.0), t(0.0, 0.0)

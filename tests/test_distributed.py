@@ -88,6 +88,22 @@ def test_torchrun_two_processes_equal_one_process_with_the_designer_term(tmp_pat
     assert log.count("Reference log-probs of 16 pairs: read from the cache") == 1
 
 
+def test_kto_two_processes_equal_one_process(tmp_path, monkeypatch):
+    """KTO's reference point is averaged over both processes' batches (as TRL does), so two processes of 2 rows
+    train exactly as one process of 4; with each process's own mean they would not."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--precompute_ref", "--max_steps", "8", "--option", 'loss_type=["kto"]',
+              "--option", "beta=1.0"]
+    launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
+            "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"KTO, DDP (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
+    assert difference < 1e-5  # 2.3e-3 with each process's own reference point
+
+
 def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokenizer, capsys):
     """`accelerate launch --config_file examples/accelerate/ddp.yaml -m upo.cli train ...`, DPO on pairs of
     unequal lengths, equals the same CLI in one process with twice the batch; checkpoints are marked complete."""

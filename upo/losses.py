@@ -175,21 +175,24 @@ def kto_loss(
     beta: float,
     desirable_weight: float = 1.0,
     undesirable_weight: float = 1.0,
+    kl_mean: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """KTO (Ethayarajh et al. 2024, eq. 8) on unpaired responses, with TRL's estimate of the reference point.
 
     `z = max(0, mean(kl_logratios))`, detached: the policy's KL to the reference estimated on mismatched
-    (prompt, completion) pairs of this batch (of this process: TRL averages it over processes). A desirable response costs `w_d * (1 - sigmoid(beta * (h - z)))`, an undesirable
-    one `w_u * (1 - sigmoid(beta * (z - h)))`.
+    (prompt, completion) pairs. A desirable response costs `w_d * (1 - sigmoid(beta * (h - z)))`, an
+    undesirable one `w_u * (1 - sigmoid(beta * (z - h)))`.
 
     Args:
         logratios: `logps - ref_logps` of each response. Shape: (B,)
         kl_logratios: the same for a completion of another prompt, paired with this prompt. Shape: (B,)
         labels: 1 for desirable, 0 for undesirable. Shape: (B,)
+        kl_mean: the mean of `kl_logratios` over every process's batch, when training on several (as TRL
+            does); None: this batch's mean. Shape: ()
     Returns:
         `(per-response loss, z)`. Shapes: (B,), ()
     """
-    z = kl_logratios.detach().mean().clamp(min=0)
+    z = (kl_logratios.mean() if kl_mean is None else kl_mean).detach().clamp(min=0)
     desirable = labels.to(torch.bool)
     loss = torch.where(
         desirable,

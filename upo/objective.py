@@ -59,6 +59,7 @@ def compute_objective(
     values: torch.Tensor | None = None,
     pair_weights: torch.Tensor | None = None,
     step_tokens: torch.Tensor | None = None,
+    mean_over_processes=None,
 ) -> ObjectiveOutput:
     """The loss of one batch.
 
@@ -73,6 +74,8 @@ def compute_objective(
         pair_weights: the dataset's `weight` column. Shape: (B,)
         step_tokens: `(chosen, all, designer)` token counts of the whole optimizer step (`step_token_counts`),
             or None to average over this batch.
+        mean_over_processes: maps a scalar to its mean over the training processes (KTO's reference point is
+            averaged over them, as in TRL); None in one process.
     """
     n = len(logps) // 2
     method = method_of(args)
@@ -80,8 +83,10 @@ def compute_objective(
     logratios = logps - ref_logps
     metrics: dict[str, torch.Tensor] = {}
     if method == "kto":
-        per_row, kl = kto_loss(logratios[:n], logratios[n:], labels, args.beta, args.desirable_weight,
-                               args.undesirable_weight)
+        kl_logratios = logratios[n:].detach()
+        kl_mean = mean_over_processes(kl_logratios.mean()) if mean_over_processes is not None else None
+        per_row, kl = kto_loss(logratios[:n], kl_logratios, labels, args.beta, args.desirable_weight,
+                               args.undesirable_weight, kl_mean)
         if pair_weights is not None:
             per_row = per_row * pair_weights
         loss = per_row.mean()

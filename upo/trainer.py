@@ -227,6 +227,8 @@ class UPOTrainer(Trainer):
             rewards=inputs.get("designer_rewards"), labels=inputs.get("label"),
             values=head(out.prompt_hidden) if head is not None else None,
             pair_weights=inputs.get("weight"), step_tokens=step_tokens,
+            mean_over_processes=(lambda x: self.accelerator.reduce(x, reduction="mean"))
+            if self.accelerator.num_processes > 1 else None,
         )
         self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
         self._last_loss_components = {
