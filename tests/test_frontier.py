@@ -102,8 +102,10 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     # A second call finds everything done: nothing is trained or evaluated.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json")
               and not p.name.startswith("frontier")}
+    logs.clear()
     run_frontier(grid, progress=False, log=logs.append)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert sum("evaluated earlier" in line for line in logs) == 2  # no stored numbers: the table rescores them
 
     # Changing a run's options makes it stale: it is trained again, the other is kept.
     changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}

@@ -290,15 +290,17 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
                     f"({json.dumps(run.get('options', {}))})")
                 train_run(config, run, num_threads, log=log if progress else None)
             summary = read_eval_summary(folder, key)
-            if summary is None:
-                ensure_reference()
-                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluating")
-                ev = get_evaluator()
-                if ev._reference_record is None:  # the reference's replies and scores, for the win rate
-                    ev._reference_record = {"replies": reference["replies"], "preference": reference["preference"]}
-                record = ev.evaluate(run["name"], str(folder))
-                summary = {"settings_key": key, **_stored(record)}
-                _write_json(folder / EVAL_SUMMARY, summary)
+            if summary is not None:  # its stored numbers may predate the current scoring: the table rescores them
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluated earlier")
+                continue
+            ensure_reference()
+            log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluating")
+            ev = get_evaluator()
+            if ev._reference_record is None:  # the reference's replies and scores, for the win rate
+                ev._reference_record = {"replies": reference["replies"], "preference": reference["preference"]}
+            record = ev.evaluate(run["name"], str(folder))
+            summary = {"settings_key": key, **_stored(record)}
+            _write_json(folder / EVAL_SUMMARY, summary)
             log(f"[frontier {elapsed()}] {run['name']}: {_one_line(summary['summary'])}")
 
     ensure_reference()
