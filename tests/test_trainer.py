@@ -67,6 +67,21 @@ def test_reference_equals_policy_at_the_first_step(tokenizer, pairs, tmp_path):
     assert (tmp_path / "b" / "adapter_model.safetensors").is_file()
 
 
+def test_the_adapters_random_init_follows_seed_not_what_ran_before(tokenizer, pairs, tmp_path):
+    from peft import LoraConfig
+
+    def lora_a(seed, draws_before):
+        model = tiny_model()
+        torch.rand(draws_before)  # other code that used the global generator before the trainer was built
+        trainer = UPOTrainer(model, args=UPOConfig(output_dir=str(tmp_path / "lora"), **{**FAST, "seed": seed}),
+                             train_dataset=pairs, processing_class=tokenizer,
+                             peft_config=LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+        return torch.cat([p.detach().flatten() for n, p in trainer.model.named_parameters() if "lora_A" in n])
+
+    assert torch.equal(lora_a(seed=0, draws_before=1), lora_a(seed=0, draws_before=7))
+    assert not torch.equal(lora_a(seed=0, draws_before=1), lora_a(seed=1, draws_before=1))
+
+
 def test_precomputed_reference_equals_reference_model(tokenizer, pairs, tmp_path):
     _, live = train(tokenizer, pairs, tmp_path, "live", max_steps=3)
     trainer, pre = train(tokenizer, pairs, tmp_path, "pre", max_steps=3, precompute_ref_log_probs=True)

@@ -82,7 +82,9 @@ class UPOTrainer(Trainer):
             _disable_dropout(model)
         if peft_config is not None:
             from peft import get_peft_model
+            from transformers import set_seed
 
+            set_seed(args.seed)  # the adapter's random init follows `seed`, not whatever ran before
             model = get_peft_model(model, peft_config)
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
