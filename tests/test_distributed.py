@@ -63,6 +63,16 @@ def max_difference(a, b):
     return max((a[k] - b[k]).abs().max().item() for k in a)
 
 
+def two_processes_vs_one(tmp_path, monkeypatch, common):
+    """Trains with torchrun (2 processes x 2 pairs) and in this process (1 x 4), both with the arguments `common` of
+    tests/ddp_train.py. Returns the launch log and the largest difference between the two final weights."""
+    log = launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
+                  "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    return log, max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+
+
 def ranks(out):
     return [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
 
@@ -70,12 +80,7 @@ def ranks(out):
 def test_torchrun_two_processes_equal_one_process_with_the_designer_term(tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
     common = ["--data", str(data), "--designer", "--precompute_ref", "--max_steps", "4"]
-    log = launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
-                  "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
-    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
-    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
-
-    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    log, difference = two_processes_vs_one(tmp_path, monkeypatch, common)
     print(f"DDP (2 x 2) vs one process (1 x 4), designer term on: max weight difference {difference:.2e}")
     assert difference < 1e-5
     assert "upo_value_head.linear.weight" in load_file(tmp_path / "two" / "final.safetensors")
@@ -94,12 +99,7 @@ def test_kto_two_processes_equal_one_process(tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
     common = ["--data", str(data), "--precompute_ref", "--max_steps", "8", "--option", 'loss_type=["kto"]',
               "--option", "beta=1.0"]
-    launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
-            "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
-    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
-    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
-
-    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    _, difference = two_processes_vs_one(tmp_path, monkeypatch, common)
     print(f"KTO, DDP (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
     assert difference < 1e-5  # 2.3e-3 with each process's own reference point
 
@@ -181,11 +181,7 @@ def test_designer_term_with_unequal_lengths_equals_one_process(tmp_path, monkeyp
     """Per-token averages divide by the whole step's tokens over both ranks (upo.losses.step_token_counts)."""
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
     common = ["--data", str(data), "--designer", "--max_steps", "4"]
-    launch([BIN / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
-            "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
-    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
-    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
-    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    _, difference = two_processes_vs_one(tmp_path, monkeypatch, common)
     print(f"unequal lengths, designer term on: max weight difference {difference:.2e}")
     assert difference < 1e-5
 
