@@ -30,6 +30,8 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
+from .locking import exclusive_lock
+
 TRAIN_DONE = "train_done.json"
 EVAL_SUMMARY = "eval_summary.json"
 REFERENCE_EVAL = "reference_eval.json"
@@ -267,8 +269,8 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
     def ensure_reference() -> dict:
         nonlocal reference
         if reference is None:
-            with open(out / ".reference.lock", "w") as lock:  # blocking: a second process waits, then reads it
-                fcntl.flock(lock, fcntl.LOCK_EX)
+            # A second process waits, then reads it.
+            with exclusive_lock(out / ".reference.lock", "Waiting for another process evaluating the reference..."):
                 reference = read_eval_summary(out / REFERENCE_EVAL, key)
                 if reference is None:
                     log(f"[frontier {elapsed()}] evaluating the reference model")
