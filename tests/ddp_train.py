@@ -15,15 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))  # conftest: the tiny model and tokenizer
+sys.path.insert(0, str(Path(__file__).parent))  # helpers: the tiny model and tokenizer
 
 import torch  # noqa: E402
+from helpers import FIXTURES, tiny_model  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
-from conftest import FIXTURES, tiny_model  # noqa: E402
 from upo import UPOConfig, UPOTrainer  # noqa: E402
-
 
 CALLS = {"reward": 0, "forward": 0}
 

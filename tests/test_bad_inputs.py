@@ -1,4 +1,4 @@
-"""Malformed inputs that tests/test_data_loading.py, tests/test_rewards.py and tests/test_cli.py do not cover yet:
+"""Malformed inputs that tests/data/test_data_loading.py, tests/rewards/test_rewards.py and tests/test_cli.py do not cover yet:
 each gives a message naming the file (or option), the line, row or column, what is wrong and the fix, or a
 documented warning with counts, and never a traceback from inside a library.
 
@@ -14,8 +14,8 @@ import json
 
 import pytest
 from datasets import Dataset
+from helpers import make_pairs, tiny_model
 
-from conftest import make_pairs, tiny_model
 from upo import UPOConfig, UPOTrainer
 from upo.cli import main
 from upo.data import load_preference_pairs

@@ -9,9 +9,9 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-
-from conftest import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model
 from test_trainer import train
+
 from upo import UPOConfig
 from upo.data.collator import PreferenceCollator
 from upo.data.control_tags import add_control_tags
@@ -19,8 +19,8 @@ from upo.data.loading import load_unpaired
 from upo.data.tokenization import tokenize_pair
 from upo.data.unpaired import unpair_preference_dataset, with_mismatched_completions
 from upo.errors import ConfigError, DataError
-from upo.evaluation import conditioning_prefix
-from upo.generation import render_prompts
+from upo.eval.evaluate import conditioning_prefix
+from upo.eval.generate import render_prompts
 from upo.logps import forward_logps
 from upo.losses import aoppo_loss, drov_loss, kto_loss, label_rewards
 from upo.objective import compute_objective

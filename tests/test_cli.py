@@ -5,9 +5,9 @@ import subprocess
 import sys
 
 import pytest
+from helpers import make_pairs, tiny_model
 from transformers import AutoModelForCausalLM
 
-from conftest import make_pairs, tiny_model
 from upo.cli import main
 
 

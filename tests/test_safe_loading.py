@@ -9,13 +9,13 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
+from helpers import make_pairs, tiny_model
 
-from conftest import make_pairs, tiny_model
 from upo import UPOConfig, UPOTrainer
-from upo.checkpointing import write_completion_marker
 from upo.data import load_preference_dataset
 from upo.errors import ConfigError, DataError
 from upo.rewards import resolve_reward_func, score_designer_rewards
+from upo.training.checkpointing import write_completion_marker
 
 FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, seed=0, report_to="none", use_cpu=True, max_length=64,
             disable_tqdm=True)
@@ -140,7 +140,7 @@ def test_cache_files_replaced_by_pickles_are_ignored(tmp_path, tokenizer, marker
     """The reference cache is safetensors, the reward cache JSON: a pickle in their place is ignored with a warning."""
     from upo.data.collator import PreferenceCollator
     from upo.data.tokenization import tokenize_dataset
-    from upo.reference import add_reference_logps
+    from upo.training.reference import add_reference_logps
 
     data = tokenize_dataset(Dataset.from_list(make_pairs(4)), tokenizer, max_length=64)
     add_reference_logps(data, tiny_model(), PreferenceCollator(0), 4, cache_dir=tmp_path / "reference")

@@ -6,10 +6,10 @@ import random
 import pytest
 import torch
 from datasets import Dataset
+from helpers import Recorder, tiny_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from conftest import Recorder, tiny_model
 from upo import UPOConfig, UPOTrainer
 from upo.data.collator import PreferenceCollator
 from upo.data.tokenization import tokenize_pair

@@ -3,8 +3,8 @@
 import copy
 
 import pytest
+from helpers import Recorder, tiny_model
 
-from conftest import Recorder, tiny_model
 from upo import UPOConfig, UPOTrainer
 
 trl = pytest.importorskip("trl")

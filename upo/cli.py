@@ -8,7 +8,7 @@ import platform
 import sys
 from dataclasses import dataclass, field, fields
 
-from .errors import ConfigError, UPOError
+from upo.errors import ConfigError, UPOError
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ScriptArguments:
 def _parse_train_args(argv: list[str]):
     from transformers import HfArgumentParser
 
-    from .config import UPOConfig
+    from upo.config import UPOConfig
 
     parser = HfArgumentParser((ScriptArguments, UPOConfig), prog="upo train")
     parser.add_argument("--config", default=None, help="A YAML file of options; flags given as well override it.")
@@ -72,7 +72,7 @@ def train(argv: list[str]) -> None:
     script_args, config = _parse_train_args(argv)
     if script_args.dataset is None:
         raise ConfigError("No training data: pass --dataset PATH (a .jsonl/.json/.csv/.parquet file or a dataset folder).")
-    from .trainer import UPOTrainer
+    from upo.trainer import UPOTrainer
 
     peft_config = None
     if script_args.use_peft:
@@ -94,9 +94,9 @@ def train(argv: list[str]) -> None:
 
 
 def score(argv: list[str]) -> None:
-    from .data.loading import load_preference_pairs
-    from .rewards import score_designer_rewards
-    from .reward_report import format_reward_report, reward_report
+    from upo.data.loading import load_preference_pairs
+    from upo.rewards import score_designer_rewards
+    from upo.rewards.report import format_reward_report, reward_report
 
     parser = argparse.ArgumentParser(
         prog="upo score",
@@ -148,8 +148,8 @@ def _module_command(module: str):
 
 COMMANDS = {
     "train": train, "score": score, "env": env,
-    "data": _module_command("upo.chitchat"), "eval": _module_command("upo.evaluation"),
-    "frontier": _module_command("upo.frontier"), "demo": _module_command("upo.demo"),
+    "data": _module_command("upo.experiments.chitchat"), "eval": _module_command("upo.eval.evaluate"),
+    "frontier": _module_command("upo.experiments.frontier"), "demo": _module_command("upo.experiments.demo"),
 }
 
 

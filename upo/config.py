@@ -6,15 +6,15 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
-from .errors import ConfigError
-from .losses import BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
+from upo.errors import ConfigError
+from upo.losses import BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
 
 
 @dataclass
 class UPOConfig(TrainingArguments):
     """Configuration of `UPOTrainer`. Every field has a help string; `upo train --help` lists them all.
 
-    The loss is `L = L_pref + alpha * L_aux + L_value` (see shared/UPO_METHOD.md). With `alpha = 0`, or
+    The loss is `L = L_pref + alpha * L_aux + L_value` (see docs/METHOD.md). With `alpha = 0`, or
     without `reward_funcs`, training is plain DPO (or whichever `loss_type` is chosen).
     """
 

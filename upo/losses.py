@@ -5,7 +5,7 @@ pairs in the batch, `M` for a number of responses (usually `2B`: chosen then rej
 number of designer objectives. A `logps` tensor holds the *sum* of the per-token log-probabilities of a
 response; `lengths` holds its number of response tokens.
 
-    L = L_pref + alpha * L_aux + L_value            (UPO, see shared/UPO_METHOD.md)
+    L = L_pref + alpha * L_aux + L_value            (UPO, see docs/METHOD.md)
 """
 
 from __future__ import annotations

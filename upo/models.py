@@ -12,7 +12,6 @@ import hashlib
 import importlib.machinery
 import importlib.metadata
 import importlib.util
-import json
 import os
 import shutil
 import sys
@@ -21,9 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
 
-from .cache import default_cache_dir
-from .errors import ModelResolutionError
-from .locking import exclusive_lock
+from upo.errors import ModelResolutionError
+from upo.files import atomic_write_json, default_cache_dir, exclusive_lock
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 KNOWN_MODELS = {
@@ -143,7 +141,7 @@ def _convert_gguf(source: GGUFSource, out_dir: Path) -> None:
         "gguf_file": file_name,
         "gguf_sha256": _sha256(source.path),
     }
-    (out_dir / MARKER_FILE).write_text(json.dumps(marker, indent=2) + "\n")
+    atomic_write_json(out_dir / MARKER_FILE, marker, indent=2)
 
 
 def _sha256(path: Path) -> str:

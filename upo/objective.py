@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .losses import (
+from upo.losses import (
     aoppo_loss,
     designer_loss,
     drov_loss,

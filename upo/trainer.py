@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
 import os
 import time
 from collections import defaultdict
@@ -13,19 +12,20 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
-from .checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
-from .config import UPOConfig
-from .data.collator import PreferenceCollator
-from .data.pipeline import prepare_preference_data
-from .distributed import check_launch
-from .errors import ConfigError
-from .losses import step_token_counts
-from .logps import forward_logps
-from .model_card import write_model_card
-from .objective import UNPAIRED, UNWEIGHTED, compute_objective, method_of, needs_value_head, uses_designer_term
-from .numerics import NonFiniteGuard, check_numeric_columns
-from .reference import add_reference_logps
-from .value_head import VALUE_HEAD_FILE, ValueHead
+from upo.config import UPOConfig
+from upo.data.collator import PreferenceCollator
+from upo.data.pipeline import prepare_preference_data
+from upo.errors import ConfigError
+from upo.files import atomic_write_json
+from upo.logps import forward_logps
+from upo.losses import step_token_counts
+from upo.objective import UNPAIRED, UNWEIGHTED, compute_objective, method_of, needs_value_head, uses_designer_term
+from upo.training.checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
+from upo.training.distributed import check_launch
+from upo.training.model_card import write_model_card
+from upo.training.numerics import NonFiniteGuard, check_numeric_columns
+from upo.training.reference import add_reference_logps
+from upo.value_head import VALUE_HEAD_FILE, ValueHead
 
 VALUE_HEAD_PREFIX = "upo_value_head."
 OUTPUT_FILES = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "upo_config.json"}
@@ -65,7 +65,7 @@ class UPOTrainer(Trainer):
             raise ConfigError(f"eval_strategy={args.eval_strategy.value!r} needs an eval_dataset: pass one "
                               "(--eval_dataset PATH), or set eval_strategy='no'.")
         if isinstance(model, str):
-            from .models import resolve_model_path
+            from upo.models import resolve_model_path
 
             path = resolve_model_path(model)
             # Code shipped with a model runs only when asked: transformers would otherwise prompt for it on a terminal.
@@ -98,7 +98,7 @@ class UPOTrainer(Trainer):
         self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
 
         # Under several processes the main process scores, precomputes and writes the caches first; the others
-        # then read them (upo.rewards.cache, upo.reference), so nothing is computed twice.
+        # then read them (upo.rewards.cache, upo.training.reference), so nothing is computed twice.
         with args.main_process_first(desc="scoring designer rewards and precomputing reference log-probs"):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
             print(train.report.summary())
@@ -161,7 +161,7 @@ class UPOTrainer(Trainer):
                     f"output_dir {out} already holds a trained model or checkpoints ({', '.join(sorted(taken)[:3])}). "
                     "Choose a new output_dir, resume with resume_from_checkpoint, or set overwrite_output_dir."
                 )
-        # Only a complete checkpoint (upo.checkpointing): True means the last complete one, not the last folder.
+        # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last folder.
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
@@ -315,8 +315,7 @@ class UPOTrainer(Trainer):
         config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
         if self.designer_stats is not None:
             config["designer_reward_stats"] = vars(self.designer_stats)
-        with open(os.path.join(output_dir, "upo_config.json"), "w") as f:
-            json.dump(config, f, indent=2, default=str)
+        atomic_write_json(os.path.join(output_dir, "upo_config.json"), config, indent=2, default=str)
         write_model_card(output_dir, self)
 
     def _save_checkpoint(self, model, trial) -> None:

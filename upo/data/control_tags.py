@@ -1,7 +1,7 @@
 """Conditional SFT's control tags: a tag opens every response, `[good]` for chosen and `[bad]` for rejected.
 
 The tag is written at the start of the response (not into the prompt), so chosen and rejected still share their
-prompt and its computation. At generation the response is started with the good tag (`upo.evaluation`).
+prompt and its computation. At generation the response is started with the good tag (`upo.eval.evaluate`).
 """
 
 from __future__ import annotations

@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import torch
 from datasets import Dataset
 
-from ..errors import DataError
-from ..losses import combine_designer_rewards, designer_statistics
-from ..rewards import score_designer_rewards
-from .control_tags import add_control_tags
-from .loading import load_preference_pairs, load_unpaired
-from .tokenization import tokenize_dataset
-from .unpaired import drop_mismatched_rewards, with_mismatched_completions
+from upo.data.control_tags import add_control_tags
+from upo.data.loading import load_preference_pairs, load_unpaired
+from upo.data.tokenization import tokenize_dataset
+from upo.data.unpaired import drop_mismatched_rewards, with_mismatched_completions
+from upo.errors import DataError
+from upo.losses import combine_designer_rewards, designer_statistics
+from upo.rewards import score_designer_rewards
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 

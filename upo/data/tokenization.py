@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datasets import Dataset
 
-from ..errors import ConfigError, DataError
+from upo.errors import ConfigError, DataError
 
 
 def _common_prefix_length(a: list[int], b: list[int]) -> int:

@@ -12,8 +12,8 @@ import math
 
 from datasets import Dataset
 
-from ..errors import DataError
-from .validation import DataReport, _check_value, _value_format, normalize_preference_rows, row_location
+from upo.data.validation import DataReport, _check_value, _value_format, normalize_preference_rows, row_location
+from upo.errors import DataError
 
 UNPAIRED_COLUMNS = ("prompt", "completion", "label")
 UNPAIRED_HELP = (

@@ -5,7 +5,8 @@ built-ins each live in one small file. ``score_designer_rewards`` resolves specs
 rejected response, validates the scores and caches them on disk.
 """
 
-from upo.rewards.cache import default_cache_dir
+from upo.files import default_cache_dir
+from upo.rewards.completions import completion_text
 from upo.rewards.keywords import Keywords
 from upo.rewards.length import Length
 from upo.rewards.non_offensive import non_offensive
@@ -13,7 +14,6 @@ from upo.rewards.readability import readability
 from upo.rewards.registry import (
     BUILTIN_REWARD_NAMES,
     builtin_reward_funcs,
-    completion_text,
     resolve_reward_func,
     resolve_reward_funcs,
     reward_func_name,

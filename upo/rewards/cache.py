@@ -17,13 +17,12 @@ import inspect
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from upo.cache import default_cache_dir
+from upo.files import atomic_write
 
 
 def data_fingerprint(prompts: list, chosen: list, rejected: list, extra_columns: dict[str, list]) -> str:
@@ -81,15 +80,8 @@ def read_scores(path: Path, n: int) -> tuple[list[float | None], list[float | No
 
 def write_scores(path: Path, identity: dict[str, Any], chosen: list, rejected: list) -> None:
     """Write the scores atomically; a failure (read-only disk, full disk) only warns: the run goes on."""
-    tmp = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"function": identity, "chosen": chosen, "rejected": rejected}, f, allow_nan=False)
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: json.dump({"function": identity, "chosen": chosen, "rejected": rejected}, f,
+                                               allow_nan=False))
     except OSError as e:
         warnings.warn(f"could not write designer-reward cache file {path} ({e})")
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)

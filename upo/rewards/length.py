@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 from upo.errors import ConfigError
-from upo.rewards.registry import completion_text
+from upo.rewards.completions import completion_text
 
 
 class Length:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from upo.rewards.registry import completion_text
+from upo.rewards.completions import completion_text
 
 
 def non_offensive(prompts: list, completions: list, **kwargs) -> list[float]:

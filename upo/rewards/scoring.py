@@ -17,10 +17,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from upo.errors import ConfigError, DataError, RewardFunctionError
+from upo.files import default_cache_dir
 from upo.rewards.cache import (
     cache_file,
     data_fingerprint,
-    default_cache_dir,
     function_identity,
     read_scores,
     write_scores,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from upo.rewards.registry import completion_text
+from upo.rewards.completions import completion_text
 
 
 @functools.cache

@@ -6,7 +6,7 @@ For every model (and the reference, as its own row) on the same held-out chat pr
 * **designer objectives**: each reward function's mean over the replies, and the **designer score**: per
   reply `sum_k w_k (r_k - mean_k) / std_k` with the means and stds of the *training* responses (the same
   standardisation UPO trains with), averaged over prompts;
-* **preference score**: the fixed preference scorer (`upo.preference_scorer`: cosine similarity to what the
+* **preference score**: the fixed preference scorer (`upo.eval.scorers`: cosine similarity to what the
   human actually answered), averaged; **win rate**: the fraction of prompts where the model's reply scores
   higher than the reference's (ties, e.g. identical replies, count one half);
 * **KL** to the reference: `sum_t KL(pi(.|x, y<t) || pi_ref(.|x, y<t))`, exact over the vocabulary, summed
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .generation import Decoding, generation_batches, render_prompts
+from upo.eval.generate import Decoding, generation_batches, render_prompts
 
 REFERENCE = "reference"
 
@@ -42,7 +42,7 @@ REFERENCE = "reference"
 
 def load_eval_rows(path: str | os.PathLike, max_prompts: int | None = None) -> list[dict]:
     """Held-out rows: `prompt` (messages or text), `human_reply`, and optionally `chosen` / `rejected`."""
-    from .errors import DataError
+    from upo.errors import DataError
 
     rows = []
     with open(path) as f:
@@ -76,9 +76,9 @@ class DesignerScale:
     @classmethod
     def fit(cls, train_path: str | os.PathLike, reward_funcs: Sequence, reward_weights: Sequence[float] | None = None,
             standardize: bool = True) -> DesignerScale:
-        from .data.loading import load_preference_pairs
-        from .losses import designer_statistics
-        from .rewards import score_designer_rewards
+        from upo.data.loading import load_preference_pairs
+        from upo.losses import designer_statistics
+        from upo.rewards import score_designer_rewards
 
         dataset, _ = load_preference_pairs(str(train_path))
         extra = {c: dataset[c] for c in dataset.column_names if c not in ("prompt", "chosen", "rejected")}
@@ -107,7 +107,7 @@ class DesignerScale:
 
 def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, rows: list[dict]) -> dict[str, list]:
     """Each objective's raw score of each reply, through the same reward-function contract as training."""
-    from .rewards import resolve_reward_funcs, reward_func_name
+    from upo.rewards import resolve_reward_funcs, reward_func_name
 
     completions = [[{"role": "assistant", "content": r}] if isinstance(p, list) else r for p, r in zip(prompts, replies)]
     extra_names = sorted({k for row in rows for k in row} - {"prompt", "chosen", "rejected"})
@@ -130,7 +130,7 @@ def load_model(name_or_path: str, dtype=torch.float32):
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .models import resolve_model_path
+    from upo.models import resolve_model_path
 
     folder = Path(name_or_path)
     adapter = folder / "adapter_config.json"
@@ -225,10 +225,10 @@ def implicit_reward_accuracy(policy, reference, tokenizer, rows: list[dict], max
     """Fraction of held-out pairs where `log pi/pi_ref` of chosen beats rejected's (ties one half)."""
     from datasets import Dataset
 
-    from .data.collator import PreferenceCollator
-    from .data.tokenization import tokenize_dataset
-    from .logps import forward_logps
-    from .reference import add_reference_logps
+    from upo.data.collator import PreferenceCollator
+    from upo.data.tokenization import tokenize_dataset
+    from upo.logps import forward_logps
+    from upo.training.reference import add_reference_logps
 
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows
              if "chosen" in r and "rejected" in r]
@@ -331,7 +331,7 @@ class Evaluator:
 
     def __init__(self, settings: EvalSettings, reference: str = "smollm2-135m-instruct", scorer=None,
                  progress: bool = True):
-        from .preference_scorer import HumanReplySimilarity
+        from upo.eval.scorers import HumanReplySimilarity
 
         self.settings = settings
         self.rows = load_eval_rows(settings.eval_data, settings.max_prompts)
@@ -466,9 +466,8 @@ def main(argv: list[str]) -> None:
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy).")
     parser.add_argument("--out", default=None, help="Folder for eval.json and eval.md; default the first model's.")
     args = parser.parse_args(argv)
-    from .errors import ConfigError
-
-    from .generation import choose_num_threads
+    from upo.errors import ConfigError
+    from upo.threads import choose_num_threads
 
     choose_num_threads(args.num_threads)
     reward_funcs, reward_weights = args.reward_funcs, args.reward_weights

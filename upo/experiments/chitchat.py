@@ -14,7 +14,7 @@ How a row is made (everything seeded, so the same command gives the same file):
    roles alternating backwards; turn `t` is the `human_reply`. A turn is the sender's consecutive
    messages joined by spaces.
 3. The default model samples `num_candidates` replies per prompt (temperature, top_k, max_new_tokens below).
-4. The preference scorer (`upo.preference_scorer`: cosine similarity, with all-MiniLM-L6-v2, to what the
+4. The preference scorer (`upo.eval.scorers`: cosine similarity, with all-MiniLM-L6-v2, to what the
    human actually answered) labels the pair: the closest candidate is `chosen`, the farthest `rejected`.
    Prompts whose candidates are all identical are dropped.
 
@@ -68,7 +68,7 @@ def source_path() -> Path:
     """dataset.json inside the installed chitchat-dataset package (found without importing it)."""
     import importlib.machinery
 
-    from .errors import DataError
+    from upo.errors import DataError
 
     spec = importlib.machinery.PathFinder.find_spec(SOURCE_PACKAGE)
     path = Path(next(iter(spec.submodule_search_locations))) / "dataset.json" if spec else None
@@ -199,9 +199,9 @@ def build_chitchat(out_dir: str | os.PathLike, model_name_or_path: str = "smollm
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .generation import Decoding, generate_replies
-    from .models import resolve_model_path
-    from .preference_scorer import HumanReplySimilarity
+    from upo.eval.generate import Decoding, generate_replies
+    from upo.eval.scorers import HumanReplySimilarity
+    from upo.models import resolve_model_path
 
     out_dir = Path(out_dir)
     t0 = time.time()
@@ -244,7 +244,7 @@ def main(argv: list[str]) -> None:
     """`upo data chitchat [options]`."""
     if not argv or argv[0] != "chitchat":
         print("usage: upo data chitchat [--out_dir DIR] [--n_train N] [--n_eval N] ...\n"
-              "  builds a preference set from human chit-chat conversations (see upo/chitchat.py)")
+              "  builds a preference set from human chit-chat conversations (see upo/experiments/chitchat.py)")
         raise SystemExit(0 if argv and argv[0] in ("-h", "--help") else 2)
     defaults = ChitchatOptions()
     parser = argparse.ArgumentParser(prog="upo data chitchat", description=__doc__.split("\n\n")[0])

@@ -6,10 +6,10 @@ import math
 
 import pytest
 import torch
+from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from eval_fixtures import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
-from upo.evaluation import (
+from upo.eval.evaluate import (
     DesignerScale,
     EvalSettings,
     Evaluator,
@@ -21,8 +21,8 @@ from upo.evaluation import (
     summarize,
     win_rate,
 )
-from upo.generation import Decoding
-from upo.preference_scorer import HumanReplySimilarity
+from upo.eval.generate import Decoding
+from upo.eval.scorers import HumanReplySimilarity
 
 
 @pytest.fixture(scope="module")

@@ -19,10 +19,10 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 
-from .errors import ConfigError
+from upo.errors import ConfigError
+from upo.files import atomic_write_json
 
 MARKER_FILE = "upo_checkpoint.json"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -36,16 +36,7 @@ def write_completion_marker(folder: str | os.PathLike, global_step: int) -> None
         for path in sorted(folder.rglob("*"))
         if path.is_file() and path.name != MARKER_FILE
     }
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{MARKER_FILE}-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump({"global_step": global_step, "files": files}, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, folder / MARKER_FILE)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_json(folder / MARKER_FILE, {"global_step": global_step, "files": files})
 
 
 def incomplete_reason(folder: str | os.PathLike) -> str | None:

@@ -1,8 +1,9 @@
-"""Tiny stand-ins for the real models of the chit-chat pipeline: a sentence-embedding BERT and model folders.
+"""Helpers shared by the tests: the committed 512-token tokenizer's folder, tiny GPT-2 and Llama models built from
+configs, small preference data, a log recorder, and tiny stand-ins for the chit-chat pipeline's real models.
 
-The preference scorer's real model (all-MiniLM-L6-v2) is replaced by a 2-layer BERT with a word-level
-vocabulary built here, so the tests of the data builder, the evaluation and the frontier run offline in
-seconds. The scorer code path (tokenise, mean-pool, normalise, cosine) is the real one.
+The preference scorer's real model (all-MiniLM-L6-v2) is replaced by a 2-layer BERT with a word-level vocabulary
+built here, so the tests of the data builder, the evaluation and the frontier run offline in seconds. The scorer
+code path (tokenise, mean-pool, normalise, cosine) is the real one. Fixtures live in conftest.py.
 """
 
 from __future__ import annotations
@@ -11,9 +12,62 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import BertConfig, BertModel
+from transformers import (
+    BertConfig,
+    BertModel,
+    GPT2Config,
+    GPT2LMHeadModel,
+    LlamaConfig,
+    LlamaForCausalLM,
+    TrainerCallback,
+)
 
-from conftest import FIXTURES, tiny_model
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+class Recorder(TrainerCallback):
+    """Keeps every training log (the ones with a loss)."""
+
+    def __init__(self):
+        self.logs = []
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if "loss" in logs:
+            self.logs.append(dict(logs))
+
+
+def tiny_model(arch: str = "llama", seed: int = 0, vocab_size: int = 512):
+    torch.manual_seed(seed)
+    if arch == "llama":
+        config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                             num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                             pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False)
+        return LlamaForCausalLM(config)
+    config = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=256,
+                        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    return GPT2LMHeadModel(config)
+
+
+QUESTIONS = [
+    "What is rain?", "How do plants grow?", "Why is the sky blue?", "What is a cat?", "How do I boil water?",
+    "What is the sun?", "Why do birds sing?", "How do I read faster?", "What is a river?", "Why do we sleep?",
+    "How do boats float?", "What is snow?", "Why is grass green?", "How do bees make honey?", "What is wind?",
+    "How do I tie a knot?",
+]
+
+
+def make_pairs(n: int = 16) -> list[dict]:
+    rows = []
+    for i in range(n):
+        q = QUESTIONS[i % len(QUESTIONS)]
+        rows.append({
+            "prompt": f"Human: {q} Assistant:",
+            "chosen": " Thank you for asking! Here is a short and clear answer." if i % 2 else
+                      " Long sentences with complicated terminology impede comprehension.",
+            "rejected": " I will not help with that, figure it out yourself." if i % 3 else " No.",
+        })
+    return rows
+
 
 WORDS = ("hi hello hey how are you doing good great fine thanks what is your name my i am a the to do like "
          "movies music food pizza dogs cats school work weekend fun cool nice yes no maybe lol haha sure why "

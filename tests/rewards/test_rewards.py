@@ -123,7 +123,7 @@ def test_builtin_parameter_errors():
 
 
 def test_import_path_in_both_forms(monkeypatch):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
     from reward_fixtures import exclamations
 
     assert resolve_reward_func("reward_fixtures.exclamations") is exclamations
@@ -133,7 +133,7 @@ def test_import_path_in_both_forms(monkeypatch):
 @pytest.mark.parametrize("spec", ["readabilty", "no_such_module_xyz.reward", "reward_fixtures.missing",
                                   "reward_fixtures.NOT_CALLABLE", "reward_fixtures.ExclamationReward"])
 def test_unresolvable_spec_names_itself_the_builtins_and_the_path_form(monkeypatch, spec):
-    monkeypatch.syspath_prepend(str(Path(__file__).parent))
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
     with pytest.raises(ConfigError) as error:
         resolve_reward_func(spec)
     message = str(error.value)

@@ -2,12 +2,12 @@
 
 The smallest complete run of the method: the default model prepared from its wheel, DPO and UPO trained
 with a LoRA adapter on the same pairs, budget and seed, both evaluated on held-out prompts against the
-reference model, and the comparison printed and plotted. It is a two-run frontier (`upo.frontier`), so it
+reference model, and the comparison printed and plotted. It is a two-run frontier (`upo.experiments.frontier`), so it
 resumes where it stopped and its folder reads like any frontier's. About 10 minutes on 2 CPU cores.
 
 Designer objectives: readability (Flesch reading ease) and non-offensiveness (alt-profanity-check), with
 the same weight; the preference labels do not encode them (`upo score`). The user's preference: the fixed
-preference scorer, similarity to what the human actually answered (`upo.preference_scorer`).
+preference scorer, similarity to what the human actually answered (`upo.eval.scorers`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import re
 import time
 from pathlib import Path
+
 
 def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha: float = 4.0,
                 aw_temperature: float = 0.5, learning_rate: float = 2e-4, train_data: str = "examples/data/chitchat_train.jsonl",
@@ -75,11 +76,12 @@ def main(argv: list[str]) -> None:
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy, "
                         "where more threads are much slower; else torch's default).")
     args = parser.parse_args(argv)
-    from .frontier import collect_results, run_frontier
-    from .evaluation import side_by_side
-    from .generation import choose_num_threads
-    from .models import resolve_model_path
     import torch
+
+    from upo.eval.evaluate import side_by_side
+    from upo.experiments.frontier import collect_results, run_frontier
+    from upo.models import resolve_model_path
+    from upo.threads import choose_num_threads
 
     start = time.perf_counter()
     threads = choose_num_threads(args.num_threads)

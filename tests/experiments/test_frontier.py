@@ -2,13 +2,12 @@
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
 import pytest
+from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 
-from eval_fixtures import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
-from upo.frontier import (
+from upo.experiments.frontier import (
     EVAL_SUMMARY,
     REFERENCE_EVAL,
     TRAIN_DONE,
-    _RunLock,
     collect_results,
     format_report,
     load_frontier_config,
@@ -16,10 +15,12 @@ from upo.frontier import (
     run_dir,
     run_family,
     run_frontier,
+    run_lock_file,
     short_log_line,
     target_check,
     train_done,
 )
+from upo.files import try_lock
 
 
 def test_pareto_front():
@@ -74,11 +75,12 @@ def grid(tmp_path):
 
 def _stub_finished(config, run, summary):
     """What a finished run leaves behind: the training marker (written as train_run writes it) and its evaluation."""
-    from upo.frontier import _settings_key, _train_key, _write_json, run_train_options
+    from upo.experiments.frontier import _settings_key, _train_key, run_train_options
+    from upo.files import atomic_write_json
 
     folder = run_dir(config, run["name"])
-    _write_json(folder / TRAIN_DONE, {"options_key": _train_key(run_train_options(config, run))})
-    _write_json(folder / EVAL_SUMMARY, {"settings_key": _settings_key(config), "summary": summary, "replies": [],
+    atomic_write_json(folder / TRAIN_DONE, {"options_key": _train_key(run_train_options(config, run))})
+    atomic_write_json(folder / EVAL_SUMMARY, {"settings_key": _settings_key(config), "summary": summary, "replies": [],
                                         "preference": [], "designer": [], "kl": []})
 
 
@@ -113,7 +115,7 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
 
 
 def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
-    with _RunLock(run_dir(grid, "upo")) as locked:
+    with try_lock(run_lock_file(run_dir(grid, "upo"))) as locked:
         assert locked
         logs = []
         results = run_frontier({**grid, "runs": grid["runs"][1:]}, progress=False, log=logs.append)
@@ -123,8 +125,8 @@ def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
 
 
 def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
-    from upo.demo import demo_config
-    from upo.frontier import run_train_options, training_data
+    from upo.experiments.demo import demo_config
+    from upo.experiments.frontier import run_train_options, training_data
 
     train = write_chitchat_rows(tmp_path / "train.jsonl", 20)
     config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0, aw_temperature=0.5,
@@ -148,7 +150,7 @@ def test_progress_shows_a_logged_metrics_dict_as_one_short_line():
 
 
 def test_demo_compares_upo_with_dpo_with_intervals_and_says_whether_the_gain_is_measurable():
-    from upo.demo import compare_line
+    from upo.experiments.demo import compare_line
 
     dpo = {"designer_score": 0.50, "win_rate": 0.500, "kl": 1.00}
     upo = {"designer_score": 1.00, "win_rate": 0.525, "kl": 0.75}

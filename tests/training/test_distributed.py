@@ -11,21 +11,21 @@ import sys
 import warnings
 from pathlib import Path
 
+import ddp_train
 import pytest
 import torch
 import yaml
+from helpers import QUESTIONS, make_pairs, tiny_model
 from safetensors.torch import load_file
 
-import ddp_train
-from conftest import QUESTIONS, make_pairs, tiny_model
 from upo import UPOConfig
 from upo.data.collator import PreferenceCollator
 from upo.data.tokenization import tokenize_dataset
-from upo.distributed import check_launch
 from upo.errors import ConfigError
-from upo.reference import add_reference_logps, reference_fingerprint
+from upo.training.distributed import check_launch
+from upo.training.reference import add_reference_logps, reference_fingerprint
 
-TESTS = Path(__file__).parent
+TESTS = Path(__file__).parents[1]
 ROOT = TESTS.parent
 BIN = Path(sys.executable).parent
 LAUNCH_TIMEOUT = 240  # a rank that hangs fails the test instead of the whole CI job

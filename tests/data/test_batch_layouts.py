@@ -2,8 +2,8 @@
 
 import pytest
 import torch
+from helpers import tiny_model
 
-from conftest import tiny_model
 from upo.data.collator import PreferenceCollator
 from upo.data.tokenization import tokenize_pair
 from upo.logps import forward_logps

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,13 +23,12 @@ from pathlib import Path
 import torch
 from datasets import Dataset
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .locking import exclusive_lock
-from .logps import forward_logps
-from .rewards.cache import default_cache_dir
+from upo.files import atomic_write, default_cache_dir, exclusive_lock
+from upo.logps import forward_logps
 
 TOKEN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 
@@ -87,19 +85,11 @@ def _read_cache(path: Path, n: int) -> tuple[list[float], list[float]] | None:
 
 def _write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None:
     """Atomic; a failure (read-only or full disk) only warns: the run goes on without the cache."""
-    tmp = None
+    tensors = {"chosen": torch.tensor(chosen, dtype=torch.float32), "rejected": torch.tensor(rejected, dtype=torch.float32)}
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-        os.close(fd)
-        tensors = {"chosen": torch.tensor(chosen, dtype=torch.float32), "rejected": torch.tensor(rejected, dtype=torch.float32)}
-        save_file(tensors, tmp, metadata={"format": "upo-reference-logps"})
-        os.replace(tmp, path)
+        atomic_write(path, lambda f: f.write(save(tensors, metadata={"format": "upo-reference-logps"})), mode="wb")
     except (OSError, SafetensorError) as error:
         warnings.warn(f"could not write reference log-prob cache file {path} ({error})")
-    finally:
-        if tmp is not None and os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @torch.no_grad()

@@ -21,7 +21,7 @@ import math
 
 import torch
 
-from .errors import UPOError
+from upo.errors import UPOError
 
 # `self._last_loss_components` keys, as `compute_loss` fills them, and the names the method gives them.
 COMPONENT_NAMES = {"pref": "preference", "aux": "designer", "value": "value"}
@@ -145,7 +145,7 @@ _HELP = {
 
 
 def _kept(trainer) -> str:
-    from .checkpointing import last_complete_checkpoint
+    from upo.training.checkpointing import last_complete_checkpoint
 
     last = last_complete_checkpoint(trainer.args.output_dir)
     kept = (f" The weights were not updated with it; the last good checkpoint is {last} (resume with "
@@ -178,7 +178,7 @@ def check_numeric_columns(dataset, source: str) -> None:
     log-probs come in pairs of columns and are finite sums of log-probabilities, so <= 0. Pairs are named
     by their position in the prepared data (after dropped pairs) and the start of their prompt.
     """
-    from .errors import DataError
+    from upo.errors import DataError
 
     columns = set(dataset.column_names)
     present = [c for c in REFERENCE_COLUMNS if c in columns]

@@ -6,7 +6,7 @@ changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperature
 `examples/frontier_chitchat.yaml`.
 
 Each run trains with `upo train` in its own process (as a user would run it) into
-`{output_dir}/runs/{name}`, then is evaluated by `upo.evaluation` against the reference, which is
+`{output_dir}/runs/{name}`, then is evaluated by `upo.eval.evaluate` against the reference, which is
 evaluated once. Resumable: a run whose `train_done.json` exists is not trained again, and one whose
 `eval_summary.json` matches the current evaluation settings is not evaluated again; a run that a kill
 interrupted is trained again from the start. Several `upo frontier` processes on the same config share the
@@ -19,7 +19,6 @@ target check) and `frontier.png` (preference score against designer score, Paret
 from __future__ import annotations
 
 import argparse
-import fcntl
 import hashlib
 import json
 import os
@@ -30,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
-from .locking import exclusive_lock
+from upo.files import atomic_write_json, atomic_write_text, exclusive_lock, try_lock
 
 TRAIN_DONE = "train_done.json"
 EVAL_SUMMARY = "eval_summary.json"
@@ -41,7 +40,7 @@ REFERENCE_EVAL = "reference_eval.json"
 
 
 def load_frontier_config(path_or_dict) -> dict:
-    from .errors import ConfigError
+    from upo.errors import ConfigError
 
     if isinstance(path_or_dict, dict):
         config = dict(path_or_dict)
@@ -90,15 +89,13 @@ def training_data(config: dict) -> Path:
     lines = [line for line in Path(config["dataset"]).read_text().splitlines() if line.strip()][:n]
     text = "".join(line + "\n" for line in lines)
     if not subset.is_file() or subset.read_text() != text:
-        _write_text(subset, text)
+        atomic_write_text(subset, text)
     return subset
 
 
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + f".tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def run_lock_file(folder: Path) -> Path:
+    """Held by the frontier process working on the run in `folder`, so that two processes never take the same run."""
+    return folder.parent / f".{folder.name}.lock"
 
 
 def run_dir(config: dict, name: str) -> Path:
@@ -106,7 +103,7 @@ def run_dir(config: dict, name: str) -> Path:
 
 
 def eval_settings(config: dict):
-    from .evaluation import EvalSettings
+    from upo.eval.evaluate import EvalSettings
 
     e = config["eval"]
     return EvalSettings(
@@ -160,28 +157,6 @@ def read_eval_summary(folder: Path, settings_key: str) -> dict | None:
     return stored if stored.get("settings_key") == settings_key else None
 
 
-def _write_json(path: Path, value) -> None:
-    _write_text(path, json.dumps(value, indent=1) + "\n")
-
-
-class _RunLock:
-    """An exclusive, non-blocking lock on one run, so that two frontier processes never work on the same run."""
-
-    def __init__(self, folder: Path):
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        self.file = open(folder.parent / f".{folder.name}.lock", "w")
-
-    def __enter__(self) -> bool:
-        try:
-            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return True
-        except BlockingIOError:
-            return False
-
-    def __exit__(self, *exc):
-        self.file.close()
-
-
 # ------------------------------------------------------------------------------------------ train
 
 
@@ -208,7 +183,7 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
     """Trains one run with `upo train` in a child process; its output goes to `train.log` in the run folder."""
     import yaml
 
-    from .errors import UPOError
+    from upo.errors import UPOError
 
     options = run_train_options(config, run)
     folder = Path(options["output_dir"])
@@ -235,7 +210,7 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
         rc = process.wait()
     if rc != 0:
         raise UPOError(f"training run {run['name']!r} failed (exit {rc}); see {folder / 'train.log'}")
-    _write_json(folder / TRAIN_DONE, {"options_key": _train_key(options), "seconds": round(time.perf_counter() - start, 1),
+    atomic_write_json(folder / TRAIN_DONE, {"options_key": _train_key(options), "seconds": round(time.perf_counter() - start, 1),
                                       "options": options})
 
 
@@ -258,7 +233,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
     def get_evaluator():
         nonlocal evaluator
         if evaluator is None:
-            from .evaluation import Evaluator
+            from upo.eval.evaluate import Evaluator
 
             evaluator = Evaluator(eval_settings(config), config["model_name_or_path"], progress=progress,
                                   scorer=_scorer(config))
@@ -276,14 +251,14 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
                     log(f"[frontier {elapsed()}] evaluating the reference model")
                     record = get_evaluator().evaluate_reference()
                     reference = {"settings_key": key, **_stored(record)}
-                    _write_json(out / REFERENCE_EVAL, reference)
+                    atomic_write_json(out / REFERENCE_EVAL, reference)
             log(f"[frontier {elapsed()}] reference: {_one_line(reference['summary'])}")
         return reference
 
     todo = [run for run in config["runs"] if only is None or run["name"] in only]
     for k, run in enumerate(todo, 1):
         folder = run_dir(config, run["name"])
-        with _RunLock(folder) as locked:
+        with try_lock(run_lock_file(folder)) as locked:
             if not locked:
                 log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: another process has it, skipped")
                 continue
@@ -302,7 +277,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
                 ev._reference_record = {"replies": reference["replies"], "preference": reference["preference"]}
             record = ev.evaluate(run["name"], str(folder))
             summary = {"settings_key": key, **_stored(record)}
-            _write_json(folder / EVAL_SUMMARY, summary)
+            atomic_write_json(folder / EVAL_SUMMARY, summary)
             log(f"[frontier {elapsed()}] {run['name']}: {_one_line(summary['summary'])}")
 
     ensure_reference()
@@ -313,7 +288,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
 
 
 def _scorer(config: dict):
-    from .preference_scorer import HumanReplySimilarity
+    from upo.eval.scorers import HumanReplySimilarity
 
     return HumanReplySimilarity(config["eval"].get("preference_scorer_model"))
 
@@ -334,7 +309,7 @@ def collect_results(config: dict) -> dict:
     The designer columns are recomputed from the stored replies with the current `DesignerScale` (scoring
     replies takes milliseconds), so the table always follows its definition without generating again.
     """
-    from .evaluation import DesignerScale, load_eval_rows, rescore_designer, win_indicators
+    from upo.eval.evaluate import DesignerScale, load_eval_rows, rescore_designer, win_indicators
 
     config = load_frontier_config(config)
     key = _settings_key(config)
@@ -454,14 +429,14 @@ def _paired_intervals(run: dict, dpo: dict, unit: float, resamples: int = 2000, 
 
 def write_report(config: dict, results: dict) -> None:
     out = Path(config["output_dir"])
-    _write_json(out / "frontier.json", {"config": config, **results})
+    atomic_write_json(out / "frontier.json", {"config": config, **results})
     (out / "frontier.md").write_text(format_report(results) + "\n")
     if results["runs"]:
         plot_frontier(results, out / "frontier.png")
 
 
 def format_report(results: dict) -> str:
-    from .evaluation import summary_table
+    from upo.eval.evaluate import summary_table
 
     rows = ([{**results["reference"], "name": "reference"}] if results["reference"] else []) + \
            [{**r["summary"], "name": r["name"]} for r in results["runs"]]
@@ -555,7 +530,7 @@ def main(argv: list[str]) -> None:
     config = load_frontier_config(args.config)
     if args.output_dir:
         config["output_dir"] = args.output_dir
-    from .generation import choose_num_threads
+    from upo.threads import choose_num_threads
 
     threads = choose_num_threads(args.num_threads)
     if args.report_only:

@@ -4,13 +4,20 @@ small fake sample with a tiny LM and a tiny embedding model (the real ones are t
 import json
 
 import pytest
+from helpers import fake_conversations, make_tiny_lm_dir, make_tiny_scorer_dir
 from transformers import AutoTokenizer
 
-from eval_fixtures import fake_conversations, make_tiny_lm_dir, make_tiny_scorer_dir
-from upo.chitchat import ChitchatOptions, build_chitchat, extract_example, label_pairs, select_examples, split_of
 from upo.data.loading import load_preference_pairs
-from upo.generation import Decoding, generate_replies
-from upo.preference_scorer import HumanReplySimilarity
+from upo.eval.generate import Decoding, generate_replies
+from upo.eval.scorers import HumanReplySimilarity
+from upo.experiments.chitchat import (
+    ChitchatOptions,
+    build_chitchat,
+    extract_example,
+    label_pairs,
+    select_examples,
+    split_of,
+)
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +67,7 @@ def test_select_examples_respects_sizes_limits_and_disjoint_conversations():
 
 
 def test_label_pairs_prefers_the_reply_closest_to_the_human_and_drops_identical(scorer):
-    from upo.chitchat import Example
+    from upo.experiments.chitchat import Example
 
     examples = [Example("a", [{"role": "user", "content": "hi"}], "i love pizza"),
                 Example("b", [{"role": "user", "content": "hey"}], "hello")]

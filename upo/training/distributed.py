@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 import warnings
 
-from .errors import ConfigError
+from upo.errors import ConfigError
 
 
 def check_launch(args) -> None:

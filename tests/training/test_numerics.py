@@ -9,12 +9,12 @@ import math
 import pytest
 import torch
 from datasets import Dataset
+from helpers import make_pairs, tiny_model
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
-from conftest import make_pairs, tiny_model
 from upo import UPOConfig, UPOTrainer
-from upo.numerics import NonFiniteError
+from upo.training.numerics import NonFiniteError
 
 FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, seed=0, report_to="none", use_cpu=True,
             max_length=64, disable_tqdm=True, max_steps=3)
@@ -175,7 +175,7 @@ def test_two_processes_stop_together_or_skip_together(tmp_path, skip):
     import sys
     from pathlib import Path
 
-    root = Path(__file__).parent.parent
+    root = Path(__file__).parents[2]
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
     command = [Path(sys.executable).parent / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",

@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-from upo.generation import busy_fraction, choose_num_threads, other_busy_cores
+from upo.threads import busy_fraction, choose_num_threads, other_busy_cores
 
 
 def test_busy_fraction_counts_steal_and_not_iowait():

@@ -11,18 +11,23 @@ import sys
 import time
 from pathlib import Path
 
+import ddp_train
 import pytest
 import torch
+from helpers import make_pairs, tiny_model
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-import ddp_train
-from conftest import make_pairs, tiny_model
 from upo import UPOConfig, UPOTrainer
-from upo.checkpointing import MARKER_FILE, incomplete_reason, last_complete_checkpoint, resolve_resume_checkpoint
 from upo.errors import ConfigError
+from upo.training.checkpointing import (
+    MARKER_FILE,
+    incomplete_reason,
+    last_complete_checkpoint,
+    resolve_resume_checkpoint,
+)
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parents[2]
 RUN = ["--batch_size", "4", "--max_steps", "8", "--save_steps", "2", "--designer"]
 
 
