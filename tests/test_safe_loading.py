@@ -13,7 +13,7 @@ from helpers import make_pairs, tiny_model
 
 from upo import UPOConfig, UPOTrainer
 from upo.data import load_preference_dataset
-from upo.errors import ConfigError, DataError
+from upo.errors import ConfigError, DataError, ModelResolutionError
 from upo.rewards import resolve_reward_func, score_designer_rewards
 from upo.training.checkpointing import write_completion_marker
 
@@ -99,7 +99,7 @@ def test_code_shipped_with_a_model_is_never_run_unless_asked(tmp_path, tokenizer
     if model_type == "llama":  # a known architecture: the library's own code is used, the folder's is ignored
         UPOTrainer(str(folder), args=args, train_dataset=Dataset.from_list(make_pairs(8)))
     else:  # only the folder's code could build it: refused (transformers would otherwise ask on a terminal)
-        with pytest.raises(ValueError, match="trust_remote_code=True"):
+        with pytest.raises(ModelResolutionError, match="trust_remote_code=True"):
             UPOTrainer(str(folder), args=args, train_dataset=Dataset.from_list(make_pairs(8)))
 
 

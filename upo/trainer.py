@@ -9,7 +9,7 @@ from collections import defaultdict
 
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer
+from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from upo.config import UPOConfig
@@ -45,34 +45,47 @@ class UPOTrainer(Trainer):
     """DPO-family preference optimisation plus UPO's advantage-weighted designer term.
 
     Args:
-        model: a `PreTrainedModel`, or a local folder / known name (see `upo.models`).
-        ref_model: a frozen reference. Default: a frozen copy of `model`; with `peft_config`, the base model
-            with the adapter disabled; with `precompute_ref_log_probs`, none is kept.
+        model: a `PreTrainedModel`, or a name: a local folder, a Hugging Face Hub ID or a known name, loaded with
+            `upo.models.load_causal_lm` and `args.model_init_kwargs`.
+        ref_model: a frozen reference (a model or a name, as `model`). Default: a frozen copy of `model`; with
+            `peft_config`, the base model with the adapter disabled; with `precompute_ref_log_probs`, none is kept.
         args: `UPOConfig`.
         train_dataset, eval_dataset: a `datasets.Dataset`, a local file or a saved-dataset folder.
-        processing_class: the tokenizer (loaded from `model` when it is a path).
+        processing_class: the tokenizer (loaded with `model` when it is a name).
         reward_funcs: designer reward functions (callables or names); default `args.reward_funcs`.
         peft_config: a `peft.LoraConfig` (or any PEFT config) to train an adapter.
+        quantization_config: a `transformers.BitsAndBytesConfig` (QLoRA, with `peft_config`) for a model given by name.
     """
 
     _tag_names = ["upo"]
 
     def __init__(self, model, ref_model=None, args: UPOConfig | None = None, train_dataset=None, eval_dataset=None,
-                 processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, optimizers=(None, None)):
+                 processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, optimizers=(None, None),
+                 quantization_config=None):
         args = args or UPOConfig(output_dir="upo-output")
         check_launch(args)  # several processes that would not train together, or an engine that is not there
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ConfigError(f"eval_strategy={args.eval_strategy.value!r} needs an eval_dataset: pass one "
                               "(--eval_dataset PATH), or set eval_strategy='no'.")
-        if isinstance(model, str):
-            from upo.models import resolve_model_path
+        self.model_name_or_path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
+        if isinstance(model, str) or isinstance(ref_model, str):
+            from upo.models import load_causal_lm, load_tokenizer
 
-            path = resolve_model_path(model)
-            # Code shipped with a model runs only when asked: transformers would otherwise prompt for it on a terminal.
-            init_kwargs = {"trust_remote_code": False, **(args.model_init_kwargs or {})}
-            model = AutoModelForCausalLM.from_pretrained(path, **init_kwargs)
-            processing_class = processing_class or AutoTokenizer.from_pretrained(
-                path, trust_remote_code=init_kwargs["trust_remote_code"])
+            # As TRL: fp32 weights unless model_init_kwargs says otherwise (bf16 then comes from autocast), and code
+            # shipped with a model runs only when asked (transformers would otherwise prompt for it on a terminal).
+            init_kwargs = {"dtype": "float32", "trust_remote_code": args.trust_remote_code,
+                           **(args.model_init_kwargs or {})}
+            if str(args.distributed_state.distributed_type).endswith(("MULTI_GPU", "DEEPSPEED")):
+                init_kwargs["device_map"] = None  # each process holds its own copy: "auto" would spread it over all
+            if isinstance(ref_model, str):
+                ref_model = load_causal_lm(ref_model, quantization=quantization_config, **init_kwargs)
+        if isinstance(model, str):
+            processing_class = processing_class or load_tokenizer(
+                model, revision=init_kwargs.get("revision"), trust_remote_code=init_kwargs["trust_remote_code"])
+            model = load_causal_lm(model, quantization=quantization_config, **init_kwargs)
+        elif quantization_config is not None:
+            raise ConfigError("quantization_config applies when the model is loaded by name: pass `model` as a name or "
+                              "folder, or quantize the model object yourself.")
         if processing_class is None:
             raise ConfigError("Pass the tokenizer as `processing_class` when `model` is a model object.")
         tokenizer = processing_class
@@ -80,12 +93,25 @@ class UPOTrainer(Trainer):
             tokenizer.pad_token = tokenizer.eos_token
         if args.disable_dropout:
             _disable_dropout(model)
+        quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
+        if quantized and peft_config is None and not hasattr(model, "peft_config"):
+            raise ConfigError("A model loaded in 4-bit or 8-bit trains only through an adapter: set use_peft "
+                              "(peft_config), as in QLoRA.")
         if peft_config is not None:
-            from peft import get_peft_model
+            from peft import get_peft_model, prepare_model_for_kbit_training
             from transformers import set_seed
 
+            if quantized:  # QLoRA: norms and head in fp32, base frozen, input grads for checkpointing
+                model = prepare_model_for_kbit_training(
+                    model, use_gradient_checkpointing=bool(args.gradient_checkpointing),
+                    gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
             set_seed(args.seed)  # the adapter's random init follows `seed`, not whatever ran before
             model = get_peft_model(model, peft_config)
+        if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads") and (
+                peft_config is not None or hasattr(model, "peft_config")):
+            # The frozen embeddings' output needs a grad, or a checkpointed layer passes none to the adapters
+            # inside it (reentrant checkpointing); TRL does the same.
+            model.enable_input_require_grads()
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
         if args.reward_weights is not None and len(args.reward_weights) != len(self.reward_funcs):
@@ -312,6 +338,7 @@ class UPOTrainer(Trainer):
         if head:
             save_file(head, os.path.join(output_dir, VALUE_HEAD_FILE))
         config = self.args.to_dict()
+        config["model_name_or_path"] = self.model_name_or_path  # upo.models.base_model_name_or_path reads it
         config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
         if self.designer_stats is not None:
             config["designer_reward_stats"] = vars(self.designer_stats)
