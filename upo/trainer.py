@@ -109,8 +109,9 @@ class UPOTrainer(Trainer):
             model = get_peft_model(model, peft_config)
         if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads") and (
                 peft_config is not None or hasattr(model, "peft_config")):
-            # The frozen embeddings' output needs a grad, or a checkpointed layer passes none to the adapters
-            # inside it (reentrant checkpointing); TRL does the same.
+            # The frozen embeddings' output needs a grad, or a checkpointed layer passes none to the adapters inside
+            # it (reentrant checkpointing). transformers 5.24 does it when it turns checkpointing on, earlier versions
+            # did not (transformers#42489); TRL does it here too.
             model.enable_input_require_grads()
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
