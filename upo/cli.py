@@ -6,9 +6,10 @@ import argparse
 import os
 import platform
 import sys
+import traceback
 from dataclasses import dataclass, field, fields
 
-from upo.errors import ConfigError, UPOError
+from upo.errors import ConfigError
 
 
 @dataclass
@@ -165,11 +166,22 @@ def main(argv: list[str] | None = None) -> int:
               "  upo data chitchat [--out_dir DIR ...]              build the chit-chat preference set\n"
               "  upo env                                            versions, for bug reports")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
+    # The one boundary of every command: a known kind of failure (upo.failures) becomes one line naming the input
+    # and the fix; anything else is a bug and keeps its traceback. argparse's own exits (--help, usage) pass through.
     try:
         COMMANDS[argv[0]](argv[1:])
-    except UPOError as e:
-        print(f"upo {argv[0]}: error: {e}", file=sys.stderr)
-        return 1
+    except SystemExit:
+        raise
+    except BaseException as error:  # noqa: B036 (Ctrl-C too: it gets a message and status 130, not a traceback)
+        from upo.failures import BUG_NOTE, explain
+
+        known = explain(error)
+        if known is None:
+            traceback.print_exc()
+            print(f"upo {argv[0]}: {BUG_NOTE}", file=sys.stderr)
+            return 1
+        print(f"upo {argv[0]}: {known.message}", file=sys.stderr)
+        return known.status
     return 0
 
 

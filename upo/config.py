@@ -194,6 +194,11 @@ class UPOConfig(TrainingArguments):
                   "nonfinite/skipped_batches in the logs) instead of stopping with the step and the loss component "
                   "named. The weights are never updated with a non-finite value either way."},
     )
+    reward_timeout: float | None = field(
+        default=None,
+        metadata={"help": "Seconds one call of a reward function may take; past it the run stops, naming the function "
+                  "and the rows. None: no limit."},
+    )
     reward_cache_dir: str | None = field(
         default=None,
         metadata={"help": "Where designer scores are cached; default $UPO_CACHE/rewards or ~/.cache/upo/rewards."},

@@ -19,3 +19,8 @@ class ConfigError(UPOError, ValueError):
 
 class ModelResolutionError(UPOError, RuntimeError):
     """A model name could not be resolved to a local folder."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C (or a KeyboardInterrupt from user code), with what was running named. A KeyboardInterrupt, not an
+    Exception, so that `except Exception` anywhere does not swallow it; `upo`'s commands exit with status 130."""

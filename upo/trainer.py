@@ -25,6 +25,7 @@ from upo.training.distributed import check_launch
 from upo.training.model_card import write_model_card
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
+from upo.training.run_lock import hold_output_dir
 from upo.value_head import VALUE_HEAD_FILE, ValueHead
 
 VALUE_HEAD_PREFIX = "upo_value_head."
@@ -64,6 +65,8 @@ class UPOTrainer(Trainer):
                  quantization_config=None):
         args = args or UPOConfig(output_dir="upo-output")
         check_launch(args)  # several processes that would not train together, or an engine that is not there
+        # One run at a time in output_dir, for as long as this trainer lives; refused before anything is loaded.
+        self._run_lock = hold_output_dir(self, args)
         if args.eval_strategy != "no" and eval_dataset is None:
             raise ConfigError(f"eval_strategy={args.eval_strategy.value!r} needs an eval_dataset: pass one "
                               "(--eval_dataset PATH), or set eval_strategy='no'.")

@@ -22,6 +22,7 @@ from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
 from upo.training.checkpointing import (
     MARKER_FILE,
+    file_sha256,
     incomplete_reason,
     last_complete_checkpoint,
     resolve_resume_checkpoint,
@@ -62,7 +63,8 @@ def test_sigkill_during_a_save_then_resume_gives_the_same_final_weights(tmp_path
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     run = killed / "run"
-    assert sorted(p.name for p in run.iterdir()) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".upo-run")) == [
+        "checkpoint-2", "checkpoint-4", "checkpoint-6"]
     assert "no upo_checkpoint.json" in incomplete_reason(run / "checkpoint-6")
     assert get_last_checkpoint(str(run)).endswith("checkpoint-6")  # what plain transformers would resume from
     assert last_complete_checkpoint(run) == run / "checkpoint-4"
@@ -88,15 +90,25 @@ def test_sigkill_during_a_save_then_resume_gives_the_same_final_weights(tmp_path
     assert "upo_value_head.linear.weight" in a
 
 
+def flip_one_byte(path: Path) -> None:
+    """Corrupt a file in place without changing its size, as a disk fault or a bad copy would."""
+    with open(path, "r+b") as f:
+        f.seek(path.stat().st_size // 2)
+        byte = f.read(1)
+        f.seek(-1, os.SEEK_CUR)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
 def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pairs):
     args = UPOConfig(output_dir=str(tmp_path / "run"), max_steps=4, save_strategy="steps", save_steps=2, report_to="none",
                      use_cpu=True, max_length=64, per_device_train_batch_size=4, disable_tqdm=True, save_total_limit=1)
     trainer = UPOTrainer(tiny_model(), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.train()
     run = tmp_path / "run"
-    assert [p.name for p in run.iterdir()] == ["checkpoint-4"]  # rotation kept the newest complete one
+    assert [p.name for p in run.iterdir() if not p.name.startswith(".upo-run")] == ["checkpoint-4"]  # rotated
     marker = json.loads((run / "checkpoint-4" / MARKER_FILE).read_text())
     assert marker["global_step"] == 4 and "model.safetensors" in marker["files"] and "optimizer.pt" in marker["files"]
+    assert marker["files"]["model.safetensors"]["sha256"] == file_sha256(run / "checkpoint-4" / "model.safetensors")
 
     # A leftover of a killed save with a higher step is skipped, as is a checkpoint whose file was cut short.
     shutil.copytree(run / "checkpoint-4", run / "checkpoint-6")
@@ -108,6 +120,16 @@ def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pai
         f.truncate(100)
     assert "optimizer.pt has 100 bytes" in incomplete_reason(run / "checkpoint-8")
     assert resolve_resume_checkpoint(True, run) == str(run / "checkpoint-4")
+    # A file whose bytes changed but not its size (a disk fault, a bad copy) is caught by its hash.
+    shutil.copytree(run / "checkpoint-4", run / "checkpoint-10")
+    flip_one_byte(run / "checkpoint-10" / "model.safetensors")
+    assert "model.safetensors does not hold what was written (its sha256 changed" in incomplete_reason(
+        run / "checkpoint-10")
+    assert resolve_resume_checkpoint(True, run) == str(run / "checkpoint-4")
+    with pytest.raises(ConfigError, match=r"Cannot resume from .*checkpoint-10: not a complete upo checkpoint, "
+                       r"model.safetensors does not hold what was written.*Resume from .*checkpoint-4 instead"):
+        resolve_resume_checkpoint(str(run / "checkpoint-10"), run)
+    shutil.rmtree(run / "checkpoint-10")
 
     shutil.rmtree(run / "checkpoint-4")
     with pytest.raises(ConfigError, match=r"no complete checkpoint in .*only incomplete ones \(checkpoint-6, checkpoint-8\)"):
@@ -156,7 +178,7 @@ def test_repeated_kills_at_random_moments_lose_nothing(tmp_path, monkeypatch):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_cli_resumes_with_resume_from_checkpoint_true(tmp_path, tokenizer):
+def test_cli_resumes_with_resume_from_checkpoint_true(tmp_path, tokenizer, capsys):
     from upo.cli import main
 
     model = tmp_path / "model"
@@ -170,3 +192,9 @@ def test_cli_resumes_with_resume_from_checkpoint_true(tmp_path, tokenizer):
     assert main([*flags, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
     state = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == 4
+    # A checkpoint corrupted in place (same size) is refused with the reason, not loaded into a library traceback.
+    flip_one_byte(tmp_path / "out" / "checkpoint-4" / "model.safetensors")
+    assert main([*flags, "--max_steps", "6", "--resume_from_checkpoint", str(tmp_path / "out" / "checkpoint-4")]) == 1
+    err = capsys.readouterr().err
+    assert "checkpoint-4: not a complete upo checkpoint, model.safetensors does not hold what was written" in err
+    assert "Resume from" in err and "checkpoint-2 instead" in err and "Traceback" not in err

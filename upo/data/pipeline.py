@@ -37,6 +37,7 @@ def add_designer_rewards(
     stats: DesignerRewardStats | None = None,
     cache_dir: str | None = None,
     fit_on_rejected: bool = True,
+    reward_timeout: float | None = None,
 ) -> tuple[Dataset, DesignerRewardStats]:
     """Scores both responses of every pair once (cached) and adds the designer columns.
 
@@ -48,7 +49,7 @@ def add_designer_rewards(
     extra = {c: dataset[c] for c in dataset.column_names if c not in PAIR_COLUMNS}
     scores = score_designer_rewards(
         dataset["prompt"], dataset["chosen"], dataset["rejected"], reward_funcs,
-        extra_columns=extra, cache_dir=cache_dir,
+        extra_columns=extra, cache_dir=cache_dir, timeout=reward_timeout,
     )
     names = list(scores)
 
@@ -102,7 +103,7 @@ def prepare_preference_data(
     if reward_funcs:
         dataset, stats = add_designer_rewards(
             dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir,
-            fit_on_rejected=method != "kto",
+            fit_on_rejected=method != "kto", reward_timeout=args.reward_timeout,
         )
         if method == "kto":
             dataset = drop_mismatched_rewards(dataset)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from upo.errors import ConfigError, DataError, RewardFunctionError
+from upo.errors import ConfigError, DataError, Interrupted, RewardFunctionError
 from upo.files import default_cache_dir
 from upo.rewards.cache import (
     cache_file,
@@ -25,6 +25,7 @@ from upo.rewards.cache import (
     read_scores,
     write_scores,
 )
+from upo.rewards.guard import UserFunctionRaised, UserFunctionTimeout, call_user_function
 from upo.rewards.registry import RewardFunc, as_spec_list, check_unique_names, resolve_reward_func, reward_func_name
 
 logger = logging.getLogger(__name__)
@@ -47,6 +48,7 @@ def score_designer_rewards(
     batch_size: int = 256,
     show_progress: bool = True,
     use_cache: bool = True,
+    timeout: float | None = None,
 ) -> dict[str, Scores]:
     """Designer-reward scores of every chosen and rejected response, per objective name.
 
@@ -62,14 +64,18 @@ def score_designer_rewards(
         show_progress: a tqdm bar per objective.
         use_cache: read and write the score files (see ``upo.rewards.cache``); a function scored from the
             cache is not called at all.
+        timeout: seconds one call of a reward function may take (``reward_timeout``); None: no limit. Every
+            call runs under ``upo.rewards.guard``: an exception, ``sys.exit`` or a timeout inside it becomes
+            a RewardFunctionError naming the function and the rows, Ctrl-C an ``Interrupted`` naming them.
 
     Returns:
         ``{name: (chosen_scores, rejected_scores)}`` in the order of ``reward_funcs``, each a list of N
         floats or None (None: the objective does not apply to that response).
 
     Raises:
-        RewardFunctionError: a function raised, returned the wrong number of values, or a value that is not
-            a finite number or None (bools included); the message names the function, row and response.
+        RewardFunctionError: a function raised, exited, timed out, returned the wrong number of values, or a
+            value that is not a finite number or None (bools included); the message names the function, row
+            and response.
         DataError: the columns differ in length, or a precomputed column is missing its pair or holds a bad
             value (the message names the column and row).
         ConfigError: a spec does not resolve, two objectives share a name, or batch_size < 1.
@@ -105,7 +111,7 @@ def score_designer_rewards(
             logger.info("designer reward %r: scores read from %s", name, path)
             scores[name] = cached
             continue
-        scores[name] = _score(name, source, prompts, chosen, rejected, extra, batch_size, show_progress)
+        scores[name] = _score(name, source, prompts, chosen, rejected, extra, batch_size, show_progress, timeout)
         if path:
             write_scores(path, identity, *scores[name])
     return scores
@@ -128,9 +134,13 @@ def _as_score(value: Any) -> float | None:
     # bool is an int subclass, but a reward returning True/False is almost always a bug (a forgotten float()).
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError("not a number (a bool is rejected too: convert it with float())")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond a float's range (about 1.8e308)
+        raise ValueError("too large for a float") from None
+    if not math.isfinite(number):
         raise ValueError("not finite")
-    return float(value)
+    return number
 
 
 _SCORE_HELP = "a score must be a finite number, or None where the objective does not apply"
@@ -152,12 +162,13 @@ def _read_precomputed(name: str, columns: tuple[str, str], extra: dict[str, list
 
 
 def _score(name: str, func: RewardFunc, prompts: list, chosen: list, rejected: list, extra: dict[str, list],
-           batch_size: int, show_progress: bool) -> Scores:
+           batch_size: int, show_progress: bool, timeout: float | None) -> Scores:
     chosen_scores, rejected_scores = [], []
     with tqdm(total=len(chosen), desc=f"Scoring {name}", unit="pair", disable=not show_progress) as bar:
         for start in range(0, len(chosen), batch_size):
             end = min(start + batch_size, len(chosen))
-            batch_chosen, batch_rejected = _score_batch(name, func, prompts, chosen, rejected, extra, start, end)
+            batch_chosen, batch_rejected = _score_batch(name, func, prompts, chosen, rejected, extra, start, end,
+                                                        timeout)
             chosen_scores += batch_chosen
             rejected_scores += batch_rejected
             bar.update(end - start)
@@ -165,7 +176,7 @@ def _score(name: str, func: RewardFunc, prompts: list, chosen: list, rejected: l
 
 
 def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejected: list, extra: dict[str, list],
-                 start: int, end: int) -> Scores:
+                 start: int, end: int, timeout: float | None = None) -> Scores:
     """Score rows [start, end) in one call: completions = their chosen responses, then their rejected ones."""
     size = end - start
     batch_prompts = prompts[start:end] * 2
@@ -175,18 +186,20 @@ def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejec
     def where(i: int) -> str:  # the dataset row and response of the batch's i-th completion
         return f"row {start + i % size} (the {'chosen' if i < size else 'rejected'} response)"
 
+    rows = f"rows {start}-{end - 1}"
     try:
-        values = func(prompts=batch_prompts, completions=completions, **kwargs)
-    except Exception as batch_error:
+        values = _call(name, func, {**kwargs, "prompts": batch_prompts, "completions": completions}, timeout, rows)
+    except UserFunctionRaised as batch_error:
         # Re-run one completion at a time to name the exact row: costs calls only on this failure path.
         for i in range(2 * size):
             try:
-                func(prompts=[batch_prompts[i]], completions=[completions[i]], **{k: [v[i]] for k, v in kwargs.items()})
-            except Exception as row_error:
+                _call(name, func, {**{k: [v[i]] for k, v in kwargs.items()}, "prompts": [batch_prompts[i]],
+                                   "completions": [completions[i]]}, timeout, where(i))
+            except UserFunctionRaised as row_error:
                 raise RewardFunctionError(f"reward function {name!r} raised on {where(i)}: "
-                                          f"{type(row_error).__name__}: {row_error}") from row_error
-        raise RewardFunctionError(f"reward function {name!r} raised on the batch of rows {start}-{end - 1} (each "
-                                  f"row alone scores fine): {type(batch_error).__name__}: {batch_error}") from batch_error
+                                          f"{row_error.reason}") from row_error.original
+        raise RewardFunctionError(f"reward function {name!r} raised on the batch of {rows} (each row alone scores "
+                                  f"fine): {batch_error.reason}") from batch_error.original
 
     if not isinstance(values, (list, tuple, np.ndarray)):
         raise RewardFunctionError(f"reward function {name!r} returned a {type(values).__name__} for rows "
@@ -202,3 +215,15 @@ def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejec
             raise RewardFunctionError(f"reward function {name!r} returned {value!r} for {where(i)}: {e}; "
                                       f"{_SCORE_HELP}") from None
     return scores[:size], scores[size:]
+
+
+def _call(name: str, func: RewardFunc, kwargs: dict, timeout: float | None, where: str):
+    """One guarded call (upo.rewards.guard); a timeout or an interruption names the function and the rows."""
+    try:
+        return call_user_function(func, kwargs, timeout)
+    except UserFunctionTimeout:
+        raise RewardFunctionError(
+            f"reward function {name!r} did not return within reward_timeout={timeout:g} s on {where}; upo stopped "
+            "waiting for it. Make it faster, or raise reward_timeout.") from None
+    except Interrupted as error:
+        raise Interrupted(f"while reward function {name!r} scored {where}") from error

@@ -4,21 +4,29 @@
 kill or a full disk in the middle leaves a folder that looks like a checkpoint and fails (or silently
 misbehaves) on resume. Here every checkpoint gets a completion marker, `upo_checkpoint.json`, written
 atomically (temporary file, then `os.replace`) after every file of every rank is on disk; it lists each
-file with its size. A folder without a valid marker is incomplete:
+file with its size and sha256. A folder without a valid marker, or with a file whose size or content no longer
+matches it (a disk fault, a copy cut short, an edit), is incomplete:
 
 * `resume_from_checkpoint=True` picks the last *complete* checkpoint (transformers would take the
   highest-numbered folder, complete or not);
 * an explicit path to an incomplete checkpoint is refused with the reason and the complete one to use;
 * a save that finds an incomplete folder of the same name (left by a killed save) deletes it first, so
   no stale file survives into the new checkpoint.
+
+The hashes cost one read of the checkpoint when it is saved and when it is resumed from (the files are hashed
+in parallel threads: hashlib releases the GIL). Markers written by upo before hashes were recorded list sizes
+only; such a checkpoint is still resumable, checked by size.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import shutil
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from upo.errors import ConfigError
@@ -28,14 +36,25 @@ MARKER_FILE = "upo_checkpoint.json"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 23):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _hash_all(paths: list[Path]) -> list[str]:
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        return list(pool.map(file_sha256, paths))
+
+
 def write_completion_marker(folder: str | os.PathLike, global_step: int) -> None:
     """Mark `folder` complete: call once every file of the checkpoint is written (by every rank)."""
     folder = Path(folder)
-    files = {
-        str(path.relative_to(folder)): path.stat().st_size
-        for path in sorted(folder.rglob("*"))
-        if path.is_file() and path.name != MARKER_FILE
-    }
+    paths = [path for path in sorted(folder.rglob("*")) if path.is_file() and path.name != MARKER_FILE]
+    files = {str(path.relative_to(folder)): {"size": path.stat().st_size, "sha256": digest}
+             for path, digest in zip(paths, _hash_all(paths))}
     atomic_write_json(folder / MARKER_FILE, {"global_step": global_step, "files": files})
 
 
@@ -51,12 +70,25 @@ def incomplete_reason(folder: str | os.PathLike) -> str | None:
         files = json.loads(marker.read_text())["files"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         return f"its {MARKER_FILE} is unreadable ({error})"
-    for name, size in files.items():
+    if not isinstance(files, dict):
+        return f"its {MARKER_FILE} is unreadable (no list of files)"
+    hashed = []
+    for name, recorded in files.items():
         path = folder / name
+        # {"size", "sha256"}; markers written before hashes were recorded hold the size alone
+        size, digest = (recorded, None)
+        if isinstance(recorded, dict):
+            size, digest = recorded.get("size"), recorded.get("sha256")
         if not path.is_file():
             return f"{name} is missing"
         if path.stat().st_size != size:
             return f"{name} has {path.stat().st_size} bytes, {size} were written"
+        if digest is not None:
+            hashed.append((name, path, digest))
+    for (name, _, digest), found in zip(hashed, _hash_all([path for _, path, _ in hashed])):
+        if found != digest:
+            return (f"{name} does not hold what was written (its sha256 changed: a disk fault, a copy cut short, or "
+                    "an edit)")
     return None
 
 
@@ -70,9 +102,8 @@ def checkpoint_folders(output_dir: str | os.PathLike) -> list[Path]:
 
 
 def last_complete_checkpoint(output_dir: str | os.PathLike) -> Path | None:
-    """The complete checkpoint with the highest step, or None."""
-    complete = [p for p in checkpoint_folders(output_dir) if incomplete_reason(p) is None]
-    return complete[-1] if complete else None
+    """The complete checkpoint with the highest step, or None (checked from the last one down)."""
+    return next((p for p in reversed(checkpoint_folders(output_dir)) if incomplete_reason(p) is None), None)
 
 
 def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | os.PathLike) -> str | None:
@@ -87,7 +118,16 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | os.PathL
     if isinstance(resume_from_checkpoint, str) and resume_from_checkpoint.strip().lower() in ("true", "last"):
         resume_from_checkpoint = True
     if resume_from_checkpoint is True:
-        found = last_complete_checkpoint(output_dir)
+        found, skipped = None, []
+        for folder in reversed(checkpoint_folders(output_dir)):
+            reason = incomplete_reason(folder)
+            if reason is None:
+                found = folder
+                break
+            skipped.append(f"{folder.name} ({reason})")
+        if found is not None and skipped:
+            print(f"Resuming from {found}, the last complete checkpoint; skipped {'; '.join(skipped)}.",
+                  file=sys.stderr, flush=True)
         if found is None:
             folders = [p.name for p in checkpoint_folders(output_dir)]
             detail = f"only incomplete ones ({', '.join(folders)})" if folders else "none"
