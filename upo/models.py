@@ -222,9 +222,6 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         raise ModelResolutionError(f"Cannot load the tokenizer of {name_or_path!r}: {_one_line(error)}") from error
 
 
-RUN_CONFIG_FILE = "upo_config.json"
-
-
 def base_model_name_or_path(run_folder: str | os.PathLike) -> str | None:
     """The model a run folder was trained from, as the user named it (a Hub ID, a folder or a known name).
 
@@ -232,7 +229,9 @@ def base_model_name_or_path(run_folder: str | os.PathLike) -> str | None:
     adapter's `adapter_config.json` (`base_model_name_or_path`, written by peft); None when neither says.
     """
     folder = Path(run_folder)
-    for file_name, key in ((RUN_CONFIG_FILE, "model_name_or_path"), ("adapter_config.json", "base_model_name_or_path")):
+    from upo.training.run_folder import ADAPTER_CONFIG, UPO_CONFIG
+
+    for file_name, key in ((UPO_CONFIG, "model_name_or_path"), (ADAPTER_CONFIG, "base_model_name_or_path")):
         try:
             value = json.loads((folder / file_name).read_text()).get(key)
         except (OSError, ValueError, AttributeError):

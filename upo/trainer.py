@@ -25,11 +25,12 @@ from upo.training.distributed import check_launch
 from upo.training.model_card import write_model_card
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
+from upo.training.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, VALUE_HEAD
 from upo.training.run_lock import hold_output_dir
-from upo.value_head import VALUE_HEAD_FILE, ValueHead
+from upo.training.trainer_state import TrainerStateWriter
+from upo.value_head import ValueHead
 
 VALUE_HEAD_PREFIX = "upo_value_head."
-OUTPUT_FILES = {"model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors", "upo_config.json"}
 MODEL_COLUMNS = [
     "length", "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight", "label",
     "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
@@ -170,8 +171,8 @@ class UPOTrainer(Trainer):
 
         super().__init__(
             model=model, args=args, data_collator=self._make_collator(tokenizer, args),
-            train_dataset=train_ds, eval_dataset=eval_data, processing_class=tokenizer, callbacks=callbacks,
-            optimizers=optimizers,
+            train_dataset=train_ds, eval_dataset=eval_data, processing_class=tokenizer,
+            callbacks=[TrainerStateWriter(), *(callbacks or [])], optimizers=optimizers,
         )
         self.ref_model = None
         if ref_model is not None:
@@ -179,13 +180,13 @@ class UPOTrainer(Trainer):
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
-        self._nonfinite_guard = NonFiniteGuard(skip=args.skip_nonfinite_batches)
+        self.nonfinite_guard = NonFiniteGuard(args)
         self._step_num_tokens = None
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         out = self.args.output_dir
         if resume_from_checkpoint in (None, False) and not self.args.overwrite_output_dir and os.path.isdir(out):
-            taken = [f for f in os.listdir(out) if f.startswith("checkpoint-") or f in OUTPUT_FILES]
+            taken = [f for f in os.listdir(out) if f.startswith("checkpoint-") or f in TRAINED_MODEL_FILES]
             if taken:
                 raise ConfigError(
                     f"output_dir {out} already holds a trained model or checkpoints ({', '.join(sorted(taken)[:3])}). "
@@ -196,8 +197,10 @@ class UPOTrainer(Trainer):
         return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
-        # A non-finite loss or gradient stops the run (or, optionally, is skipped) before it reaches the weights.
-        return self._nonfinite_guard.training_step(self, super().training_step, model, inputs, num_items_in_batch)
+        loss = super().training_step(model, inputs, num_items_in_batch)
+        # A non-finite gradient stops the run (or, optionally, drops the step) before the optimizer sees it.
+        self.nonfinite_guard.after_backward(model, self.state.global_step, self.accelerator.sync_gradients)
+        return loss
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         # The step's micro-batches are all known here: count their tokens once, over every process.
@@ -262,11 +265,20 @@ class UPOTrainer(Trainer):
             mean_over_processes=(lambda x: self.accelerator.reduce(x, reduction="mean"))
             if self.accelerator.num_processes > 1 else None,
         )
-        self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
-        self._last_loss_components = {
-            k[len("loss/"):]: v.detach() for k, v in objective.metrics.items() if k.startswith("loss/")
-        }
-        return (objective.loss, {}) if return_outputs else objective.loss
+        loss = objective.loss
+        components = {k[len("loss/"):]: v for k, v in objective.metrics.items() if k.startswith("loss/")}
+        # A non-finite loss stops the run (or, optionally, its batch is skipped) before its backward pass.
+        guard = self.nonfinite_guard
+        if mode == "train" and guard.check_loss(loss, components, self.state.global_step, self._any_rank):
+            loss = guard.no_update_loss(model, loss)  # and the batch's metrics are not recorded
+        else:
+            self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
+        return (loss, {}) if return_outputs else loss
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True when `flag` is true on any process (every process must call this at the same point)."""
+        total = self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), reduction="sum")
+        return bool(total.item() > 0)
 
     def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected):
         gather = self.accelerator.gather_for_metrics
@@ -316,6 +328,8 @@ class UPOTrainer(Trainer):
             if now > last_time and self._total_tokens > last_tokens:
                 metrics["perf/tokens_per_second"] = (self._total_tokens - last_tokens) / (now - last_time)
             self._last_log = (now, self._total_tokens)
+            if self.nonfinite_guard.skipped_batches:
+                metrics["nonfinite/skipped_batches"] = float(self.nonfinite_guard.skipped_batches)
         else:
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         logs.update(metrics)
@@ -340,13 +354,13 @@ class UPOTrainer(Trainer):
         if not self.args.should_save:
             return
         if head:
-            save_file(head, os.path.join(output_dir, VALUE_HEAD_FILE))
+            save_file(head, os.path.join(output_dir, VALUE_HEAD))
         config = self.args.to_dict()
         config["model_name_or_path"] = self.model_name_or_path  # upo.models.base_model_name_or_path reads it
         config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
         if self.designer_stats is not None:
-            config["designer_reward_stats"] = vars(self.designer_stats)
-        atomic_write_json(os.path.join(output_dir, "upo_config.json"), config, indent=2, default=str)
+            config["designer_reward_stats"] = self.designer_stats.to_dict()
+        atomic_write_json(os.path.join(output_dir, UPO_CONFIG), config, indent=2, default=str)
         write_model_card(output_dir, self)
 
     def _save_checkpoint(self, model, trial) -> None:
@@ -372,7 +386,7 @@ class UPOTrainer(Trainer):
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
-        path = os.path.join(resume_from_checkpoint, VALUE_HEAD_FILE)
+        path = os.path.join(resume_from_checkpoint, VALUE_HEAD)
         if self.value_head is not None and os.path.isfile(path):
             self.value_head.load_state_dict(load_file(path))
 

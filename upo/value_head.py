@@ -6,8 +6,6 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-VALUE_HEAD_FILE = "value_head.safetensors"
-
 
 class ValueHead(nn.Module):
     """`V(x) = w . layer_norm(h_x) + b`, where `h_x` is a detached copy of the prompt's last hidden state.

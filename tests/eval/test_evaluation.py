@@ -9,20 +9,11 @@ import torch
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from upo.eval.evaluate import (
-    DesignerScale,
-    EvalSettings,
-    Evaluator,
-    generate_with_kl,
-    implicit_reward_accuracy,
-    load_eval_rows,
-    score_objectives,
-    side_by_side,
-    summarize,
-    win_rate,
-)
-from upo.eval.generate import Decoding
+from upo.eval.evaluate import EvalSettings, Evaluator, fit_designer_standardization, load_eval_rows
+from upo.eval.generate import Decoding, generate
+from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_rate
 from upo.eval.scorers import HumanReplySimilarity
+from upo.eval.tables import side_by_side
 
 
 @pytest.fixture(scope="module")
@@ -54,9 +45,9 @@ def test_summary_of_fixed_generations():
     assert "| length (mean) | 0.750 | 0.750 |" in table and "| win rate vs reference | 50.0% | 50.0% |" in table
 
 
-def test_designer_scale_uses_training_statistics(tmp_path):
+def test_designer_score_uses_training_statistics(tmp_path):
     train = write_chitchat_rows(tmp_path / "train.jsonl", 12)
-    scale = DesignerScale.fit(train, ["length:target_words=4"], [2.0])
+    scale = fit_designer_standardization(train, ["length:target_words=4"], [2.0])
     rows = [json.loads(line) for line in train.read_text().splitlines()]
     from upo.rewards import Length
 
@@ -65,9 +56,12 @@ def test_designer_scale_uses_training_statistics(tmp_path):
     mean = sum(raw) / len(raw)
     std = math.sqrt(sum((x - mean) ** 2 for x in raw) / len(raw))
     assert scale.mean[0] == pytest.approx(mean) and scale.std[0] == pytest.approx(std)
-    assert scale.weighted({"length": [raw[0], None]}) == pytest.approx([2.0 * (raw[0] - mean) / std, 0.0])
+    assert scale.designer_score({"length": [raw[0], None]}) == pytest.approx([2.0 * (raw[0] - mean) / std, 0.0])
     # One degenerate reply cannot outweigh the others: each z is clipped at 3 std.
-    assert scale.weighted({"length": [mean - 100 * std, mean + 100 * std]}) == pytest.approx([-6.0, 6.0])
+    assert scale.designer_score({"length": [mean - 100 * std, mean + 100 * std]}) == pytest.approx([-6.0, 6.0])
+    # Training's r_aux is the same standardisation, unclipped, and undefined where no objective applies.
+    r_aux = scale.reward(torch.tensor([[raw[0]], [mean + 100 * std], [math.nan]], dtype=torch.float64))
+    assert r_aux[:2].tolist() == pytest.approx([2.0 * (raw[0] - mean) / std, 200.0]) and math.isnan(r_aux[2])
     scores = score_objectives([r["prompt"] for r in rows[:3]], ["a b c d", "a", ""], ["length:target_words=4"], rows[:3])
     assert scores["length"] == pytest.approx([1.0, math.exp(-0.75), math.exp(-1.0)])
 
@@ -88,9 +82,9 @@ def test_kl_along_greedy_replies_matches_the_definition(folders):
     reference = AutoModelForCausalLM.from_pretrained(folders["reference"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(folders["reference"])
     prompts = [[{"role": "user", "content": "hello there " * k}] for k in (1, 3, 5)]  # different lengths: padding
-    replies, kls, counts = generate_with_kl(policy, reference, tokenizer, prompts, Decoding(max_new_tokens=5),
-                                            batch_size=3, progress=False)
-    for prompt, reply, kl, count in zip(prompts, replies, kls, counts):
+    out = generate(policy, tokenizer, prompts, Decoding(max_new_tokens=5), batch_size=3, reference=reference,
+                   progress=False)
+    for prompt, [reply], [kl], [count] in zip(prompts, out.replies, out.kls, out.token_counts):
         # Greedy again, one prompt alone: the same tokens (batching does not change the reply).
         ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_tensors="pt",
                                             return_dict=True)["input_ids"]
@@ -102,8 +96,8 @@ def test_kl_along_greedy_replies_matches_the_definition(folders):
         assert count == len([t for t in alone if t != 1])
         assert kl == pytest.approx(_manual_kl(policy, reference, tokenizer, prompt, alone), rel=1e-4, abs=1e-5)
         assert kl > 0
-    _, same, _ = generate_with_kl(reference, reference, tokenizer, prompts, Decoding(max_new_tokens=5), progress=False)
-    assert same == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
+    same = generate(reference, tokenizer, prompts, Decoding(max_new_tokens=5), reference=reference, progress=False).kls
+    assert [k for [k] in same] == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
 
 
 def test_implicit_accuracy(folders, tmp_path):

@@ -1,6 +1,8 @@
 """`upo frontier`: Pareto front, the target check, and the resume logic on a real (tiny) grid: finished runs
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
+import json
+
 import pytest
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 
@@ -15,8 +17,8 @@ from upo.experiments.frontier import (
     run_dir,
     run_family,
     run_frontier,
+    metrics_line,
     run_lock_file,
-    short_log_line,
     target_check,
     train_done,
 )
@@ -75,12 +77,12 @@ def grid(tmp_path):
 
 def _stub_finished(config, run, summary):
     """What a finished run leaves behind: the training marker (written as train_run writes it) and its evaluation."""
-    from upo.experiments.frontier import _settings_key, _train_key, run_train_options
+    from upo.experiments.frontier import run_train_options, settings_key, train_key
     from upo.files import atomic_write_json
 
     folder = run_dir(config, run["name"])
-    atomic_write_json(folder / TRAIN_DONE, {"options_key": _train_key(run_train_options(config, run))})
-    atomic_write_json(folder / EVAL_SUMMARY, {"settings_key": _settings_key(config), "summary": summary, "replies": [],
+    atomic_write_json(folder / TRAIN_DONE, {"options_key": train_key(run_train_options(config, run))})
+    atomic_write_json(folder / EVAL_SUMMARY, {"settings_key": settings_key(config), "summary": summary, "replies": [],
                                         "preference": [], "designer": [], "kl": []})
 
 
@@ -90,10 +92,17 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
             "length_words": 3.0, "implicit_accuracy": 0.5}
     _stub_finished(grid, dpo, {**stub, "name": "dpo"})
     logs = []
-    results = run_frontier(grid, progress=False, log=logs.append)
+    results = run_frontier(grid, progress=True, log=logs.append)
     # The stubbed run was neither trained nor evaluated again; the other one really was.
     assert not (run_dir(grid, "dpo") / "train.log").exists()
     assert (run_dir(grid, "upo") / "train.log").exists() and train_done(grid, upo)
+    # Its progress came from the trainer_state.json the child process wrote, not from its printed output.
+    state = json.loads((run_dir(grid, "upo") / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and state["log_history"][0]["step"] == 1
+    assert any(line.startswith("    [upo] step 1/1: epoch 0.25, loss ") for line in logs), logs
+    assert any(line.startswith("    [upo] step 1/1: done in ") for line in logs), logs
+    done = json.loads((run_dir(grid, "upo") / TRAIN_DONE).read_text())
+    assert done["global_step"] == 1 and done["final_logs"][0]["loss"] == state["log_history"][0]["loss"]
     assert (run_dir(grid, "upo") / "adapter_config.json").exists() or (run_dir(grid, "upo") / "config.json").exists()
     assert [r["name"] for r in results["runs"]] == ["dpo", "upo"]
     assert results["runs"][0]["summary"]["designer_score"] == 0.1
@@ -139,14 +148,14 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]
 
 
-def test_progress_shows_a_logged_metrics_dict_as_one_short_line():
-    logged = ("{'loss': '29.75', 'grad_norm': '9.747', 'rewards/accuracies': '0.3125', 'rewards/margins': '-0.05838', "
-              "'loss/pref': '0.7249', 'loss/aux': '7.14', 'loss/value': '0.4612', 'perf/tokens_per_second': '58.95', "
-              "'epoch': '0.125'}\n")
-    assert short_log_line(logged) == ("epoch 0.12, loss 29.75, pref 0.7249, aux 7.14, value 0.4612, margin -0.058, "
-                                      "acc 31%, 59 tok/s")
-    bar = " 6%|▋         | 2/32 [00:15<03:51,  7.72s/it]\n"
-    assert short_log_line(bar) == bar.strip()
+def test_progress_shows_a_logged_metrics_entry_as_one_short_line():
+    logged = {"loss": 29.75, "grad_norm": 9.747, "rewards/accuracies": 0.3125, "rewards/margins": -0.05838,
+              "loss/pref": 0.7249, "loss/aux": 7.14, "loss/value": 0.4612, "perf/tokens_per_second": 58.95,
+              "epoch": 0.125, "step": 4}
+    assert metrics_line(logged) == "epoch 0.12, loss 29.75, pref 0.7249, aux 7.14, value 0.4612, margin -0.058, " \
+                                   "acc 31%, 59 tok/s"
+    assert metrics_line({"train_runtime": 61.2, "train_loss": 0.61, "epoch": 1.0, "step": 8}) == \
+        "done in 61 s, mean loss 0.61"
 
 
 def test_demo_compares_upo_with_dpo_with_intervals_and_says_whether_the_gain_is_measurable():

@@ -84,7 +84,7 @@ def test_value_head_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path
     with pytest.raises(NonFiniteError, match=rf"step 2: the value \(loss/value = (inf|nan)\) term\. .*value_learning_rate\. "
                        rf".*the last good checkpoint is {checkpoint} \(resume with resume_from_checkpoint=True\)"):
         trainer.train()
-    assert sorted(p.name for p in (tmp_path / "run").iterdir() if not p.name.startswith(".upo-run")) == ["checkpoint-1"]
+    assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
     saved = {**load_file(checkpoint / "model.safetensors"),
              **{f"upo_value_head.{k}": v for k, v in load_file(checkpoint / "value_head.safetensors").items()}}
     assert all(torch.equal(saved[k], v) for k, v in trainer.model.state_dict().items())  # not updated after step 1

@@ -63,8 +63,7 @@ def test_sigkill_during_a_save_then_resume_gives_the_same_final_weights(tmp_path
         process.wait(timeout=60)
     assert process.returncode == -signal.SIGKILL
     run = killed / "run"
-    assert sorted(p.name for p in run.iterdir() if not p.name.startswith(".upo-run")) == [
-        "checkpoint-2", "checkpoint-4", "checkpoint-6"]
+    assert sorted(p.name for p in run.glob("checkpoint-*")) == ["checkpoint-2", "checkpoint-4", "checkpoint-6"]
     assert "no upo_checkpoint.json" in incomplete_reason(run / "checkpoint-6")
     assert get_last_checkpoint(str(run)).endswith("checkpoint-6")  # what plain transformers would resume from
     assert last_complete_checkpoint(run) == run / "checkpoint-4"
@@ -105,7 +104,7 @@ def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pai
     trainer = UPOTrainer(tiny_model(), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.train()
     run = tmp_path / "run"
-    assert [p.name for p in run.iterdir() if not p.name.startswith(".upo-run")] == ["checkpoint-4"]  # rotated
+    assert [p.name for p in run.glob("checkpoint-*")] == ["checkpoint-4"]  # rotation kept the newest complete one
     marker = json.loads((run / "checkpoint-4" / MARKER_FILE).read_text())
     assert marker["global_step"] == 4 and "model.safetensors" in marker["files"] and "optimizer.pt" in marker["files"]
     assert marker["files"]["model.safetensors"]["sha256"] == file_sha256(run / "checkpoint-4" / "model.safetensors")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import torch
 from datasets import Dataset
 
 from upo.data.control_tags import add_control_tags
@@ -13,20 +11,13 @@ from upo.data.loading import load_preference_pairs, load_unpaired
 from upo.data.tokenization import tokenize_dataset
 from upo.data.unpaired import drop_mismatched_rewards, with_mismatched_completions
 from upo.errors import DataError
-from upo.losses import combine_designer_rewards, designer_statistics
 from upo.rewards import score_designer_rewards
+from upo.rewards.standardization import DesignerStandardization, score_matrix
 
 PAIR_COLUMNS = ("prompt", "chosen", "rejected")
 
-
-@dataclass
-class DesignerRewardStats:
-    """What turns raw designer scores into `r_aux`; fitted on the training set, reused for evaluation."""
-
-    names: list[str]
-    weights: list[float]
-    mean: list[float]
-    std: list[float]
+# The name this class had when it lived here.
+DesignerRewardStats = DesignerStandardization
 
 
 def add_designer_rewards(
@@ -34,17 +25,17 @@ def add_designer_rewards(
     reward_funcs: list,
     reward_weights: list[float] | None = None,
     standardize: bool = True,
-    stats: DesignerRewardStats | None = None,
+    stats: DesignerStandardization | None = None,
     cache_dir: str | None = None,
     fit_on_rejected: bool = True,
     reward_timeout: float | None = None,
-) -> tuple[Dataset, DesignerRewardStats]:
+) -> tuple[Dataset, DesignerStandardization]:
     """Scores both responses of every pair once (cached) and adds the designer columns.
 
     Adds `designer_scores_chosen` / `designer_scores_rejected` (raw scores, one per objective, NaN for None)
     and `designer_reward_chosen` / `designer_reward_rejected` (`r_aux`, NaN where no objective applies).
     The standardisation is fitted on both responses, or on `chosen` only with `fit_on_rejected=False` (KTO's
-    layout, where `rejected` repeats other rows' completions).
+    layout, where `rejected` repeats other rows' completions); `stats` (the training set's) is reused as is.
     """
     extra = {c: dataset[c] for c in dataset.column_names if c not in PAIR_COLUMNS}
     scores = score_designer_rewards(
@@ -52,25 +43,16 @@ def add_designer_rewards(
         extra_columns=extra, cache_dir=cache_dir, timeout=reward_timeout,
     )
     names = list(scores)
-
-    def matrix(side: int) -> torch.Tensor:
-        columns = [[math.nan if v is None else float(v) for v in scores[name][side]] for name in names]
-        return torch.tensor(columns, dtype=torch.float64).T.reshape(len(dataset), len(names))
-
-    chosen, rejected = matrix(0), matrix(1)
     if stats is None:
-        weights = list(reward_weights) if reward_weights is not None else [1.0] * len(names)
-        if standardize:
-            mean, std = designer_statistics(torch.cat([chosen, rejected]) if fit_on_rejected else chosen)
-        else:
-            mean, std = torch.zeros(len(names)), torch.ones(len(names))
-        stats = DesignerRewardStats(names, weights, mean.tolist(), std.tolist())
-    elif stats.names != names:
-        raise ValueError(f"Designer objectives {names} differ from the training set's {stats.names}.")
-    w, mean, std = (torch.tensor(x, dtype=torch.float64) for x in (stats.weights, stats.mean, stats.std))
-    for side, values in (("chosen", chosen), ("rejected", rejected)):
-        dataset = dataset.add_column(f"designer_scores_{side}", values.tolist())
-        dataset = dataset.add_column(f"designer_reward_{side}", combine_designer_rewards(values, w, mean, std).tolist())
+        fitted_on = {name: list(c) + (list(r) if fit_on_rejected else []) for name, (c, r) in scores.items()}
+        stats = DesignerStandardization.fit(fitted_on, reward_weights, standardize)
+    else:
+        stats.check_names(names)
+    for side in (0, 1):
+        values = score_matrix({name: scores[name][side] for name in names}, names)
+        label = ("chosen", "rejected")[side]
+        dataset = dataset.add_column(f"designer_scores_{label}", values.tolist())
+        dataset = dataset.add_column(f"designer_reward_{label}", stats.reward(values).tolist())
     return dataset, stats
 
 
@@ -78,7 +60,7 @@ def add_designer_rewards(
 class PreparedData:
     dataset: Dataset
     report: object  # DataReport
-    stats: DesignerRewardStats | None
+    stats: DesignerStandardization | None
 
 
 def prepare_preference_data(
@@ -86,7 +68,7 @@ def prepare_preference_data(
     tokenizer,
     args,
     reward_funcs: list | None = None,
-    stats: DesignerRewardStats | None = None,
+    stats: DesignerStandardization | None = None,
     split: str = "train",
 ) -> PreparedData:
     """Loads, validates, scores and tokenises a preference dataset, and prints what was kept and why.

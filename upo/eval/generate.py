@@ -3,7 +3,9 @@
 Prompts are lists of `{"role", "content"}` messages rendered with the tokenizer's chat template. They are
 sorted by length and cut into fixed batches (less padding); batch `i` is generated under the seed
 `seed + i`, so a given (prompts, model, settings) always gives the same replies, whichever batches were
-already done when a run resumed. Replies are decoded without special tokens and stripped.
+already done when a run resumed. Replies are decoded without special tokens and stripped. Generation runs on
+the model's device and in its dtype; `generate(..., reference=...)` also measures the exact KL to a reference
+model along each reply.
 """
 
 from __future__ import annotations
@@ -43,7 +45,8 @@ def render_prompts(tokenizer, prompts: Sequence, response_prefix: str | None = N
         if isinstance(prompt, str):
             ids.append(tokenizer(prompt, add_special_tokens=False)["input_ids"] + prefix)
         else:
-            out = tokenizer.apply_chat_template(list(prompt), tokenize=True, add_generation_prompt=True, return_dict=True)
+            out = tokenizer.apply_chat_template(list(prompt), tokenize=True, add_generation_prompt=True,
+                                                return_dict=True)
             ids.append(list(out["input_ids"]) + prefix)
     return ids
 
@@ -54,39 +57,68 @@ def generation_batches(prompt_ids: Sequence[Sequence[int]], batch_size: int) -> 
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+@dataclass
+class Generations:
+    """What `generate` returns, one entry per prompt: its replies (`num_return_sequences` of them), and for each
+    reply its exact KL to the reference along it and its length in tokens (end-of-turn token excluded)."""
+
+    replies: list[list[str]]
+    kls: list[list[float]]
+    token_counts: list[list[int]]
+
+
+def end_of_turn_ids(model, tokenizer) -> set[int]:
+    """Token ids that end a reply: the tokenizer's eos and the model's generation eos (one id or several)."""
+    ids = {tokenizer.eos_token_id}
+    eos = getattr(model.generation_config, "eos_token_id", None)
+    ids |= set(eos) if isinstance(eos, (list, tuple)) else {eos}
+    return {i for i in ids if i is not None}
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
 @torch.no_grad()
-def generate_replies(
+def generate(
     model,
     tokenizer,
     prompts: Sequence,
     decoding: Decoding = Decoding(),
     seed: int = 0,
     batch_size: int = 32,
-    done: dict[int, list[str]] | None = None,
+    reference=None,
+    response_prefix: str | None = None,
+    done: dict[int, dict[int, list[str]]] | None = None,
     on_batch: Callable[[int, dict[int, list[str]]], None] | None = None,
     progress: bool = True,
     desc: str = "generating",
-) -> list[list[str]]:
-    """`decoding.num_return_sequences` replies per prompt, as a list (one entry per prompt) of lists.
+) -> Generations:
+    """Replies of `model` to `prompts` (see the module docstring), on the model's device.
 
-    `done` maps batch index -> that batch's replies (flattened as `on_batch` received them) for batches
-    finished before (resuming); `on_batch(batch_index, {prompt_index: replies})` is called after each batch.
+    `reference`: a second causal LM sharing the tokenizer; each reply then gets its exact KL to it,
+    `sum_t KL(pi(.|x, y<t) || pi_ref(.|x, y<t))` over the whole vocabulary, summed over the reply's tokens up to
+    and including its end-of-turn token (the reference runs on its own device). Without it every KL is 0.
+    `response_prefix` (e.g. conditional SFT's good tag) starts every reply; it is not part of the returned text.
+    `done` maps batch index -> that batch's replies as `on_batch(batch_index, {prompt_index: replies})` received
+    them, for batches finished before (resuming); their KLs and token counts are not known (0).
     """
     from tqdm.auto import tqdm
 
-    prompt_ids = render_prompts(tokenizer, prompts)
-    batches = generation_batches(prompt_ids, batch_size)
+    prompt_ids = render_prompts(tokenizer, prompts, response_prefix)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     n = decoding.num_return_sequences
-    replies: list[list[str] | None] = [None] * len(prompts)
+    device = model_device(model)
+    eos = torch.tensor(sorted(end_of_turn_ids(model, tokenizer)), device=device)
+    out = Generations([[] for _ in prompts], [[0.0] * n for _ in prompts], [[0] * n for _ in prompts])
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
     try:
-        for b, indices in enumerate(batches):
+        for b, indices in enumerate(generation_batches(prompt_ids, batch_size)):
             if done is not None and b in done:
-                for i, r in done[b].items():
-                    replies[int(i)] = r
+                for i, replies in done[b].items():
+                    out.replies[int(i)] = replies
                 bar.update(len(indices))
                 continue
             length = max(len(prompt_ids[i]) for i in indices)
@@ -95,22 +127,71 @@ def generate_replies(
             for row, i in enumerate(indices):  # left padding: every prompt ends where generation starts
                 input_ids[row, length - len(prompt_ids[i]):] = torch.tensor(prompt_ids[i])
                 attention_mask[row, length - len(prompt_ids[i]):] = 1
-            device = next(model.parameters()).device
+            input_ids, attention_mask = input_ids.to(device), attention_mask.to(device)
             torch.manual_seed(seed + b)
-            kwargs = dict(do_sample=True, temperature=decoding.temperature, top_k=decoding.top_k) if decoding.do_sample \
-                else dict(do_sample=False)
-            out = model.generate(
-                input_ids=input_ids.to(device), attention_mask=attention_mask.to(device),
-                max_new_tokens=decoding.max_new_tokens, num_return_sequences=n, pad_token_id=pad, **kwargs,
+            sampling = dict(do_sample=True, temperature=decoding.temperature, top_k=decoding.top_k) \
+                if decoding.do_sample else dict(do_sample=False)
+            generated = model.generate(
+                input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=decoding.max_new_tokens,
+                num_return_sequences=n, pad_token_id=pad, output_logits=reference is not None,
+                return_dict_in_generate=True, **sampling,
             )
-            texts = tokenizer.batch_decode(out[:, length:], skip_special_tokens=True)
-            result = {i: [t.strip() for t in texts[row * n : (row + 1) * n]] for row, i in enumerate(indices)}
-            for i, r in result.items():
-                replies[i] = r
+            new_tokens = generated.sequences[:, length:]
+            is_eos = torch.isin(new_tokens, eos)
+            # A token belongs to the reply while no end-of-turn token came before it (that token itself does).
+            in_reply = (is_eos.long().cumsum(-1) - is_eos.long()) == 0
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            counts = (in_reply & ~is_eos).sum(-1).tolist()
+            kls = [0.0] * len(texts)
+            if reference is not None:
+                mask = torch.cat([attention_mask.repeat_interleave(n, dim=0), in_reply.long()], dim=1)
+                policy_logits = torch.stack(generated.logits, dim=1)
+                kls = reply_kl(policy_logits, reference, generated.sequences, mask, in_reply).tolist()
+            result = {}
+            for row, i in enumerate(indices):
+                rows = range(row * n, (row + 1) * n)
+                result[i] = [texts[k].strip() for k in rows]
+                out.replies[i] = result[i]
+                out.kls[i] = [float(kls[k]) for k in rows]
+                out.token_counts[i] = [int(counts[k]) for k in rows]
             if on_batch is not None:
                 on_batch(b, result)
             bar.update(len(indices))
     finally:
         bar.close()
         model.train(was_training)
-    return replies  # type: ignore[return-value]
+    return out
+
+
+def reply_kl(policy_logits: torch.Tensor, reference, sequences: torch.Tensor, attention_mask: torch.Tensor,
+             in_reply: torch.Tensor) -> torch.Tensor:
+    """Exact KL of the policy to the reference, summed along each generated reply.
+
+    Args:
+        policy_logits: the policy's logits at each generated position. Shape: (B, T, V)
+        reference: the reference causal LM (any device).
+        sequences: prompt (left-padded) and generated tokens. Shape: (B, P + T)
+        attention_mask: 1 on prompt and reply tokens, 0 on padding and after the end of turn. Shape: (B, P + T)
+        in_reply: which generated positions belong to the reply. Shape: (B, T)
+    Returns:
+        `sum_t in_reply_t * KL(pi(.|x, y<t) || pi_ref(.|x, y<t))`, on the policy's device. Shape: (B,)
+    """
+    steps = policy_logits.shape[1]
+    ref_device = model_device(reference)
+    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+    ref_logits = reference(input_ids=sequences.to(ref_device), attention_mask=attention_mask.to(ref_device),
+                           position_ids=position_ids.to(ref_device), logits_to_keep=steps + 1).logits[:, :-1]
+    policy_logp = policy_logits.float().log_softmax(-1)
+    ref_logp = ref_logits.float().log_softmax(-1).to(policy_logp.device)
+    per_token = (policy_logp.exp() * (policy_logp - ref_logp)).sum(-1)
+    return (per_token * in_reply.to(per_token.dtype)).sum(-1)
+
+
+def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding = Decoding(), seed: int = 0,
+                     batch_size: int = 32, done: dict[int, dict[int, list[str]]] | None = None,
+                     on_batch: Callable[[int, dict[int, list[str]]], None] | None = None, progress: bool = True,
+                     desc: str = "generating") -> list[list[str]]:
+    """`decoding.num_return_sequences` replies per prompt, as a list (one entry per prompt) of lists (`generate`'s
+    replies alone)."""
+    return generate(model, tokenizer, prompts, decoding, seed, batch_size, done=done, on_batch=on_batch,
+                    progress=progress, desc=desc).replies

@@ -20,7 +20,8 @@ from pathlib import Path
 
 
 def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha: float = 4.0,
-                aw_temperature: float = 0.5, learning_rate: float = 2e-4, train_data: str = "examples/data/chitchat_train.jsonl",
+                aw_temperature: float = 0.5, learning_rate: float = 2e-4,
+                train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
     """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
     temperature of its advantage weights). The defaults are the frontier's budget and its best UPO point
@@ -78,7 +79,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
-    from upo.eval.evaluate import side_by_side
+    from upo.eval.tables import side_by_side
     from upo.experiments.frontier import collect_results, run_frontier
     from upo.models import resolve_model_path
     from upo.threads import choose_num_threads
@@ -91,7 +92,8 @@ def main(argv: list[str]) -> None:
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
     config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
-    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={args.aw_temperature}) with LoRA, {args.steps} steps of 4 pairs each, "
+    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={args.aw_temperature}) with "
+          f"LoRA, {args.steps} steps of 4 pairs each, "
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 
     def log(line: str) -> None:

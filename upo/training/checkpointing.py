@@ -31,8 +31,8 @@ from pathlib import Path
 
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
+from upo.training.run_folder import CHECKPOINT_MARKER as MARKER_FILE
 
-MARKER_FILE = "upo_checkpoint.json"
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import upo
+from upo.training.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
 
 def write_model_card(output_dir: str, trainer) -> None:
@@ -28,7 +29,7 @@ def write_model_card(output_dir: str, trainer) -> None:
         "A LoRA adapter: load it with `peft.AutoPeftModelForCausalLM.from_pretrained(folder)` (merge with `merge_and_unload()`)"
         if trainer.is_peft else "Load it with `transformers.AutoModelForCausalLM.from_pretrained(folder)`"
     )
-    head = ", the value head in `value_head.safetensors`" if trainer.value_head is not None else ""
+    head = f", the value head in `{VALUE_HEAD}`" if trainer.value_head is not None else ""
     text = f"""---
 library_name: transformers
 tags: [upo, dpo, preference-optimization]
@@ -46,7 +47,7 @@ Fine-tuned from `{base}` with upo {upo.__version__} (Unified Preference Optimiza
 |---|---|---|---|
 {objectives}
 """ if objectives else "") + f"""
-{load}. The resolved configuration is in `upo_config.json`{head}.
+{load}. The resolved configuration is in `{UPO_CONFIG}`{head}.
 """
-    with open(os.path.join(output_dir, "README.md"), "w") as f:
+    with open(os.path.join(output_dir, MODEL_CARD), "w") as f:
         f.write(text)

@@ -6,8 +6,8 @@ gradients *before* the update, so the weights and the last checkpoint stay good:
 
 * by default it raises `NonFiniteError`, naming the optimizer step, the micro-batch, the loss components
   (`preference`, `designer`, `value`) that are not finite, or the first parameter whose gradient is not;
-* with `skip_nonfinite_batches=True`, a micro-batch with a non-finite loss gets no backward pass (the other
-  micro-batches of its optimizer step still count), and an optimizer step with non-finite gradients is
+* with `skip_nonfinite_batches=True`, a micro-batch with a non-finite loss adds nothing to the gradients (the
+  other micro-batches of its optimizer step still count), and an optimizer step with non-finite gradients is
   dropped whole (the optimizer does not move); both are counted in the logs as
   `nonfinite/skipped_batches`.
 
@@ -23,7 +23,7 @@ import torch
 
 from upo.errors import UPOError
 
-# `self._last_loss_components` keys, as `compute_loss` fills them, and the names the method gives them.
+# The loss components `compute_loss` reports (`loss/pref` -> "pref"), and the names the method gives them.
 COMPONENT_NAMES = {"pref": "preference", "aux": "designer", "value": "value"}
 
 
@@ -32,60 +32,55 @@ class NonFiniteError(UPOError, FloatingPointError):
 
 
 class NonFiniteGuard:
-    """Wraps `Trainer.training_step` (see the module docstring); `skipped_batches` counts what was skipped."""
+    """The trainer's two explicit hooks (see the module docstring); `skipped_batches` counts what was skipped.
 
-    def __init__(self, skip: bool):
-        self.skip = skip
+    * `check_loss(loss, components, global_step)`, in `compute_loss` before the loss is returned for its
+      backward pass: False for a finite loss; raises `NonFiniteError`, or (skipping) returns True, and the
+      trainer then returns `no_update_loss(model, loss)` and records no metric of the batch;
+    * `after_backward(model, global_step, sync_gradients)`, after each micro-batch's backward: at an optimizer
+      step, checks the gradients before the optimizer sees them.
+    """
+
+    def __init__(self, args):
+        self.args = args
+        self.skip = args.skip_nonfinite_batches
         self.skipped_batches = 0
         self._micro_batches = 0  # since the last optimizer step
         self._skipped_in_step = 0
+        self._last_components: dict[str, float] = {}
 
-    def training_step(self, trainer, step, model, inputs, num_items_in_batch):
-        """Runs `step` (the parent's training_step) with the loss checked before backward."""
-        accelerator = trainer.accelerator
-        original_backward = accelerator.backward
-        state = {"skipped": False}
+    def check_loss(self, loss: torch.Tensor, components: dict[str, torch.Tensor], global_step: int,
+                   any_rank=None) -> bool:
+        """True when this micro-batch must be skipped. `components`: `{"pref": loss, "aux": ..., ...}`;
+        `any_rank(flag)`: True when `flag` is true on any process (every process calls it at this point)."""
+        self._last_components = {k: _value(v) for k, v in components.items()}
+        local = not bool(torch.isfinite(loss.detach()).all())
+        if not (any_rank(local) if any_rank is not None and self.args.world_size > 1 else local):
+            return False
+        if not self.skip:
+            self._raise_for_loss(loss, local, global_step)
+        self.skipped_batches += 1
+        self._skipped_in_step += 1
+        return True
 
-        def guarded_backward(loss, **kwargs):
-            local = not bool(torch.isfinite(loss.detach()).all())
-            if _any_rank(trainer, local):
-                self._on_nonfinite_loss(trainer, loss, local)  # raises unless skipping
-                state["skipped"] = True
-                if trainer.args.world_size > 1:
-                    # DDP all-reduces during backward: every rank must run one, so run one that adds nothing.
-                    zero = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
-                    original_backward(zero, **kwargs)
-                return
-            original_backward(loss, **kwargs)
+    @staticmethod
+    def no_update_loss(model, loss: torch.Tensor) -> torch.Tensor:
+        """A loss whose backward pass adds exactly zero to every trainable weight, with `loss`'s (non-finite) value.
 
-        accelerator.backward = guarded_backward  # an instance attribute, removed below: the class method returns
-        metrics = trainer._metrics["train"]
-        recorded = {key: len(values) for key, values in metrics.items()}
-        try:
-            loss = step(model, inputs, num_items_in_batch)
-        finally:
-            del accelerator.backward
-        if state["skipped"]:  # a skipped batch's metrics (NaN among them) stay out of the logged averages
-            for key in list(metrics):
-                if key not in recorded:
-                    del metrics[key]
-                else:
-                    del metrics[key][recorded[key]:]
+        Under DDP every rank must run a backward (gradients are all-reduced during it), so a skipped batch runs
+        one that adds nothing; its value stays non-finite so that transformers leaves it out of the logged loss
+        (`logging_nan_inf_filter`)."""
+        zero = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
+        return zero + loss.detach()
+
+    def after_backward(self, model, global_step: int, sync_gradients: bool) -> None:
         self._micro_batches += 1
-        self._skipped_in_step += state["skipped"]
-        if accelerator.sync_gradients:
-            self._check_gradients(trainer, model, all_skipped=self._skipped_in_step == self._micro_batches)
+        if sync_gradients:
+            self._check_gradients(model, global_step, all_skipped=self._skipped_in_step == self._micro_batches)
             self._micro_batches = self._skipped_in_step = 0
-        if self.skipped_batches:
-            trainer._metrics["train"]["nonfinite/skipped_batches"] = [float(self.skipped_batches)]
-        return loss
 
-    def _on_nonfinite_loss(self, trainer, loss, local: bool):
-        if self.skip:
-            self.skipped_batches += 1
-            return
-        components = getattr(trainer, "_last_loss_components", None) or {}
-        bad = {k: _value(v) for k, v in components.items() if not math.isfinite(_value(v))}
+    def _raise_for_loss(self, loss, local: bool, global_step: int):
+        bad = {k: v for k, v in self._last_components.items() if not math.isfinite(v)}
         names = [COMPONENT_NAMES.get(k, k) for k in bad]
         if not local:
             what = "on another process (this one's losses are finite); its own message names the term"
@@ -95,11 +90,11 @@ class NonFiniteGuard:
         else:
             what = f"the total (loss = {_value(loss)}; its components are finite or unknown)"
         raise NonFiniteError(
-            f"Non-finite loss at step {trainer.state.global_step + 1}{self._where(trainer)}: {what}."
-            + "".join(" " + _HELP[name] for name in names if name in _HELP) + _kept(trainer)
+            f"Non-finite loss at step {global_step + 1}{self._where()}: {what}."
+            + "".join(" " + _HELP[name] for name in names if name in _HELP) + _kept(self.args.output_dir)
         )
 
-    def _check_gradients(self, trainer, model, all_skipped: bool):
+    def _check_gradients(self, model, global_step: int, all_skipped: bool):
         grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
         if not grads:
             return
@@ -118,21 +113,20 @@ class NonFiniteGuard:
                 p.grad = None
             return
         component = "value" if "upo_value_head" in name else "policy (preference and designer terms)"
-        components = getattr(trainer, "_last_loss_components", None) or {}
-        finite_losses = ", ".join(f"loss/{k} = {_value(v):.4g}" for k, v in components.items())
+        finite_losses = ", ".join(f"loss/{k} = {v:.4g}" for k, v in self._last_components.items())
         raise NonFiniteError(
-            f"Non-finite gradient at step {trainer.state.global_step + 1}{self._where(trainer, batch=False)}: "
+            f"Non-finite gradient at step {global_step + 1}{self._where(batch=False)}: "
             f"first in parameter {name!r}, of the {component}; the last micro-batch's losses were finite "
             f"({finite_losses or 'unknown'}). Lower learning_rate or max_grad_norm, or look for extreme values "
-            f"in the batch.{_kept(trainer)}"
+            f"in the batch.{_kept(self.args.output_dir)}"
         )
 
-    def _where(self, trainer, batch: bool = True) -> str:
+    def _where(self, batch: bool = True) -> str:
         parts = []
-        if batch and trainer.args.gradient_accumulation_steps > 1:
-            parts.append(f"micro-batch {self._micro_batches + 1} of {trainer.args.gradient_accumulation_steps}")
-        if trainer.args.world_size > 1:
-            parts.append(f"rank {trainer.args.process_index}")
+        if batch and self.args.gradient_accumulation_steps > 1:
+            parts.append(f"micro-batch {self._micro_batches + 1} of {self.args.gradient_accumulation_steps}")
+        if self.args.world_size > 1:
+            parts.append(f"rank {self.args.process_index}")
         return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -144,26 +138,19 @@ _HELP = {
 }
 
 
-def _kept(trainer) -> str:
+def _kept(output_dir: str) -> str:
     from upo.training.checkpointing import last_complete_checkpoint
 
-    last = last_complete_checkpoint(trainer.args.output_dir)
+    last = last_complete_checkpoint(output_dir)
     kept = (f" The weights were not updated with it; the last good checkpoint is {last} (resume with "
             "resume_from_checkpoint=True)." if last else " The weights were not updated with it; no checkpoint was "
             "saved yet.")
-    return kept + " Set skip_nonfinite_batches=True to skip such batches instead (counted as nonfinite/skipped_batches)."
+    return kept + (" Set skip_nonfinite_batches=True to skip such batches instead (counted as "
+                   "nonfinite/skipped_batches).")
 
 
 def _value(x) -> float:
     return float(x.detach().float().mean()) if isinstance(x, torch.Tensor) else float(x)
-
-
-def _any_rank(trainer, flag: bool) -> bool:
-    """True when `flag` is true on any process (every process must call this at the same point)."""
-    if trainer.args.world_size <= 1:
-        return flag
-    device = trainer.accelerator.device
-    return bool(trainer.accelerator.reduce(torch.tensor([float(flag)], device=device), reduction="sum").item() > 0)
 
 
 # --- Numbers the user brings in the data: checked before training, not found as a NaN at step 300 ---

@@ -1,0 +1,174 @@
+"""What `upo eval` measures, from replies and scores already computed: every function here is pure but
+`implicit_reward_accuracy` (two forward passes) and `score_objectives` (the designer reward functions).
+
+* **designer objectives**: each reward function's mean over the replies, through the training contract;
+* **designer score**: per reply, the weighted sum of the objectives standardised with the *training*
+  responses' statistics (`upo.rewards.standardization`), averaged over prompts;
+* **preference score**: the preference scorer's mean (`upo.eval.scorers`);
+* **win rate**: how often the model's reply beats the reference's to the same prompt; ties count one half;
+* **KL** to the reference along the model's own replies (`upo.eval.generate`), averaged over prompts;
+* **implicit-reward accuracy** on held-out pairs: how often `log pi/pi_ref` ranks chosen above rejected;
+* reply length in words and tokens.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections.abc import Sequence
+
+import torch
+
+# A scorer's two scores closer than this are a tie: float noise must not decide a win.
+TIE_TOLERANCE = 1e-6
+
+
+def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, rows: list[dict]) -> dict[str, list]:
+    """Each objective's raw score of each reply, through the same reward-function contract as training.
+
+    A reply to a conversational prompt is passed as one assistant message; `rows`' other columns are kwargs."""
+    from upo.rewards import resolve_reward_funcs, reward_func_name
+
+    completions = [[{"role": "assistant", "content": r}] if isinstance(p, list) else r
+                   for p, r in zip(prompts, replies)]
+    extra_names = sorted({k for row in rows for k in row} - {"prompt", "chosen", "rejected", "prompts", "completions"})
+    kwargs = {k: [row.get(k) for row in rows] for k in extra_names}
+    out = {}
+    for func in resolve_reward_funcs(list(reward_funcs)):
+        values = func(prompts=prompts, completions=completions, **kwargs)
+        out[reward_func_name(func)] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
+                                       for v in values]
+    return out
+
+
+def win_indicators(model_scores: Sequence[float], reference_scores: Sequence[float],
+                   model_replies: Sequence[str] | None = None,
+                   reference_replies: Sequence[str] | None = None) -> list[float]:
+    """Per prompt: 1 when the model's reply scores higher than the reference's, 0 when lower, 0.5 for a tie
+    (scores within `TIE_TOLERANCE`, or the same text)."""
+    out = []
+    for k, (m, r) in enumerate(zip(model_scores, reference_scores)):
+        same_text = (model_replies is not None and reference_replies is not None
+                     and model_replies[k] == reference_replies[k])
+        out.append(0.5 if same_text or abs(m - r) < TIE_TOLERANCE else float(m > r))
+    return out
+
+
+def win_rate(model_scores: Sequence[float], reference_scores: Sequence[float],
+             model_replies: Sequence[str] | None = None, reference_replies: Sequence[str] | None = None) -> float:
+    """Fraction of prompts where the model's reply scores higher than the reference's; ties count one half."""
+    wins = win_indicators(model_scores, reference_scores, model_replies, reference_replies)
+    return sum(wins) / len(wins) if wins else float("nan")
+
+
+def _mean(values) -> float:
+    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    return statistics.fmean(values) if values else float("nan")
+
+
+def summarize(name: str, replies: list[str], objectives: dict[str, list], designer: list[float],
+              preference: list[float], reference_preference: list[float] | None, reference_replies: list[str] | None,
+              kls: list[float], token_counts: list[int], accuracy: float | None,
+              wins: list[float] | None = None) -> dict:
+    """The summary row of one model; every value is a mean over prompts unless named otherwise.
+
+    `wins`: per-prompt win indicators when the scorer judges pairs itself (a judge); otherwise they come from
+    `preference` against `reference_preference` (no reference: this is the reference, 0.5)."""
+    row = {"name": name, "n_prompts": len(replies)}
+    for objective, values in objectives.items():
+        row[f"objective/{objective}"] = _mean(values)
+    row["designer_score"] = _mean(designer)
+    row["designer_score_std"] = statistics.pstdev(designer) if designer else float("nan")
+    row["preference_score"] = _mean(preference)
+    if wins is None and reference_preference is not None:
+        wins = win_indicators(preference, reference_preference, replies, reference_replies)
+    row["win_rate"] = _mean(wins) if wins is not None else 0.5
+    row["kl"] = _mean(kls)
+    row["implicit_accuracy"] = accuracy
+    row["length_words"] = _mean([len(r.split()) for r in replies])
+    row["length_tokens"] = _mean(token_counts)
+    return row
+
+
+def rescore_designer(summary: dict, replies: list[str], rows: list[dict], reward_funcs: Sequence,
+                     standardization) -> tuple[dict, list[float], dict[str, list]]:
+    """A summary's objective means and designer score recomputed from its stored replies (no generation), with
+    `standardization` (a `DesignerStandardization`). Returns the summary, the designer scores and the objectives."""
+    prompts = [r["prompt"] for r in rows]
+    objectives = score_objectives(prompts, replies, reward_funcs, rows)
+    designer = standardization.designer_score(objectives)
+    summary = {k: v for k, v in summary.items() if not k.startswith("objective/")}
+    for objective, values in objectives.items():
+        summary[f"objective/{objective}"] = _mean(values)
+    summary["designer_score"] = _mean(designer)
+    summary["designer_score_std"] = statistics.pstdev(designer) if designer else float("nan")
+    return summary, designer, objectives
+
+
+@torch.no_grad()
+def implicit_reward_accuracy(policy, reference, tokenizer, rows: list[dict], max_length: int = 256,
+                             batch_size: int = 16) -> float | None:
+    """Fraction of held-out pairs where `log pi/pi_ref` of chosen beats rejected's (ties one half).
+
+    None when no row has `chosen` and `rejected`; 0.5 for the reference itself (`reference=None`)."""
+    from datasets import Dataset
+
+    from upo.data.collator import PreferenceCollator
+    from upo.data.tokenization import tokenize_dataset
+    from upo.logps import forward_logps
+    from upo.training.reference import add_reference_logps
+
+    pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows
+             if r.get("chosen") is not None and r.get("rejected") is not None]
+    if not pairs:
+        return None
+    if reference is None:
+        return 0.5
+    dataset = tokenize_dataset(Dataset.from_list(pairs), tokenizer, max_length)
+    if len(dataset) == 0:
+        return None
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    collator = PreferenceCollator(pad)
+    dataset = add_reference_logps(dataset, reference, collator, batch_size)  # cached: the same for every model
+    device = next(policy.parameters()).device
+    wins = 0.0
+    columns = ["prompt_ids", "chosen_ids", "rejected_ids"]
+    for start in range(0, len(dataset), batch_size):
+        part = dataset.select(range(start, min(start + batch_size, len(dataset))))
+        batch = collator([{c: row[c] for c in columns} for row in part])
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+        chosen, rejected = forward_logps(policy, batch).logps.float().cpu().chunk(2)
+        ref_chosen, ref_rejected = torch.tensor(part["ref_chosen_logps"]), torch.tensor(part["ref_rejected_logps"])
+        margin = (chosen - ref_chosen) - (rejected - ref_rejected)
+        wins += float((margin > 0).sum() + 0.5 * (margin == 0).sum())
+    return wins / len(dataset)
+
+
+def paired_intervals(run_designer: Sequence[float], base_designer: Sequence[float], unit: float,
+                     run_wins: Sequence[float] | None = None, base_wins: Sequence[float] | None = None,
+                     resamples: int = 2000, seed: int = 0) -> dict:
+    """90% paired-bootstrap intervals over prompts of the designer gain (in `unit`s) and the win-rate gap of a run
+    against a baseline evaluated on the same prompts: `{"gain_std_ci90": [low, high], "win_rate_gap_ci90": ...}`."""
+    import random
+
+    if not run_designer or not base_designer or len(run_designer) != len(base_designer):
+        return {}
+    rng = random.Random(seed)
+    n = len(run_designer)
+    gains = [(a - b) / unit for a, b in zip(run_designer, base_designer)]
+    gaps = [a - b for a, b in zip(run_wins, base_wins)] if run_wins and base_wins else None
+    gain_means, gap_means = [], []
+    for _ in range(resamples):
+        idx = [rng.randrange(n) for _ in range(n)]
+        gain_means.append(sum(gains[i] for i in idx) / n)
+        if gaps:
+            gap_means.append(sum(gaps[i] for i in idx) / n)
+
+    def interval(values):
+        values = sorted(values)
+        return [round(values[int(0.05 * len(values))], 3), round(values[int(0.95 * len(values)) - 1], 3)]
+
+    out = {"gain_std_ci90": interval(gain_means)}
+    if gap_means:
+        out["win_rate_gap_ci90"] = interval(gap_means)
+    return out

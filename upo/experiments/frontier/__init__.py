@@ -1,0 +1,73 @@
+"""`upo frontier`: train and evaluate a grid of DPO / UPO / MODPO runs with the same data, budget and seed.
+
+* `config`: the frontier YAML, the list of runs, and the keys that make a result stale;
+* `state`: what the frontier leaves on disk, and how finished work is told from stale or interrupted work;
+* `runner`: trains each run in its own process (following its `trainer_state.json`) and evaluates it;
+* `results`: summaries of the finished runs, the Pareto front, the target check with paired intervals;
+* `report`: `frontier.json`, `frontier.md`, `frontier.png`.
+
+Resumable: a run whose `train_done.json` matches its options is not trained again, one whose `eval_summary.json`
+matches the evaluation settings is not evaluated again; a run that a kill interrupted is trained again from the
+start. Several `upo frontier` processes on the same config share the grid.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from upo.experiments.frontier.config import (
+    eval_settings,
+    frontier_runs,
+    load_frontier_config,
+    run_dir,
+    run_family,
+    run_train_options,
+    settings_key,
+    train_key,
+    training_data,
+)
+from upo.experiments.frontier.report import format_report, plot_frontier, write_report
+from upo.experiments.frontier.results import collect_results, pareto_front, target_check
+from upo.experiments.frontier.runner import metrics_line, run_frontier, train_command, train_run
+from upo.experiments.frontier.state import (
+    EVAL_SUMMARY,
+    REFERENCE_EVAL,
+    TRAIN_DONE,
+    read_eval_summary,
+    run_lock_file,
+    train_done,
+)
+
+__all__ = [
+    "EVAL_SUMMARY", "REFERENCE_EVAL", "TRAIN_DONE", "collect_results", "eval_settings", "format_report",
+    "frontier_runs", "load_frontier_config", "main", "metrics_line", "pareto_front", "plot_frontier",
+    "read_eval_summary", "run_dir", "run_family", "run_frontier", "run_lock_file", "run_train_options",
+    "settings_key", "target_check", "train_command", "train_done", "train_key", "train_run", "training_data",
+    "write_report",
+]
+
+
+def main(argv: list[str]) -> None:
+    """`upo frontier --config examples/frontier_chitchat.yaml [--output_dir DIR] [--report_only]`."""
+    parser = argparse.ArgumentParser(prog="upo frontier", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", required=True, help="A frontier YAML (see examples/frontier_chitchat.yaml).")
+    parser.add_argument("--output_dir", default=None, help="Overrides the config's output_dir.")
+    parser.add_argument("--only", nargs="+", default=None, help="Run only these runs of the config (by name).")
+    parser.add_argument("--report_only", action="store_true", help="Write the table and plot from finished runs.")
+    parser.add_argument("--num_threads", default="auto",
+                        help="torch CPU threads, here and in each training process: a number, or 'auto' (1 when "
+                        "other processes keep the CPU busy, where more threads are much slower).")
+    args = parser.parse_args(argv)
+    config = load_frontier_config(args.config)
+    if args.output_dir:
+        config["output_dir"] = args.output_dir
+    from upo.threads import choose_num_threads
+
+    threads = choose_num_threads(args.num_threads)
+    if args.report_only:
+        results = collect_results(config)
+        write_report(config, results)
+        print(format_report(results))
+        return
+    results = run_frontier(config, threads, only=args.only)
+    print(format_report(results))

@@ -1,0 +1,139 @@
+"""A frontier config: what every run shares, what each run changes, and what decides that a result is stale.
+
+A frontier config (YAML, or the same as a dict) names the data, the designer objectives, the options shared by
+every run (`train`: any `upo train` option), the evaluation (`eval`), and the runs, each a name and the options
+it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperature`, ...). See
+`examples/frontier_chitchat.yaml`.
+
+`frontier_runs(config)` is the one list of runs every other module reads: a run is `{"name", "options"}`,
+trained into `run_dir(config, name)`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from upo.files import atomic_write_text
+
+REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
+
+
+def load_frontier_config(path_or_dict) -> dict:
+    """The config with its defaults filled in; a missing key or a bad run name is a `ConfigError`."""
+    from upo.errors import ConfigError
+
+    if isinstance(path_or_dict, dict):
+        config = dict(path_or_dict)
+    else:
+        import yaml
+
+        with open(path_or_dict) as f:
+            config = yaml.safe_load(f) or {}
+    for key in REQUIRED_KEYS:
+        if key not in config:
+            raise ConfigError(f"frontier config: missing {key!r} (see examples/frontier_chitchat.yaml).")
+    names = [run.get("name") for run in config["runs"]]
+    if any(not isinstance(n, str) or not n or "/" in n for n in names) or len(set(names)) != len(names):
+        raise ConfigError(f"frontier config: every run needs a distinct name without '/', got {names}.")
+    config.setdefault("model_name_or_path", "smollm2-135m-instruct")
+    config.setdefault("train_pairs", None)
+    config.setdefault("reward_weights", None)
+    config.setdefault("train", {})
+    config.setdefault("eval", {})
+    return config
+
+
+def frontier_runs(config: dict) -> list[dict]:
+    """Every run of the grid, `{"name", "options"}`, in the config's order."""
+    return [{"name": run["name"], "options": dict(run.get("options", {}))} for run in config["runs"]]
+
+
+def run_dir(config: dict, name: str) -> Path:
+    return Path(config["output_dir"]) / "runs" / name
+
+
+def run_train_options(config: dict, run: dict) -> dict:
+    """Every `upo train` option of one run: shared options, then the run's own, then what the frontier fixes."""
+    options = {**config["train"], **run.get("options", {})}
+    options.update({
+        "model_name_or_path": config["model_name_or_path"],
+        "dataset": str(training_data(config)),
+        "reward_funcs": config["reward_funcs"],
+        "reward_weights": config["reward_weights"],
+        "output_dir": str(run_dir(config, run["name"])),
+        "overwrite_output_dir": True,  # only ever a run that did not finish
+    })
+    options.setdefault("report_to", "none")
+    options.setdefault("save_strategy", "no")
+    return options
+
+
+def training_data(config: dict) -> Path:
+    """The training pairs: `dataset`, or its first `train_pairs` rows (written once into the output folder), so
+    that the reference log-probs and the designer statistics cover exactly the pairs the budget reaches."""
+    n = config.get("train_pairs")
+    if not n:
+        return Path(config["dataset"])
+    subset = Path(config["output_dir"]) / f"train_pairs_{n}.jsonl"
+    lines = [line for line in Path(config["dataset"]).read_text().splitlines() if line.strip()][:n]
+    text = "".join(line + "\n" for line in lines)
+    if not subset.is_file() or subset.read_text() != text:
+        atomic_write_text(subset, text)
+    return subset
+
+
+def eval_settings(config: dict):
+    """The `upo.eval.evaluate.EvalSettings` every run of the grid (and the reference) is evaluated with."""
+    from upo.eval.evaluate import EvalSettings
+
+    e = config["eval"]
+    return EvalSettings(
+        eval_data=config["eval_data"], train_data=str(training_data(config)), reward_funcs=list(config["reward_funcs"]),
+        reward_weights=config["reward_weights"], standardize_rewards=config["train"].get("standardize_rewards", True),
+        max_prompts=e.get("max_prompts"), max_new_tokens=e.get("max_new_tokens", 32),
+        batch_size=e.get("batch_size", 32), seed=e.get("seed", 0),
+        max_length=config["train"].get("max_length", 256) or 256,
+        do_sample=e.get("do_sample", False), temperature=e.get("temperature", 1.0),
+    )
+
+
+# Evaluation settings added after the first frontiers were run: at these values they leave the key unchanged, so
+# the runs of an older frontier stay evaluated.
+_LATER_SETTINGS = {"do_sample": False, "temperature": 1.0}
+
+
+def settings_key(config: dict) -> str:
+    """Changes whenever the evaluation would give other numbers: a stored evaluation with another key is stale."""
+    settings = asdict(eval_settings(config))
+    for name, default in _LATER_SETTINGS.items():
+        if settings.get(name) == default:
+            settings.pop(name)
+    return hashlib.sha256(json.dumps([settings, config["model_name_or_path"]],
+                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def train_key(options: dict) -> str:
+    """Changes whenever a run's `upo train` options do: a finished run with another key is trained again."""
+    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "csft": "CSFT"}
+
+
+def run_family(run: dict) -> str:
+    """DPO, UPO, RPO (DPO + NLL), MODPO, KTO, KTO-UPO, aoPPO, DRO-V or CSFT, from the run's options."""
+    options = run.get("options", {})
+    loss_type = options.get("loss_type", ["sigmoid"])
+    loss_type = [loss_type] if isinstance(loss_type, str) else loss_type
+    designer = float(options.get("alpha", 1.0)) > 0
+    for name, family in BASELINE_FAMILIES.items():
+        if name in loss_type:
+            return family
+    if "kto" in loss_type:
+        return "KTO-UPO" if designer else "KTO"
+    if designer:
+        return "UPO"
+    return "RPO" if "sft" in loss_type else "DPO"

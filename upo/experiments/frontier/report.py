@@ -1,0 +1,111 @@
+"""The frontier's report: `frontier.json` (every summary and the options of every run), `frontier.md` (the
+table and the target check) and `frontier.png` (preference score against designer score, Pareto front drawn,
+DPO marked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from upo.files import atomic_write_json, atomic_write_text
+
+FRONTIER_JSON = "frontier.json"
+FRONTIER_MARKDOWN = "frontier.md"
+FRONTIER_PLOT = "frontier.png"
+
+
+def one_line(s: dict) -> str:
+    """A summary as one line of the frontier's log."""
+    return (f"designer {s['designer_score']:+.3f}, preference {s['preference_score']:.4f}, win rate "
+            f"{s['win_rate']:.1%}, KL {s['kl']:.2f}, {s['length_words']:.1f} words")
+
+
+def write_report(config: dict, results: dict) -> list[Path]:
+    """Writes `frontier.json`, `frontier.md` and, once a run is finished, `frontier.png`; returns their paths."""
+    out = Path(config["output_dir"])
+    written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN]
+    atomic_write_json(written[0], {"config": config, **results})
+    atomic_write_text(written[1], format_report(results) + "\n")
+    if results["runs"]:
+        written.append(out / FRONTIER_PLOT)
+        plot_frontier(results, written[-1])
+    return written
+
+
+def format_report(results: dict) -> str:
+    from upo.eval.tables import summary_table
+
+    rows = ([{**results["reference"], "name": "reference"}] if results["reference"] else []) + \
+           [{**r["summary"], "name": r["name"]} for r in results["runs"]]
+    if not rows:
+        return "No finished run yet."
+    families = {r["name"]: r["family"] for r in results["runs"]}
+    options = {r["name"]: ", ".join(f"{k}={v}" for k, v in r["options"].items()) for r in results["runs"]}
+    for row in rows:
+        row["method"] = families.get(row["name"], "-")
+        row["options"] = options.get(row["name"], "-")
+    lines = [summary_table(rows, extra_columns=("method", "options"))]
+    target = results["target"]
+    if target.get("candidates") is not None:
+        lines.append(f"\nTarget (UPO within 2 points of DPO's win rate, designer score >= +0.5 std above DPO's, "
+                     f"not dominated by MODPO; 1 std = {target['unit_std']:.3f}): "
+                     f"{'met' if target['met'] else 'not met'}.")
+        for c in target["candidates"]:
+            ci, gap_ci = c.get("gain_std_ci90"), c.get("win_rate_gap_ci90")
+            gain_ci = f" (90% CI {ci[0]:+.2f}..{ci[1]:+.2f})" if ci else ""
+            win_ci = f" (90% CI {100 * gap_ci[0]:+.1f}..{100 * gap_ci[1]:+.1f})" if gap_ci else ""
+            lines.append(f"* {c['name']}: designer {c['gain_std']:+.2f} std vs DPO{gain_ci}, win rate "
+                         f"{100 * c['win_rate_gap']:+.1f} points vs DPO{win_ci}, "
+                         f"dominated by MODPO: {', '.join(c['dominated_by_modpo']) or 'no'}"
+                         f"{' -> meets the target' if c['met'] else ''}")
+    return "\n".join(lines)
+
+
+def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
+    """Preference score (y) against designer score (x) for every run; Pareto front drawn; DPO marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = results["runs"]
+    styles = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
+              "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
+              "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "CSFT": ("X", "tab:brown", 80)}
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    points = [(r["summary"]["designer_score"], r["summary"]["preference_score"]) for r in runs]
+    from upo.experiments.frontier.results import pareto_front
+
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="grey", lw=1,
+                label="Pareto front", zorder=1)
+    for family, (marker, color, size) in styles.items():
+        members = [k for k, r in enumerate(runs) if r["family"] == family]
+        if members:
+            ax.scatter([points[k][0] for k in members], [points[k][1] for k in members], marker=marker, c=color, s=size,
+                       label=family, zorder=3, edgecolors="white" if family != "DPO" else "black")
+    for (x, y), r in zip(points, runs):
+        ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    dpo = next((r for r in runs if r["family"] == "DPO"), None)
+    if dpo is not None and len(dpo.get("designer") or []) > 1 and len(dpo.get("preference") or []) > 1:
+        import statistics
+
+        # The noise of one point: one standard error of each mean over the prompts.
+        n = len(dpo["designer"])
+        ax.errorbar([dpo["summary"]["designer_score"]], [dpo["summary"]["preference_score"]],
+                    xerr=[statistics.pstdev(dpo["designer"]) / n ** 0.5],
+                    yerr=[statistics.pstdev(dpo["preference"]) / n ** 0.5], fmt="none", ecolor="black", elinewidth=0.8,
+                    capsize=3, zorder=2, label=f"±1 s.e. over {n} prompts")
+    if results.get("reference"):
+        ref = results["reference"]
+        ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
+                   zorder=2)
+    ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
+    ax.set_ylabel("preference score (similarity to the human reply)")
+    ax.set_title(title or "UPO and the baselines: preference against designer score")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,173 @@
+"""Training and evaluating the runs of a frontier that are not done yet.
+
+Each run trains with `upo train` in its own process (`train_command`: as a user would run it; a launcher such as
+`accelerate launch` goes there), its output into `train.log`. The runner follows the run through the
+`trainer_state.json` the trainer writes at every log (`upo.training.run_folder.TrainerStateWriter`), never by
+parsing what it prints. The run is then evaluated by `upo.eval.evaluate.Evaluator` against the reference, which
+is evaluated once for the whole grid. Several `upo frontier` processes on one config share the grid: each run is
+locked while one process works on it, the others skip to the next.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from upo.experiments.frontier.config import (
+    eval_settings,
+    frontier_runs,
+    load_frontier_config,
+    run_dir,
+    run_train_options,
+    settings_key,
+)
+from upo.experiments.frontier.report import one_line, write_report
+from upo.experiments.frontier.results import collect_results
+from upo.experiments.frontier.state import (
+    EVAL_SUMMARY,
+    REFERENCE_EVAL,
+    REFERENCE_LOCK,
+    RUN_OPTIONS,
+    TRAIN_DONE,
+    TRAIN_LOG,
+    mark_train_done,
+    read_eval_summary,
+    run_lock_file,
+    stored_evaluation,
+    train_done,
+)
+from upo.files import atomic_write_json, exclusive_lock, try_lock
+from upo.training.run_folder import TRAINER_STATE, read_trainer_state
+
+_SHOWN_METRICS = (("epoch", "epoch {:.2f}"), ("loss", "loss {:.4g}"), ("loss/pref", "pref {:.4g}"),
+                  ("loss/aux", "aux {:.4g}"), ("loss/value", "value {:.4g}"), ("rewards/margins", "margin {:+.3f}"),
+                  ("rewards/accuracies", "acc {:.0%}"), ("perf/tokens_per_second", "{:.0f} tok/s"))
+
+
+def metrics_line(entry: dict) -> str:
+    """One entry of a trainer's `log_history` as one short line: epoch, losses, margin, accuracy, speed."""
+    if "train_runtime" in entry:  # the summary transformers logs at the end of training
+        return f"done in {entry['train_runtime']:.0f} s, mean loss {entry.get('train_loss', float('nan')):.4g}"
+    return ", ".join(form.format(float(entry[key])) for key, form in _SHOWN_METRICS if key in entry)
+
+
+def train_command(config: dict, options_file: Path) -> list[str]:
+    """The command that trains one run: `python -m upo.cli train --config run.yaml`."""
+    return [sys.executable, "-m", "upo.cli", "train", "--config", str(options_file)]
+
+
+def train_run(config: dict, run: dict, num_threads: int | None = None, log=print, poll_seconds: float = 2.0) -> None:
+    """Trains one run in a child process (see the module docstring); each metrics log it writes is shown as one
+    line. A failure raises `UPOError` with the end of `train.log`."""
+    import yaml
+
+    from upo.errors import UPOError
+
+    options = run_train_options(config, run)
+    folder = Path(options["output_dir"])
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in (TRAIN_DONE, EVAL_SUMMARY, TRAINER_STATE):
+        (folder / stale).unlink(missing_ok=True)
+    (folder / RUN_OPTIONS).write_text(yaml.safe_dump(options, sort_keys=False))
+    env = dict(os.environ)
+    if num_threads:
+        env["OMP_NUM_THREADS"] = str(num_threads)
+    start = time.perf_counter()
+    shown = 0
+    with open(folder / TRAIN_LOG, "w") as out:
+        process = subprocess.Popen(train_command(config, folder / RUN_OPTIONS), stdout=out, stderr=subprocess.STDOUT,
+                                   env=env)
+        while True:
+            try:
+                rc = process.wait(timeout=poll_seconds)
+            except subprocess.TimeoutExpired:
+                rc = None
+            state = read_trainer_state(folder)
+            history = (state or {}).get("log_history") or []
+            for entry in history[shown:]:
+                if log is not None:
+                    log(f"    [{run['name']}] step {entry.get('step', '?')}/{state.get('max_steps', '?')}: "
+                        f"{metrics_line(entry)}")
+            shown = max(shown, len(history))
+            if rc is not None:
+                break
+    if rc != 0:
+        tail = "".join((folder / TRAIN_LOG).read_text(errors="replace").splitlines(keepends=True)[-5:])
+        raise UPOError(f"training run {run['name']!r} failed (exit {rc}); the end of {folder / TRAIN_LOG}:\n{tail}")
+    mark_train_done(folder, options, time.perf_counter() - start, read_trainer_state(folder))
+
+
+def run_frontier(config, num_threads: int | None = None, progress: bool = True, evaluator=None, log=print,
+                 only: Sequence[str] | None = None) -> dict:
+    """Trains and evaluates every run not done yet (of `only`, when given), then writes the report of every
+    finished run. Returns the results (`upo.experiments.frontier.results.collect_results`)."""
+    config = load_frontier_config(config)
+    out = Path(config["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    key = settings_key(config)
+    t0 = time.perf_counter()
+
+    def elapsed() -> str:
+        return f"{(time.perf_counter() - t0) / 60:.1f} min"
+
+    def get_evaluator():
+        nonlocal evaluator
+        if evaluator is None:
+            from upo.eval.evaluate import Evaluator
+
+            evaluator = Evaluator(eval_settings(config), config["model_name_or_path"], progress=progress,
+                                  scorer=preference_scorer(config))
+        return evaluator
+
+    reference = None
+
+    def ensure_reference() -> dict:
+        nonlocal reference
+        if reference is None:
+            # A second process waits, then reads it.
+            with exclusive_lock(out / REFERENCE_LOCK, "Waiting for another process evaluating the reference..."):
+                reference = read_eval_summary(out / REFERENCE_EVAL, key)
+                if reference is None:
+                    log(f"[frontier {elapsed()}] evaluating the reference model")
+                    reference = stored_evaluation(get_evaluator().evaluate_reference(), key)
+                    atomic_write_json(out / REFERENCE_EVAL, reference)
+            log(f"[frontier {elapsed()}] reference: {one_line(reference['summary'])}")
+        return reference
+
+    todo = [run for run in frontier_runs(config) if only is None or run["name"] in only]
+    for k, run in enumerate(todo, 1):
+        folder = run_dir(config, run["name"])
+        with try_lock(run_lock_file(folder)) as locked:
+            if not locked:
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: another process has it, skipped")
+                continue
+            if not train_done(config, run):
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: training ({run['options']})")
+                train_run(config, run, num_threads, log=log if progress else None)
+            if read_eval_summary(folder, key) is not None:  # the report rescores its designer columns
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluated earlier")
+                continue
+            ensure_reference()
+            log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluating")
+            ev = get_evaluator()
+            ev.use_reference_record(reference)  # its replies and scores, for the win rate
+            summary = stored_evaluation(ev.evaluate(run["name"], str(folder)), key)
+            atomic_write_json(folder / EVAL_SUMMARY, summary)
+            log(f"[frontier {elapsed()}] {run['name']}: {one_line(summary['summary'])}")
+
+    ensure_reference()
+    results = collect_results(config)
+    written = write_report(config, results)
+    log(f"[frontier {elapsed()}] wrote {', '.join(str(p) for p in written)}")
+    return results
+
+
+def preference_scorer(config: dict):
+    """The grid's preference scorer, from the config's `eval` options."""
+    from upo.eval.scorers import HumanReplySimilarity
+
+    return HumanReplySimilarity(config["eval"].get("preference_scorer_model"))

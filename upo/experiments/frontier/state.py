@@ -1,0 +1,74 @@
+"""What a frontier leaves on disk, and how it tells finished work from stale or interrupted work.
+
+Layout of `output_dir`:
+
+* `runs/{name}/`: the run's `upo train` folder (`upo.training.run_folder`), plus
+  * `run.yaml`: the options it was trained with, `train.log`: what the training process printed;
+  * `train_done.json`: written last, once training succeeded, with the key of its options (`config.train_key`);
+  * `eval_summary.json`: its evaluation (summary, replies, per-prompt scores), with the key of the settings;
+* `runs/.{name}.lock`: held by the process working on the run;
+* `reference_eval.json` (and `.reference.lock`): the reference model's evaluation, done once;
+* `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`: the report (`upo.experiments.frontier.report`).
+
+A run is trained again when its `train_done.json` is missing (a kill interrupted it) or holds another options
+key; it is evaluated again when its `eval_summary.json` holds another settings key.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from upo.experiments.frontier.config import run_dir, run_train_options, train_key
+from upo.files import atomic_write_json
+
+TRAIN_DONE = "train_done.json"
+EVAL_SUMMARY = "eval_summary.json"
+REFERENCE_EVAL = "reference_eval.json"
+RUN_OPTIONS = "run.yaml"
+TRAIN_LOG = "train.log"
+REFERENCE_LOCK = ".reference.lock"
+
+
+def run_lock_file(folder: Path) -> Path:
+    """Held by the frontier process working on the run in `folder`, so that two processes never take the same run."""
+    return folder.parent / f".{folder.name}.lock"
+
+
+def train_done(config: dict, run: dict) -> bool:
+    """True when the run finished training with exactly the options the config now gives it."""
+    marker = run_dir(config, run["name"]) / TRAIN_DONE
+    if not marker.is_file():
+        return False
+    try:
+        return json.loads(marker.read_text()).get("options_key") == train_key(run_train_options(config, run))
+    except ValueError:
+        return False
+
+
+def mark_train_done(folder: Path, options: dict, seconds: float, trainer_state: dict | None) -> None:
+    """Written last, once the training process exited cleanly; keeps its final logged metrics."""
+    history = (trainer_state or {}).get("log_history") or []
+    atomic_write_json(folder / TRAIN_DONE, {
+        "options_key": train_key(options), "seconds": round(seconds, 1), "options": options,
+        "global_step": (trainer_state or {}).get("global_step"),
+        "final_logs": [entry for entry in history if "loss" in entry][-1:] + [e for e in history if "train_loss" in e],
+    })
+
+
+def read_eval_summary(folder: Path, settings_key: str) -> dict | None:
+    """A run's (or, given the file, the reference's) stored evaluation, or None when absent or stale."""
+    path = folder / EVAL_SUMMARY if folder.is_dir() else folder
+    if not path.is_file():
+        return None
+    try:
+        stored = json.loads(path.read_text())
+    except ValueError:
+        return None
+    return stored if stored.get("settings_key") == settings_key else None
+
+
+def stored_evaluation(record: dict, settings_key: str) -> dict:
+    """What is kept of an `Evaluator` record: enough to rescore the designer columns and redraw the report."""
+    keep = ("summary", "replies", "preference", "designer", "kl", "objectives", "wins")
+    return {"settings_key": settings_key, **{k: record.get(k) for k in keep}}
