@@ -16,8 +16,12 @@ from transformers import AutoTokenizer  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path, monkeypatch):
-    """Every test gets its own upo cache, so cached rewards never leak between tests."""
+    """Every test gets its own upo cache, so cached rewards never leak between tests, and its own datasets cache
+    (datasets.load_dataset writes Arrow files there; datasets reads HF_DATASETS_CACHE once, at import)."""
+    import datasets
+
     monkeypatch.setenv("UPO_CACHE", str(tmp_path / "upo-cache"))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path / "hf-datasets")
 
 
 @pytest.fixture

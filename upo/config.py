@@ -50,8 +50,9 @@ class UPOConfig(TrainingArguments):
 
     ddp_find_unused_parameters: bool | None = field(
         default=False,
-        metadata={"help": "DDP's find_unused_parameters. False: the value head and the LM head run outside the "
-                  "model's forward, which DDP with True takes for unused parameters and then fails on."},
+        metadata={"help": "DDP's find_unused_parameters. False (TRL and transformers: None, which means True "
+                  "without activation checkpointing): the value head and the LM head run outside the model's forward, "
+                  "which DDP with True takes for unused parameters and then fails on."},
     )
     overwrite_output_dir: bool = field(
         default=False,

@@ -95,7 +95,7 @@ def test_save_to_disk_folders_and_in_memory_datasets(tmp_path):
 @pytest.mark.parametrize(
     "source, message",
     [
-        ("org/some-dataset", "no such local file or folder.*Nothing is downloaded from the Hugging Face Hub"),
+        ("org/some-dataset", "no such local file or folder.*give its name as dataset_name"),
         ("data.txt", r"unsupported file type '\.txt'.*\.jsonl, \.json, \.csv or \.parquet"),
         ("plain_folder", "not written by save_to_disk"),
         (42, "Cannot load preference data from a int"),

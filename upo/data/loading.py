@@ -1,7 +1,8 @@
-"""Local preference data -> a `datasets.Dataset`: in-memory datasets, data files, or save_to_disk folders.
+"""Preference data -> a `datasets.Dataset`: in-memory datasets, local data files, dataset folders, or a dataset by
+name (`HubDataset`: TRL's `dataset_name`, read with `datasets.load_dataset`).
 
-Nothing is ever downloaded and nothing is unpickled. JSON Lines is read here line by line rather than
-through datasets' JSON builder, so that a broken line is reported by file and line number.
+Nothing is unpickled. Local JSON Lines files are read here line by line rather than through datasets' JSON builder,
+so that a broken line is reported by file and line number; rows of a dataset by name are reported by split and row.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import csv
 import io
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -29,26 +31,44 @@ from upo.data.validation import (
 from upo.errors import DataError
 
 ACCEPTED_SOURCES = (
-    "a datasets.Dataset or DatasetDict, a local .jsonl, .json, .csv or .parquet file, or a local folder "
-    "written by Dataset.save_to_disk or DatasetDict.save_to_disk"
+    "a datasets.Dataset or DatasetDict, a local .jsonl, .json, .csv or .parquet file, a local folder "
+    "written by Dataset.save_to_disk or DatasetDict.save_to_disk, or one laid out like a dataset repository on the "
+    "Hugging Face Hub (data/train-00000-of-00001.parquet, ...)"
 )
+
+
+@dataclass(frozen=True)
+class HubDataset:
+    """A dataset by name, as TRL's `dataset_name`, `dataset_config` and split options give it: a Hugging Face Hub ID
+    (downloaded and cached by `datasets`, or read from its cache offline) or a local folder laid out like a Hub dataset
+    repository. Read with `datasets.load_dataset(name, config, split=split)`."""
+
+    name: str
+    config: str | None = None
+    split: str = "train"
+
+    def __str__(self) -> str:  # how errors name it: "org/name, split 'train'"
+        config = f" ({self.config})" if self.config else ""
+        return f"{self.name}{config}, split '{self.split}'"
+
+
+DataSource = Dataset | DatasetDict | HubDataset | str | os.PathLike
+
 JSON_LAYOUT_HELP = "Expected one JSON object per line (JSON Lines), or, in a .json file, one list of objects."
 
 
-def load_preference_dataset(source: Dataset | DatasetDict | str | os.PathLike, split: str = "train") -> Dataset:
+def load_preference_dataset(source: DataSource, split: str = "train") -> Dataset:
     """Load raw preference rows from `source` (see ACCEPTED_SOURCES); `split` picks from a DatasetDict."""
     return _load(source, split)[0]
 
 
-def load_preference_pairs(
-    source: Dataset | DatasetDict | str | os.PathLike, split: str = "train"
-) -> tuple[Dataset, DataReport]:
+def load_preference_pairs(source: DataSource, split: str = "train") -> tuple[Dataset, DataReport]:
     """Load and normalise: `load_preference_dataset`, then `normalize_preference_rows` with file lines known."""
     dataset, source_name, line_numbers = _load(source, split)
     return normalize_preference_rows(dataset, source_name, line_numbers)
 
 
-def load_unpaired(source: Dataset | DatasetDict | str | os.PathLike, split: str = "train") -> tuple[Dataset, DataReport]:
+def load_unpaired(source: DataSource, split: str = "train") -> tuple[Dataset, DataReport]:
     """Load unpaired rows (`prompt`, `completion`, `label`), or pairs unpaired (see `upo.data.unpaired`)."""
     from upo.data.unpaired import load_unpaired_rows
 
@@ -62,24 +82,28 @@ def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
         return source, "dataset", None
     if isinstance(source, DatasetDict):
         return _pick_split(source, split, "dataset"), "dataset", None
+    if isinstance(source, HubDataset):
+        return _load_by_name(source), str(source), None
     if not isinstance(source, (str, os.PathLike)):
         raise DataError(f"Cannot load preference data from a {type(source).__name__}; expected {ACCEPTED_SOURCES}.")
     name, path = str(source), Path(source)
     if path.is_dir():
-        try:
-            loaded = load_from_disk(str(path))
-        except FileNotFoundError as error:
-            raise DataError(
-                f"{name}: this folder was not written by save_to_disk ({error}). For data files, pass the file "
-                f"itself. Accepted: {ACCEPTED_SOURCES}."
-            ) from error
+        if not any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json")):
+            # Not a save_to_disk folder: a folder laid out like a Hub dataset repository, as load_dataset reads it.
+            hub_layout = HubDataset(name, split=split)
+            try:
+                return _load_by_name(hub_layout), str(hub_layout), None
+            except DataError as error:
+                cause = " ".join(str(error.__cause__ or error).split())
+                raise DataError(f"{name}: this folder was not written by save_to_disk, and datasets.load_dataset "
+                                f"finds no dataset in it ({cause}). Accepted: {ACCEPTED_SOURCES}.") from error
+        loaded = load_from_disk(str(path))
         dataset = _pick_split(loaded, split, name) if isinstance(loaded, DatasetDict) else loaded
         return dataset, name, None
     if not path.is_file():
         raise DataError(
-            f"{name}: no such local file or folder. Accepted: {ACCEPTED_SOURCES}. Nothing is downloaded from "
-            "the Hugging Face Hub: for a Hub dataset, call datasets.load_dataset yourself and pass the Dataset, "
-            "or save it with save_to_disk and pass that folder."
+            f"{name}: no such local file or folder. Accepted: {ACCEPTED_SOURCES}. For a dataset on the Hugging "
+            "Face Hub, give its name as dataset_name (--dataset_name org/name), as in TRL."
         )
     readers = {".jsonl": _read_json_lines, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
     reader = readers.get(path.suffix.lower())
@@ -87,6 +111,30 @@ def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
         raise DataError(f"{name}: unsupported file type {path.suffix!r}. Accepted: {ACCEPTED_SOURCES}.")
     dataset, line_numbers = reader(path, name)
     return dataset, name, line_numbers
+
+
+def _load_by_name(source: HubDataset) -> Dataset:
+    """`datasets.load_dataset` with its errors turned into one line naming the dataset and the fix."""
+    from datasets import load_dataset
+
+    try:
+        dataset = load_dataset(source.name, source.config, split=source.split)
+    except ValueError as error:  # an unknown split or configuration: datasets lists the ones there are
+        option = "dataset_config" if "config" in str(error).lower() else "dataset_train_split / dataset_test_split"
+        raise DataError(f"{source}: {' '.join(str(error).split())} Set {option} to one of them.") from error
+    except (OSError, ConnectionError) as error:  # not found, not cached offline, no data files
+        from upo.models import offline_mode_variable
+
+        offline = offline_mode_variable() or ("HF_DATASETS_OFFLINE" if os.environ.get("HF_DATASETS_OFFLINE", "").upper()
+                                              in ("1", "ON", "YES", "TRUE") else None)
+        hint = (f" Offline mode is on ({offline}=1): a Hub dataset must have been loaded once with network access, "
+                "into the datasets cache of HF_HOME; or pass a local folder laid out like the Hub repository "
+                "(data/train-00000-of-00001.parquet)." if offline and not Path(source.name).is_dir() else "")
+        raise DataError(f"{source}: cannot load it ({' '.join(str(error).split())}).{hint}") from error
+    if not isinstance(dataset, Dataset):
+        raise DataError(f"{source}: load_dataset gave a {type(dataset).__name__}, not a Dataset (streaming is not "
+                        "supported: upo scores and validates every row before training).")
+    return dataset
 
 
 def _pick_split(dataset_dict: DatasetDict, split: str, name: str) -> Dataset:
