@@ -62,6 +62,7 @@ def main(argv=None):
     parser.add_argument("--max_steps", type=int, default=4)
     parser.add_argument("--designer", action="store_true", help="alpha = 1 with a reward function and value head")
     parser.add_argument("--precompute_ref", action="store_true")
+    parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r=4, every linear layer)")
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume_from_checkpoint=True")
     parser.add_argument("--step_sleep", type=float, default=0.0, help="seconds to sleep after each step")
@@ -85,7 +86,13 @@ def main(argv=None):
     model = tiny_model()
     hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
     SlowSaveTrainer.slow_save_at = args.slow_save_at
+    peft_config = None
+    if args.lora:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
     trainer = SlowSaveTrainer(model, args=config, train_dataset=args.data, processing_class=tokenizer,
+                         peft_config=peft_config,
                          reward_funcs=[length_reward] if args.designer else None,
                          callbacks=[SleepEachStep(args.step_sleep)] if args.step_sleep else None)
     hook.remove()
@@ -93,11 +100,13 @@ def main(argv=None):
 
     rank = trainer.args.process_index
     out = Path(args.out)
-    model = trainer.accelerator.unwrap_model(trainer.model)
+    state_dict = trainer.accelerator.get_state_dict(trainer.model)  # gathered from every rank's shards under FSDP
     if trainer.args.should_save:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, out / "final.safetensors")
+        save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, out / "final.safetensors")
     seen = {"world_size": trainer.args.world_size, "engine": str(trainer.accelerator.distributed_type),
             "sharded": any(type(p).__name__ == "DTensor" for p in trainer.model.parameters()),
+            "reference_sharded": trainer.ref_model is not None and any(
+                type(p).__name__ == "DTensor" for p in trainer.ref_model.parameters()),
             "reward_calls": CALLS["reward"],
             "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history}
     (out / f"rank{rank}.json").write_text(json.dumps(seen, default=str))

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch.distributed.fsdp import FSDPModule
+from torch.nn import functional as F
 from torch.utils.checkpoint import checkpoint
 
 
@@ -30,10 +32,20 @@ def logit_transform(config) -> tuple[float, float | None]:
     return (1.0 if scale is None else scale), getattr(config, "final_logit_softcapping", None)
 
 
+def _project(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`head(hidden)`. Under FSDP2 the head's unit is still gathered after the model's forward (accelerate shards the
+    final norm, embeddings and head as one unit kept gathered): its weights are used as they are, since calling the
+    module a second time would run FSDP's hooks again outside the model's forward (torch 2.13 then crashes in the
+    backward pass)."""
+    if isinstance(head, FSDPModule) and isinstance(head, torch.nn.Linear):
+        return F.linear(hidden, head.weight, head.bias)
+    return head(hidden)
+
+
 def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, transform) -> torch.Tensor:
     """`log softmax(head(hidden))[target]`, without materialising the log-softmax. Shapes: (N, H), (N,) -> (N,)"""
     scale, softcap = transform
-    logits = head(hidden).float()
+    logits = _project(head, hidden).float()
     if scale != 1.0:
         logits = logits * scale
     if softcap:

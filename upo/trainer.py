@@ -22,6 +22,7 @@ from upo.losses import step_token_counts
 from upo.objective import UNPAIRED, UNWEIGHTED, compute_objective, method_of, needs_value_head, uses_designer_term
 from upo.training.checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
 from upo.training.distributed import check_launch
+from upo.training.fsdp import enable_fsdp2_on_cpu, shard_reference
 from upo.training.model_card import write_model_card
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
@@ -176,12 +177,18 @@ class UPOTrainer(Trainer):
         )
         self.ref_model = None
         if ref_model is not None:
-            self.ref_model = self.accelerator.prepare_model(ref_model, evaluation_mode=True)
+            self.ref_model = (shard_reference(ref_model, self.accelerator) if self.is_fsdp_enabled
+                              else self.accelerator.prepare_model(ref_model, evaluation_mode=True))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
         self.nonfinite_guard = NonFiniteGuard(args)
         self._step_num_tokens = None
+
+    def create_accelerator_and_postprocess(self) -> None:
+        super().create_accelerator_and_postprocess()
+        # accelerate enables FSDP only on accelerators; on CPU (gloo) upo switches it on (upo.training.fsdp)
+        self.is_fsdp_enabled = self.is_fsdp_enabled or enable_fsdp2_on_cpu(self.accelerator, self.args)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         out = self.args.output_dir
@@ -387,7 +394,8 @@ class UPOTrainer(Trainer):
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         super()._load_from_checkpoint(resume_from_checkpoint, model)
         path = os.path.join(resume_from_checkpoint, VALUE_HEAD)
-        if self.value_head is not None and os.path.isfile(path):
+        # Under FSDP the checkpoint's sharded model state (pytorch_model_fsdp.bin) already holds the value head.
+        if self.value_head is not None and os.path.isfile(path) and not self.is_fsdp_enabled:
             self.value_head.load_state_dict(load_file(path))
 
     def create_model_card(self, *args, **kwargs):

@@ -6,6 +6,7 @@ The launched script is tests/ddp_train.py. Each launch costs ~20 s here, mostly 
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -133,10 +134,11 @@ def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokeni
 def test_shipped_accelerate_configs_name_their_engines():
     engines = {path.name: yaml.safe_load(path.read_text()) for path in (ROOT / "examples" / "accelerate").glob("*.yaml")}
     assert {name: config["distributed_type"] for name, config in engines.items()} == {
-        "ddp.yaml": "MULTI_GPU", "fsdp.yaml": "FSDP", "deepspeed_zero1.yaml": "DEEPSPEED",
+        "ddp.yaml": "MULTI_GPU", "fsdp2.yaml": "FSDP",
+        "deepspeed_zero1.yaml": "DEEPSPEED",
         "deepspeed_zero2.yaml": "DEEPSPEED", "deepspeed_zero3.yaml": "DEEPSPEED"}
     assert [engines[f"deepspeed_zero{k}.yaml"]["deepspeed_config"]["zero_stage"] for k in (1, 2, 3)] == [1, 2, 3]
-    assert engines["fsdp.yaml"]["fsdp_config"]["fsdp_version"] == 2
+    assert engines["fsdp2.yaml"]["fsdp_config"]["fsdp_version"] == 2
     assert all(config["num_processes"] == 2 and config["mixed_precision"] == "no" for config in engines.values())
 
 
@@ -149,31 +151,110 @@ def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
         check_launch(args)
 
 
-def test_fsdp_or_deepspeed_requested_where_accelerate_cannot_enable_them_warns(tmp_path, monkeypatch):
+def test_deepspeed_or_fsdp1_requested_where_accelerate_cannot_enable_them_warns(tmp_path, monkeypatch):
     args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    for variable, engine in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
-        monkeypatch.setenv(variable, "true")
-        with pytest.warns(UserWarning, match=rf"asks for {engine}, but accelerate runs NO.*plain data parallel"):
-            check_launch(args)
-        monkeypatch.delenv(variable)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.warns(UserWarning, match=r"asks for DEEPSPEED, but accelerate runs NO.*plain data parallel"):
+        check_launch(args)
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "1")
+    with pytest.warns(UserWarning, match=r"asks for FSDP1 \(fsdp_version: 1\).*Use fsdp_version: 2"):
+        check_launch(args)
+
+
+def test_fsdp2_requested_on_cpu_does_not_warn(tmp_path, monkeypatch):
+    """upo switches FSDP2 on where accelerate would fall back to data parallel (upo.training.fsdp)."""
+    monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    monkeypatch.setenv("FSDP_VERSION", "2")
+    args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         check_launch(args)
 
 
+# --- FSDP2: accelerate never enables it on CPU, upo does (upo.training.fsdp); accelerate and the Trainer drive it ---
+
+
+def test_fsdp2_with_the_shipped_config_equals_one_process(tmp_path, tokenizer):
+    """`accelerate launch --config_file examples/accelerate/fsdp2.yaml -m upo.cli train --use_cpu true`: UPO with a
+    designer reward, full fine-tuning, the value head and a reference model, all sharded over 2 processes x 2 pairs,
+    equals one process of 4 pairs. Checkpoints hold the sharded state for resuming and one consolidated
+    model.safetensors; the final model loads with plain from_pretrained."""
+    from transformers import AutoModelForCausalLM
+
+    from upo.cli import main
+
+    model_dir = tmp_path / "model"
+    tiny_model().save_pretrained(model_dir)
+    tokenizer.save_pretrained(model_dir)
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
+    flags = ["--model_name_or_path", str(model_dir), "--dataset", str(data), "--max_steps", "4", "--learning_rate",
+             "1e-3", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--max_length", "64",
+             "--seed", "0", "--save_strategy", "steps", "--save_steps", "2", "--reward_funcs", "length",
+             "--alpha", "1"]
+    log = launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "-m", "upo.cli",
+                  "train", "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "2", *flags],
+                 tmp_path, tmp_path / "cache-two")
+    assert "asks for FSDP" not in log
+    assert main(["train", "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4", *flags]) == 0
+
+    difference = max(max_difference(tmp_path / "two" / name, tmp_path / "one" / name)
+                     for name in ("model.safetensors", "value_head.safetensors"))
+    print(f"FSDP2 (2 x 2) vs one process (1 x 4), UPO: max weight difference {difference:.2e}")
+    assert difference < 1e-5
+    for step in (2, 4):  # only an FSDP run writes pytorch_model_fsdp.bin: the run was sharded
+        checkpoint = tmp_path / "two" / f"checkpoint-{step}"
+        files = {f.name for f in checkpoint.iterdir()}
+        assert {"pytorch_model_fsdp.bin", "model.safetensors", "upo_checkpoint.json"} <= files
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "two")
+    trained = load_file(tmp_path / "two" / "model.safetensors")
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in trained.items())
+    name = "model.layers.0.mlp.up_proj.weight"
+    assert not torch.equal(trained[name], tiny_model().state_dict()[name])  # it trained
+
+
 @pytest.mark.slow
-def test_fsdp_config_on_cpu_falls_back_to_data_parallel(tmp_path):
-    """What examples/accelerate/fsdp.yaml does here: accelerate enables FSDP only on GPUs; on CPU the run is DDP
-    (no parameter is sharded), gives the DDP result, and upo says so."""
+def test_fsdp2_resumed_run_equals_the_uninterrupted_one(tmp_path, monkeypatch):
+    """Under FSDP2, a run resumed from its step-2 checkpoint (sharded weights, value head and Adam state) ends
+    with the weights of the run that was never stopped, and both equal one process; the reference is sharded."""
     data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
-    common = ["--data", str(data), "--designer", "--max_steps", "4", "--option", "use_cpu=true"]
-    log = launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp.yaml", "tests/ddp_train.py",
-                  "--out", str(tmp_path / "fsdp"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache")
-    first, _ = ranks(tmp_path / "fsdp")
-    assert first["engine"] == "DistributedType.MULTI_CPU" and not first["sharded"]
-    assert "asks for FSDP, but accelerate runs MULTI_CPU" in log
+    common = ["--data", str(data), "--designer", "--max_steps", "4", "--save_steps", "2", "--batch_size", "2"]
+    fsdp2 = [BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "tests/ddp_train.py"]
+    launch([*fsdp2, "--out", str(tmp_path / "full"), *common], tmp_path, tmp_path / "cache")
+    first, _ = ranks(tmp_path / "full")
+    assert first["engine"] == "DistributedType.FSDP" and first["sharded"] and first["reference_sharded"]
+    # The same run stopped after its step-2 checkpoint, then resumed
+    shutil.copytree(tmp_path / "full", tmp_path / "stopped")
+    shutil.rmtree(tmp_path / "stopped" / "run" / "checkpoint-4")
+    (tmp_path / "stopped" / "final.safetensors").unlink()
+    launch([*fsdp2, "--out", str(tmp_path / "stopped"), *common, "--resume"], tmp_path, tmp_path / "cache")
+    resumed = max_difference(tmp_path / "stopped" / "final.safetensors", tmp_path / "full" / "final.safetensors")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), *common[:-2], "--batch_size", "4"])
+    one = max_difference(tmp_path / "full" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"FSDP2 resumed vs uninterrupted: {resumed:.2e}; FSDP2 vs one process: {one:.2e}")
+    assert resumed < 1e-6 and one < 1e-5
+
+
+@pytest.mark.slow
+def test_fsdp2_lora_equals_one_process(tmp_path, monkeypatch):
+    """LoRA under FSDP2 (frozen base and trainable adapter in the same shards; the reference is the base with the
+    adapter off) equals one process."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--lora", "--max_steps", "4", "--option", "learning_rate=0.01"]
+    log = launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "tests/ddp_train.py",
+                  "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path, tmp_path / "cache-two")
+    assert "asks for FSDP" not in log
+    first, _ = ranks(tmp_path / "two")
+    assert first["engine"] == "DistributedType.FSDP" and first["sharded"]
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
     ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
-    assert max_difference(tmp_path / "fsdp" / "final.safetensors", tmp_path / "one" / "final.safetensors") < 1e-5
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    trained = load_file(tmp_path / "two" / "final.safetensors")
+    assert any(k.endswith("lora_B.default.weight") and v.abs().max() > 0 for k, v in trained.items())
+    print(f"FSDP2 + LoRA (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
+    assert difference < 1e-5
 
 
 @pytest.mark.slow

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch.distributed.tensor import DTensor
 
 from upo.errors import UPOError
 
@@ -102,11 +103,18 @@ class NonFiniteGuard:
             for p in model.parameters():
                 p.grad = None
             return
-        maxima = torch._foreach_norm([g.detach() for _, g in grads], float("inf"))
-        finite = torch.isfinite(torch.stack([m.float() for m in maxima]))
-        if bool(finite.all()):
+        # Under FSDP each process holds a shard of each gradient (some shards empty): all decide as one.
+        sharded = any(isinstance(g, DTensor) for _, g in grads)
+        local = [(n, g.to_local() if isinstance(g, DTensor) else g) for n, g in grads]
+        local = [(n, g.detach()) for n, g in local if g.numel()]
+        name = None
+        if local:
+            maxima = torch._foreach_norm([g for _, g in local], float("inf"))
+            finite = torch.isfinite(torch.stack([m.float() for m in maxima]))
+            name = None if bool(finite.all()) else local[int((~finite).nonzero()[0])][0]
+        if not (_any_process(name is not None, grads[0][1].device) if sharded else name is not None):
             return
-        name = grads[int((~finite).nonzero()[0])][0]
+        name = name or "(its shard on another process)"
         if self.skip:
             self.skipped_batches += self._micro_batches - self._skipped_in_step
             for p in model.parameters():
@@ -147,6 +155,13 @@ def _kept(output_dir: str) -> str:
             "saved yet.")
     return kept + (" Set skip_nonfinite_batches=True to skip such batches instead (counted as "
                    "nonfinite/skipped_batches).")
+
+
+def _any_process(flag: bool, device) -> bool:
+    """True when `flag` is true on any process (every process calls it at this point)."""
+    flag = torch.tensor([float(flag)], device=device)
+    torch.distributed.all_reduce(flag)
+    return bool(flag.item() > 0)
 
 
 def _value(x) -> float:
