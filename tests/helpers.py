@@ -19,6 +19,7 @@ from transformers import (
     GPT2LMHeadModel,
     LlamaConfig,
     LlamaForCausalLM,
+    LlamaForSequenceClassification,
     TrainerCallback,
 )
 
@@ -167,3 +168,42 @@ def write_chitchat_rows(path: Path, n: int, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
+
+
+def make_tiny_reward_model_dir(folder: Path, seed: int = 0, num_labels: int = 1) -> Path:
+    """A tiny Llama reward model (sequence classification, one logit) with the committed tiny tokenizer and its chat
+    template, saved in `folder`."""
+    from transformers import AutoTokenizer
+
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    config = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
+                         eos_token_id=1, bos_token_id=1, num_labels=num_labels)
+    LlamaForSequenceClassification(config).save_pretrained(folder)
+    AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer").save_pretrained(folder)
+    return folder
+
+
+def write_hh_rows(path: Path, n: int, seed: int = 0) -> Path:
+    """A small preference file in Anthropic HH's layout: `chosen` and `rejected` hold the whole conversation."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        words = lambda m: " ".join(rng.choice(WORDS) for _ in range(m))  # noqa: E731
+        history = f"\n\nHuman: {words(4)}" + (f"\n\nAssistant: {words(3)}\n\nHuman: {words(3)}" if k % 2 else "")
+        rows.append({"chosen": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}",
+                     "rejected": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}"})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def words_in_reply(prompts, completions, **kwargs):
+    """A preference function with GRPO's reward-function signature: longer replies are preferred, an empty one has
+    no score (None)."""
+    from upo.rewards import completion_text
+
+    return [float(len(completion_text(c).split())) or None for c in completions]

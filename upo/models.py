@@ -9,6 +9,7 @@
   `$UPO_CACHE`, else `~/.cache/upo`. It needs no network, which is why it stays the default.
 * `quantization_config` builds TRL's bitsandbytes configuration (QLoRA); `check_quantization_available` refuses it
   before any weights load where bitsandbytes cannot run.
+* `load_sequence_classifier`: a reward model (`upo eval --preference_scorer reward_model:...`), by the same names.
 * `base_model_name_or_path` tells which model a run folder (full fine-tune or LoRA adapter) was trained from.
 """
 
@@ -206,6 +207,24 @@ def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None
         return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options, **kwargs)
     except (OSError, ImportError, ValueError, SafetensorError) as error:  # no or broken checkpoint, repo or kernel
         raise ModelResolutionError(f"Cannot load the model {name_or_path!r}: {_one_line(error)}") from error
+
+
+def load_sequence_classifier(name_or_path: str, *, dtype=None, revision: str | None = None,
+                             trust_remote_code: bool = False, **kwargs):
+    """`AutoModelForSequenceClassification.from_pretrained` (a reward model, for `upo eval`'s preference scorer) for
+    the same names as `load_causal_lm`, with the same errors."""
+    from safetensors import SafetensorError
+    from transformers import AutoModelForSequenceClassification
+
+    path = resolve_model_path(name_or_path)
+    _check_cached_when_offline(name_or_path, path, revision)
+    options = {"dtype": torch_dtype(dtype), "revision": revision}
+    options = {key: value for key, value in options.items() if value is not None}
+    try:
+        return AutoModelForSequenceClassification.from_pretrained(path, trust_remote_code=trust_remote_code, **options,
+                                                                  **kwargs)
+    except (OSError, ImportError, ValueError, SafetensorError) as error:
+        raise ModelResolutionError(f"Cannot load the reward model {name_or_path!r}: {_one_line(error)}") from error
 
 
 def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remote_code: bool = False, **kwargs):

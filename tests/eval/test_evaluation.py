@@ -19,8 +19,8 @@ from upo.eval.tables import side_by_side
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     root = tmp_path_factory.mktemp("models")
-    return {"reference": make_tiny_lm_dir(root / "reference", seed=0), "policy": make_tiny_lm_dir(root / "policy", seed=1),
-            "scorer": make_tiny_scorer_dir(root / "scorer")}
+    return {"reference": make_tiny_lm_dir(root / "reference", seed=0),
+            "policy": make_tiny_lm_dir(root / "policy", seed=1), "scorer": make_tiny_scorer_dir(root / "scorer")}
 
 
 def test_win_rate_counts_ties_and_identical_replies_as_half():
@@ -36,7 +36,9 @@ def test_summary_of_fixed_generations():
                         token_counts=[3, 2, 0], accuracy=0.75)
     assert summary["objective/length"] == pytest.approx(0.75)  # None does not count
     assert summary["designer_score"] == pytest.approx(0.5 / 3)
-    assert summary["designer_score_std"] == pytest.approx(math.sqrt(((1 - 1 / 6) ** 2 + (-1 - 1 / 6) ** 2 + (0.5 - 1 / 6) ** 2) / 3))
+    mean = 1 / 6
+    assert summary["designer_score_std"] == pytest.approx(math.sqrt(((1 - mean) ** 2 + (-1 - mean) ** 2
+                                                                     + (0.5 - mean) ** 2) / 3))
     assert summary["preference_score"] == pytest.approx(0.5)
     assert summary["win_rate"] == pytest.approx(0.5)  # one win, one loss, one tie
     assert summary["kl"] == pytest.approx(2.0)
@@ -62,13 +64,15 @@ def test_designer_score_uses_training_statistics(tmp_path):
     # Training's r_aux is the same standardisation, unclipped, and undefined where no objective applies.
     r_aux = scale.reward(torch.tensor([[raw[0]], [mean + 100 * std], [math.nan]], dtype=torch.float64))
     assert r_aux[:2].tolist() == pytest.approx([2.0 * (raw[0] - mean) / std, 200.0]) and math.isnan(r_aux[2])
-    scores = score_objectives([r["prompt"] for r in rows[:3]], ["a b c d", "a", ""], ["length:target_words=4"], rows[:3])
+    prompts = [r["prompt"] for r in rows[:3]]
+    scores = score_objectives(prompts, ["a b c d", "a", ""], ["length:target_words=4"], rows[:3])
     assert scores["length"] == pytest.approx([1.0, math.exp(-0.75), math.exp(-1.0)])
 
 
 def _manual_kl(policy, reference, tokenizer, prompt, reply_ids):
     """KL summed over the reply, computed on one unpadded sequence: the definition, without batching tricks."""
-    prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True, return_dict=True)["input_ids"]
+    prompt_ids = tokenizer.apply_chat_template(prompt, tokenize=True, add_generation_prompt=True,
+                                               return_dict=True)["input_ids"]
     ids = torch.tensor([list(prompt_ids) + reply_ids])
     n = len(reply_ids)
     with torch.no_grad():
@@ -125,8 +129,110 @@ def test_evaluator_end_to_end(folders, tmp_path):
     summary = policy["summary"]
     assert summary["n_prompts"] == 5 and summary["kl"] > 0 and 0 <= summary["win_rate"] <= 1
     assert len(policy["replies"]) == 5
+    humans = [r["human_reply"] for r in load_eval_rows(evaluation)]
     assert summary["preference_score"] == pytest.approx(
-        sum(HumanReplySimilarity(folders["scorer"]).score(policy["replies"], [r["human_reply"] for r in load_eval_rows(evaluation)])) / 5,
-        abs=1e-6)
+        sum(HumanReplySimilarity(folders["scorer"]).score(policy["replies"], humans)) / 5, abs=1e-6)
     per_prompt = evaluator.per_prompt({"reference": evaluator.evaluate_reference(), "policy": policy})
-    assert set(per_prompt[0]) == {"prompt", "human_reply", "reference", "policy"}
+    assert set(per_prompt[0]) == {"prompt", "reference_answer", "reference", "policy"}
+    assert set(per_prompt[0]["policy"]) == {"reply", "preference", "win", "designer", "kl", "objectives"}
+
+
+def fake_run(folder, base, reward_funcs, stats=None):
+    """A full fine-tune's run folder as `upo train` leaves it: weights, tokenizer and upo_config.json."""
+    import shutil
+
+    shutil.copytree(base, folder)
+    config = {"model_name_or_path": str(base), "reward_funcs": reward_funcs, "loss_type": ["sigmoid"]}
+    if stats:
+        config["designer_reward_stats"] = stats
+    (folder / "upo_config.json").write_text(json.dumps(config))
+    return folder
+
+
+def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
+    """The command: HH-style pairs (implicit prompt), a tiny reward model as the user, the reference read from the run
+    folder, the designer standardisation the run trained with."""
+    from helpers import make_tiny_reward_model_dir, write_hh_rows
+
+    from upo.cli import main
+    from upo.eval.scorers import RewardModelScorer
+
+    stats = {"names": ["length"], "weights": [2.0], "mean": [0.5], "std": [0.25]}
+    run = fake_run(tmp_path / "run", folders["policy"], ["length:target_words=3"], stats)
+    hh = write_hh_rows(tmp_path / "hh.jsonl", 6)
+    rm = make_tiny_reward_model_dir(tmp_path / "rm")
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(run), "--eval_data", str(hh), "--preference_scorer", f"reward_model:{rm}",
+                 "--max_new_tokens", "4", "--batch_size", "3", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert f"Reference: {folders['policy']}." in printed  # the run's base model, read from its folder
+    report = json.loads((out / "eval.json").read_text())
+    assert report["reference_model"] == str(folders["policy"])
+    assert report["designer_scale_source"].startswith("the run's training statistics")
+    assert report["designer_scale"]["weights"] == [2.0]
+    assert report["preference_scorer"] == f"reward model {rm}"
+    assert report["data"].startswith("6 evaluation prompts from") and "pairs, implicit prompt" in report["data"]
+    reference, model = report["summaries"]
+    assert [reference["name"], model["name"]] == ["reference", "run"]
+    # The tiny tokenizer has a chat template: HH prompts were asked as chat messages.
+    first = report["per_prompt"][0]
+    assert isinstance(first["prompt"], list) and first["prompt"][0]["role"] == "user"
+    # The preference score is the reward model's mean on the model's own replies.
+    scorer = RewardModelScorer(str(rm))
+    replies = [entry["run"]["reply"] for entry in report["per_prompt"]]
+    scores = scorer.score_replies([e["prompt"] for e in report["per_prompt"]], replies, [{}] * 6)
+    assert model["preference_score"] == pytest.approx(sum(scores) / 6, abs=1e-4)
+    assert [e["run"]["preference"] for e in report["per_prompt"]] == pytest.approx(scores, abs=1e-4)
+    # The run is its own base model here: the same replies, KL 0, every prompt a tie.
+    assert model["kl"] == pytest.approx(0.0, abs=1e-5) and model["win_rate"] == 0.5
+    assert model["implicit_accuracy"] == 0.5 and reference["implicit_accuracy"] == 0.5
+    # Designer score: the stored statistics, weight 2, z clipped at 3.
+    length = [e["run"]["objectives"]["length"] for e in report["per_prompt"]]
+    expected = [2.0 * max(-3.0, min(3.0, (v - 0.5) / 0.25)) for v in length]
+    assert [e["run"]["designer"] for e in report["per_prompt"]] == pytest.approx(expected, abs=1e-3)
+    assert (out / "eval.md").read_text().count("| win rate vs reference |") == 1
+
+
+def test_a_model_of_another_base_is_evaluated_against_the_reference_you_name(folders, tmp_path):
+    """Any base model: the reference is named, KL and implicit accuracy need the same vocabulary (here they have it)."""
+    from upo.cli import main
+
+    evaluation = write_chitchat_rows(tmp_path / "eval.jsonl", 3, seed=2)
+    out = tmp_path / "out"
+    assert main(["eval", "--model", str(folders["policy"]), "--reference", str(folders["reference"]),
+                 "--eval_data", str(evaluation), "--reward_funcs", "length:target_words=4",
+                 "--preference_scorer", "function:helpers.words_in_reply", "--max_new_tokens", "3",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "eval.json").read_text())
+    assert report["designer_scale_source"] == "the evaluation pairs' chosen and rejected responses"
+    model = report["summaries"][1]
+    assert model["kl"] > 0 and 0 <= model["implicit_accuracy"] <= 1
+    # A plain model folder records no base model: the reference must be named.
+    assert main(["eval", "--model", str(folders["policy"]), "--eval_data", str(evaluation)]) == 1
+
+
+def test_judge_through_the_evaluator(folders, tmp_path):
+    import threading
+
+    from test_scorers import Judge
+
+    server = __import__("http.server").server.ThreadingHTTPServer(("127.0.0.1", 0), Judge)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    Judge.requests, Judge.answer, Judge.status = [], None, 200
+    try:
+        from upo.eval.scorers import build_preference_scorer
+
+        evaluation = write_chitchat_rows(tmp_path / "eval.jsonl", 4, seed=3)
+        judge = build_preference_scorer(f"judge:http://127.0.0.1:{server.server_address[1]}/v1", judge_model="m")
+        settings = EvalSettings(str(evaluation), None, [], max_new_tokens=4)
+        evaluator = Evaluator(settings, str(folders["reference"]), scorer=judge, progress=False)
+        assert evaluator.evaluate_reference()["summary"]["preference_score"] == 0.5
+        policy = evaluator.evaluate("policy", str(folders["policy"]))
+        differing = sum(a != b for a, b in zip(policy["replies"], evaluator.evaluate_reference()["replies"]))
+        assert len(Judge.requests) == 2 * differing
+        assert policy["summary"]["win_rate"] == policy["summary"]["preference_score"] == pytest.approx(
+            sum(policy["wins"]) / 4)
+        assert math.isnan(policy["summary"]["designer_score"])  # no designer objectives asked for
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -13,11 +13,11 @@ from upo.experiments.frontier import (
     collect_results,
     format_report,
     load_frontier_config,
+    metrics_line,
     pareto_front,
     run_dir,
     run_family,
     run_frontier,
-    metrics_line,
     run_lock_file,
     target_check,
     train_done,
@@ -106,8 +106,8 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert (run_dir(grid, "upo") / "adapter_config.json").exists() or (run_dir(grid, "upo") / "config.json").exists()
     assert [r["name"] for r in results["runs"]] == ["dpo", "upo"]
     assert results["runs"][0]["summary"]["designer_score"] == 0.1
-    assert (run_dir(grid, "upo") / EVAL_SUMMARY).exists() and (run_dir(grid, "dpo").parent.parent / REFERENCE_EVAL).exists()
     out = run_dir(grid, "dpo").parent.parent
+    assert (run_dir(grid, "upo") / EVAL_SUMMARY).exists() and (out / REFERENCE_EVAL).exists()
     assert (out / "frontier.png").stat().st_size > 0 and "| dpo |" in (out / "frontier.md").read_text()
 
     # A second call finds everything done: nothing is trained or evaluated.
@@ -138,8 +138,8 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     from upo.experiments.frontier import run_train_options, training_data
 
     train = write_chitchat_rows(tmp_path / "train.jsonl", 20)
-    config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0, aw_temperature=0.5,
-                                              train_data=str(train)))
+    config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0,
+                                              aw_temperature=0.5, train_data=str(train)))
     dpo, upo = (run_train_options(config, run) for run in config["runs"])
     assert {k: v for k, v in dpo.items() if k not in ("alpha", "aw_temperature", "output_dir")} == \
         {k: v for k, v in upo.items() if k not in ("alpha", "aw_temperature", "output_dir")}

@@ -76,6 +76,13 @@ def load_unpaired(source: DataSource, split: str = "train") -> tuple[Dataset, Da
     return load_unpaired_rows(dataset, source_name, line_numbers)
 
 
+def load_rows(source: Dataset | DatasetDict | str | os.PathLike, split: str = "train"
+              ) -> tuple[Dataset, str, list[int] | None]:
+    """Raw rows of any layout (see ACCEPTED_SOURCES), the name errors should use, and each row's file line when
+    known; nothing validated (`upo eval` reads prompt-only data through it)."""
+    return _load(source, split)
+
+
 def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
     """Return the dataset, the name errors should use for it, and each row's file line when known."""
     if isinstance(source, Dataset):

@@ -1,54 +1,45 @@
 """`upo eval`: generate on held-out prompts with trained models and the reference, and score what they say.
 
-For every model (and the reference, as its own row) on the same held-out prompts, replies are decoded
-greedily (`upo.eval.generate`), scored by the designer objectives and the preference scorer
-(`upo.eval.scorers`), and summarised (`upo.eval.metrics`: designer score, preference score, win rate against
-the reference, exact KL to the reference, held-out implicit-reward accuracy, length).
+For every model (and the reference, as its own row) on the same prompts (`upo.eval.data`: any prompt or
+preference dataset), replies are decoded greedily (`upo.eval.generate`), scored by the designer objectives and
+the preference scorer (`upo.eval.scorers`), and summarised (`upo.eval.metrics`: designer score, preference score,
+win rate against the reference, exact KL to the reference, held-out implicit-reward accuracy, length).
 
-Outputs: `eval.json` (summary per model, and per prompt the replies and their scores) and `eval.md` (tables,
+The reference is the evaluated run's base model unless `--reference` names another. Each model generates with its
+own tokenizer, on its device and in its dtype; the KL and the implicit-reward accuracy need the reference's
+vocabulary, and are left out (`-`) for a model with another one.
+
+Outputs: `eval.json` (summary per model, and per prompt the replies and their scores), `eval.md` (tables,
 `upo.eval.tables`).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
-from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize
+from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.rewards.standardization import DesignerStandardization
 from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, read_run_config
 
 REFERENCE = "reference"
-
-
-# ----------------------------------------------------------------------------------------------- data
+DEFAULT_EVAL_DATA = "examples/data/chitchat_eval.jsonl"
 
 
 def load_eval_rows(path: str | os.PathLike, max_prompts: int | None = None) -> list[dict]:
-    """Held-out rows: `prompt` (messages or text), `human_reply`, and optionally `chosen` / `rejected`."""
-    from upo.errors import DataError
-
-    rows = []
-    with open(path) as f:
-        for line_number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            if "prompt" not in row or "human_reply" not in row:
-                raise DataError(f"{path}, line {line_number}: evaluation rows need 'prompt' and 'human_reply' "
-                                "(the human's real answer, which the preference scorer compares with).")
-            rows.append(row)
-    return rows[:max_prompts] if max_prompts else rows
+    """The rows of an evaluation file, normalised (`upo.eval.data.load_eval_data`)."""
+    return load_eval_data(path, max_prompts=max_prompts).rows
 
 
 # ------------------------------------------------------------------------------------ designer score
@@ -68,34 +59,54 @@ def fit_designer_standardization(train_path: str | os.PathLike, reward_funcs: Se
     return standardization
 
 
-# ---------------------------------------------------------------------------------- models and KL
+# --------------------------------------------------------------------------------------------- models
 
 
-def load_model(name_or_path: str, dtype=torch.float32):
-    """A trained run folder (full model, or a LoRA adapter merged into its base), a local model, or a known name.
+def resolve_base_model(name_or_path: str) -> str:
+    """A base model as recorded in a run folder, made loadable here: a recorded folder that does not exist on this
+    machine (another machine's cache) is tried by its last path component (e.g. `smollm2-135m-instruct`)."""
+    if os.path.isabs(name_or_path) and not os.path.isdir(name_or_path):
+        return Path(name_or_path).name
+    return name_or_path
 
-    Returns `(model, tokenizer)`, the model in eval mode.
-    """
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from upo.models import resolve_model_path
+def default_reference(model_path: str) -> str:
+    """The base model the run in `model_path` was trained from; `ConfigError` when the folder does not say."""
+    from upo.errors import ConfigError
+    from upo.models import base_model_name_or_path
 
+    base = base_model_name_or_path(model_path)
+    if base is None:
+        raise ConfigError(f"{model_path} does not record the model it was trained from (no upo_config.json or "
+                          "adapter_config.json naming it): pass the reference with --reference NAME_OR_PATH.")
+    return resolve_base_model(base)
+
+
+def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False):
+    """A trained run folder (full model, or a LoRA adapter merged into its base), a local model, a Hub ID or a known
+    name (`upo.models`). Returns `(model, tokenizer)`, the model in eval mode on `device` (default: CUDA when there
+    is one). `dtype`: default the checkpoint's own on an accelerator, float32 on a CPU."""
+    from upo.models import base_model_name_or_path, load_causal_lm, load_tokenizer
+
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if dtype is None:
+        dtype = "auto" if device.type != "cpu" else torch.float32
     folder = Path(name_or_path)
-    adapter = folder / ADAPTER_CONFIG
-    if adapter.is_file():
+    if (folder / ADAPTER_CONFIG).is_file():
         from peft import PeftModel
 
-        base_name = json.loads(adapter.read_text()).get("base_model_name_or_path") or "smollm2-135m-instruct"
-        if not os.path.isdir(base_name):  # a cache folder of another machine: resolve its name again
-            base_name = Path(base_name).name
-        base_path = resolve_model_path(base_name)
-        base = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype)
+        base_name = resolve_base_model(base_model_name_or_path(folder) or "smollm2-135m-instruct")
+        base = load_causal_lm(base_name, dtype=dtype, trust_remote_code=trust_remote_code)
         # Merged: generation then costs what the base model costs.
         model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-        tokenizer_path = folder if (folder / "tokenizer_config.json").is_file() else base_path
-        return model.eval(), AutoTokenizer.from_pretrained(tokenizer_path)
-    path = resolve_model_path(str(name_or_path))
-    return AutoModelForCausalLM.from_pretrained(path, dtype=dtype).eval(), AutoTokenizer.from_pretrained(path)
+        has_tokenizer = (folder / "tokenizer_config.json").is_file()
+        tokenizer = load_tokenizer(str(folder) if has_tokenizer else base_name, trust_remote_code=trust_remote_code)
+    else:
+        model = load_causal_lm(str(name_or_path), dtype=dtype, trust_remote_code=trust_remote_code)
+        tokenizer = load_tokenizer(str(name_or_path), trust_remote_code=trust_remote_code)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return model.to(device).eval(), tokenizer
 
 
 def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
@@ -104,13 +115,21 @@ def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
     return config["csft_tags"][0] if config.get("loss_type") == ["csft"] else None
 
 
+def same_vocabulary(a, b) -> bool:
+    """True when two tokenizers map the same strings to the same ids (their log-probs are comparable)."""
+    return a is b or a.get_vocab() == b.get_vocab()
+
+
+# ----------------------------------------------------------------------------------------- evaluator
+
+
 @dataclass
 class EvalSettings:
     """What every model of one comparison is evaluated with."""
 
-    eval_data: str
-    train_data: str
-    reward_funcs: list
+    eval_data: str | None = None
+    train_data: str | None = None
+    reward_funcs: list = field(default_factory=list)
     reward_weights: list[float] | None = None
     standardize_rewards: bool = True
     max_prompts: int | None = None
@@ -120,137 +139,277 @@ class EvalSettings:
     max_length: int = 256
     do_sample: bool = False  # greedy by default; sampling (temperature, top_k 0) shows the distribution, noisier
     temperature: float = 1.0
+    dataset_name: str | None = None  # a Hub dataset (or a local folder laid out as one) instead of eval_data
+    dataset_config: str | None = None
+    split: str | None = None
+    prompt_column: str = "prompt"
+    reference_column: str | None = None
+    prompt_format: str = "auto"  # "auto": HH-style text prompts become chat messages for a chat model; "text"; "chat"
+    designer_stats: dict | None = None  # a stored standardisation (a run's `designer_reward_stats`)
 
 
 class Evaluator:
-    """Evaluates several models on the same prompts, against one reference loaded once."""
+    """Evaluates several models on the same prompts, against one reference loaded once.
+
+    `scorer`: a `upo.eval.scorers.PreferenceScorer` (default: `similarity`). The designer standardisation is, in
+    order: `settings.designer_stats` (a run's stored one), fitted on `settings.train_data`, on the evaluation
+    pairs' chosen and rejected responses, or on the reference's replies."""
 
     def __init__(self, settings: EvalSettings, reference: str = "smollm2-135m-instruct", scorer=None,
-                 progress: bool = True):
-        from upo.eval.scorers import HumanReplySimilarity
+                 progress: bool = True, device: str | None = None, dtype=None, trust_remote_code: bool = False):
+        from upo.eval.scorers import HumanReplySimilarity, SimilarityScorer, build_preference_scorer
 
         self.settings = settings
-        self.rows = load_eval_rows(settings.eval_data, settings.max_prompts)
+        self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
+        self.reference_name = reference
+        self.reference, self.tokenizer = load_model(reference, dtype, device, trust_remote_code)
+        self.data = load_eval_data(None if settings.dataset_name else settings.eval_data or DEFAULT_EVAL_DATA,
+                                   settings.dataset_name, settings.dataset_config, settings.split,
+                                   settings.max_prompts, settings.prompt_column, settings.reference_column)
+        chat = settings.prompt_format == "chat" or (settings.prompt_format == "auto" and self.tokenizer.chat_template)
+        self.rows = rows_as_chat(self.data.rows) if chat else self.data.rows
         self.prompts = [r["prompt"] for r in self.rows]
-        self.humans = [r["human_reply"] for r in self.rows]
-        self.scale = fit_designer_standardization(settings.train_data, settings.reward_funcs, settings.reward_weights,
-                                                  settings.standardize_rewards)
-        self.scorer = scorer or HumanReplySimilarity()
-        self.reference, self.tokenizer = load_model(reference)
+        self.scale, self.scale_source = self._designer_standardization()
+        if isinstance(scorer, HumanReplySimilarity):
+            scorer = SimilarityScorer(similarity=scorer)
+        self.scorer = scorer or build_preference_scorer("similarity")
         self.decoding = Decoding(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
                                  temperature=settings.temperature, top_k=0)
         self.progress = progress
         self._reference_record: dict | None = None
 
-    def _evaluate(self, name: str, model, response_prefix: str | None = None) -> dict:
+    def _designer_standardization(self) -> tuple[DesignerStandardization | None, str]:
+        s = self.settings
+        if not s.reward_funcs:
+            return DesignerStandardization([], [], [], []), "no designer objectives"
+        if s.designer_stats:
+            from upo.rewards import resolve_reward_funcs, reward_func_name
+
+            stored = DesignerStandardization.from_dict(s.designer_stats)
+            stored.check_names([reward_func_name(f) for f in resolve_reward_funcs(s.reward_funcs)], "--reward_funcs")
+            if s.reward_weights is not None:
+                stored.weights = [float(w) for w in s.reward_weights]
+            return stored, "the run's training statistics (upo_config.json)"
+        if s.train_data:
+            return (fit_designer_standardization(s.train_data, s.reward_funcs, s.reward_weights, s.standardize_rewards),
+                    f"the training pairs {s.train_data}")
+        pairs = [r for r in self.rows if r.get("chosen") is not None and r.get("rejected") is not None]
+        if pairs:
+            extra = {k: [r.get(k) for r in pairs] for k in sorted({k for r in pairs for k in r}
+                                                                  - {"prompt", "chosen", "rejected"})}
+            fitted, _ = DesignerStandardization.fit_on_pairs(
+                [r["prompt"] for r in pairs], [r["chosen"] for r in pairs], [r["rejected"] for r in pairs],
+                s.reward_funcs, s.reward_weights, s.standardize_rewards, extra_columns=extra)
+            return fitted, "the evaluation pairs' chosen and rejected responses"
+        return None, "the reference model's replies"  # fitted once they exist
+
+    def _evaluate(self, name: str, model, tokenizer, response_prefix: str | None = None) -> dict:
         s = self.settings
         t0 = time.perf_counter()
-        ref = None if model is self.reference else self.reference
-        generations = generate(model, self.tokenizer, self.prompts, self.decoding, s.seed, s.batch_size, reference=ref,
+        is_reference = model is self.reference
+        comparable = same_vocabulary(tokenizer, self.tokenizer)
+        ref = None if is_reference or not comparable else self.reference
+        generations = generate(model, tokenizer, self.prompts, self.decoding, s.seed, s.batch_size, reference=ref,
                                response_prefix=response_prefix, progress=self.progress, desc=f"{name}: generating")
         replies = [r[0] for r in generations.replies]
-        kls = [k[0] for k in generations.kls]
+        kls = [k[0] for k in generations.kls] if comparable else [math.nan] * len(replies)
         counts = [c[0] for c in generations.token_counts]
-        objectives = score_objectives(self.prompts, replies, s.reward_funcs, self.rows)
-        designer = self.scale.designer_score(objectives)
-        preference = self.scorer.score(replies, self.humans)
-        accuracy = implicit_reward_accuracy(model, ref, self.tokenizer, self.rows, s.max_length)
+        objectives = score_objectives(self.prompts, replies, s.reward_funcs, self.rows) if s.reward_funcs else {}
+        if self.scale is None:  # standardised on the reference's replies: the reference comes first
+            self.scale = DesignerStandardization.fit(objectives, s.reward_weights, s.standardize_rewards)
+        designer = self.scale.designer_score(objectives) if self.scale.names else [math.nan] * len(replies)
         reference = self._reference_record
-        summary = summarize(name, replies, objectives, designer, preference,
-                            reference["preference"] if reference else None,
-                            reference["replies"] if reference else None, kls, counts, accuracy)
+        if self.scorer.pairwise:
+            preference = [0.5] * len(replies) if is_reference else \
+                self.scorer.compare(self.prompts, replies, reference["replies"], self.rows)
+            wins = preference
+        else:
+            preference = self.scorer.score_replies(self.prompts, replies, self.rows)
+            wins = [0.5] * len(replies) if is_reference else \
+                win_indicators(preference, reference["preference"], replies, reference["replies"])
+        accuracy = implicit_reward_accuracy(model, ref, tokenizer, self.rows, s.max_length) if comparable else None
+        summary = summarize(name, replies, objectives, designer, preference, None, None, kls, counts, accuracy,
+                            wins=wins)
         summary["seconds"] = round(time.perf_counter() - t0, 1)
         return {"summary": summary, "replies": replies, "preference": preference, "designer": designer,
-                "objectives": objectives, "kl": kls}
+                "objectives": objectives, "kl": kls, "wins": wins}
 
     def use_reference_record(self, record: dict) -> None:
         """The reference's evaluation stored earlier (its `replies` and `preference`): the win rates of the models
         evaluated next are against it, and the reference is not generated again."""
         if self._reference_record is None:
             self._reference_record = record
+            if self.scale is None and record.get("objectives"):
+                self.scale = DesignerStandardization.fit(record["objectives"], self.settings.reward_weights,
+                                                         self.settings.standardize_rewards)
 
     def evaluate_reference(self) -> dict:
         if self._reference_record is None:
-            self._reference_record = self._evaluate(REFERENCE, self.reference)
+            self._reference_record = self._evaluate(REFERENCE, self.reference, self.tokenizer)
         return self._reference_record
 
     def evaluate(self, name: str, model_path: str) -> dict:
         self.evaluate_reference()
-        model, _ = load_model(model_path)
+        model, tokenizer = load_model(model_path, self.dtype, self.device, self.trust_remote_code)
         try:
-            return self._evaluate(name, model, conditioning_prefix(model_path))
+            return self._evaluate(name, model, tokenizer, conditioning_prefix(model_path))
         finally:
             del model
 
     def per_prompt(self, records: dict[str, dict]) -> list[dict]:
+        """Per prompt: the prompt, its reference answer (when any), and each model's reply with its scores."""
         out = []
         for k, row in enumerate(self.rows):
-            entry = {"prompt": row["prompt"], "human_reply": row["human_reply"]}
+            entry = {"prompt": row["prompt"]}
+            if row.get("reference_answer") is not None:
+                entry["reference_answer"] = row["reference_answer"]
             for name, record in records.items():
-                entry[name] = {"reply": record["replies"][k], "preference": round(record["preference"][k], 4),
-                               "designer": round(record["designer"][k], 4), "kl": round(record["kl"][k], 4)}
+                entry[name] = {"reply": record["replies"][k], "preference": _rounded(record["preference"][k]),
+                               "win": _rounded(record["wins"][k]) if record.get("wins") else None,
+                               "designer": _rounded(record["designer"][k]), "kl": _rounded(record["kl"][k]),
+                               "objectives": {n: _rounded(v[k]) for n, v in (record.get("objectives") or {}).items()}}
             out.append(entry)
         return out
 
     def describe(self) -> dict:
-        s = self.settings
-        return {"settings": asdict(s), "decoding": self.decoding.describe(), "designer_scale": self.scale.to_dict(),
-                "preference_scorer": "cosine similarity to the human reply (all-MiniLM-L6-v2)",
-                "n_prompts": len(self.rows)}
+        return {"settings": asdict(self.settings), "reference_model": self.reference_name,
+                "data": self.data.describe(), "decoding": self.decoding.describe(),
+                "designer_scale": self.scale.to_dict() if self.scale else None,
+                "designer_scale_source": self.scale_source, "preference_scorer": self.scorer.describe(),
+                "preference_scorer_spec": self.scorer.spec, "n_prompts": len(self.rows)}
+
+
+def _rounded(value, digits: int = 4):
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return None
+    return round(float(value), digits)
+
+
+def finite_or_none(value):
+    """`value` with every NaN or infinity replaced by None, so that the JSON it is written to is valid JSON."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
 
 
 # ------------------------------------------------------------------------------------------ command
 
 
-def main(argv: list[str]) -> None:
-    """`upo eval --model RUN [RUN ...] --eval_data EVAL.jsonl --train_data TRAIN.jsonl --reward_funcs ...`."""
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="upo eval", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", nargs="+", required=True, help="Run folders (full or LoRA) or model folders.")
-    parser.add_argument("--name", nargs="+", default=None, help="A display name per model; default the folder name.")
-    parser.add_argument("--reference", default="smollm2-135m-instruct")
-    parser.add_argument("--eval_data", default="examples/data/chitchat_eval.jsonl")
-    parser.add_argument("--train_data", default="examples/data/chitchat_train.jsonl",
-                        help="Training pairs: the designer objectives are standardised with their statistics.")
-    parser.add_argument("--reward_funcs", nargs="+", default=None,
-                        help="Designer objectives; default those of the first model's upo_config.json.")
-    parser.add_argument("--reward_weights", nargs="+", type=float, default=None)
-    parser.add_argument("--max_prompts", type=int, default=None)
-    parser.add_argument("--max_new_tokens", type=int, default=32)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--do_sample", action="store_true", help="Sample replies (seeded) instead of greedy decoding.")
-    parser.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, with --do_sample.")
+    models = parser.add_argument_group("models")
+    models.add_argument("--model", nargs="+", required=True,
+                        help="Run folders (full or LoRA), model folders, Hub IDs or known names.")
+    models.add_argument("--name", nargs="+", default=None, help="A display name per model; default the folder name.")
+    models.add_argument("--reference", default=None,
+                        help="The reference model; default the base model the first --model was trained from.")
+    models.add_argument("--device", default=None, help="Where models run; default cuda when available, else cpu.")
+    models.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
+                        help="Model dtype; default the checkpoint's own on a GPU, float32 on a CPU.")
+    models.add_argument("--trust_remote_code", action="store_true",
+                        help="Allow code shipped with a model (or reward model) to run. Off by default.")
+    data = parser.add_argument_group("data")
+    data.add_argument("--eval_data", default=None,
+                      help=f"A .jsonl/.json/.csv/.parquet file or a local dataset folder; default {DEFAULT_EVAL_DATA}.")
+    data.add_argument("--dataset_name", default=None,
+                      help="A dataset for datasets.load_dataset (Hub ID, or a local folder laid out as a Hub dataset).")
+    data.add_argument("--dataset_config", default=None, help="The dataset's configuration name.")
+    data.add_argument("--split", default=None, help="The split; default 'test' (or the only one).")
+    data.add_argument("--prompt_column", default="prompt", help="The column holding the prompts.")
+    data.add_argument("--reference_column", default=None,
+                      help="The column holding a reference answer (for --preference_scorer similarity); default "
+                      "human_reply when present.")
+    data.add_argument("--prompt_format", default="auto", choices=["auto", "text", "chat"],
+                      help="auto: HH-style text prompts ('Human: ... Assistant:') become chat messages when the "
+                      "reference tokenizer has a chat template; text: as they are; chat: always converted.")
+    data.add_argument("--max_prompts", type=int, default=None)
+    designer = parser.add_argument_group("designer objectives")
+    designer.add_argument("--reward_funcs", nargs="+", default=None,
+                          help="Designer objectives; default those of the first model's upo_config.json.")
+    designer.add_argument("--reward_weights", nargs="+", type=float, default=None)
+    designer.add_argument("--train_data", default=None,
+                          help="Training pairs to standardise the objectives on; default the statistics stored in the "
+                          "first model's upo_config.json, else the evaluation pairs, else the reference's replies.")
+    scoring = parser.add_argument_group("preference scorer")
+    scoring.add_argument("--preference_scorer", default="similarity",
+                         help="similarity[:FOLDER], reward_model:PATH_OR_ID, function:pkg.module.fn or judge:URL "
+                         "(an OpenAI-compatible chat endpoint).")
+    scoring.add_argument("--scorer_batch_size", type=int, default=16, help="Batch size of a reward model.")
+    scoring.add_argument("--judge_model", default=None, help="The judge's model name, as its server serves it.")
+    scoring.add_argument("--judge_template", default=None,
+                         help="A file (or text) with {prompt}, {reply_a} and {reply_b}; default a short pairwise "
+                         "prompt.")
+    scoring.add_argument("--judge_api_key_env", default="OPENAI_API_KEY",
+                         help="The environment variable holding the judge's API key, if it needs one.")
+    scoring.add_argument("--judge_concurrency", type=int, default=8, help="Judge requests in flight at once.")
+    generation = parser.add_argument_group("generation")
+    generation.add_argument("--max_new_tokens", type=int, default=32)
+    generation.add_argument("--batch_size", type=int, default=32)
+    generation.add_argument("--seed", type=int, default=0)
+    generation.add_argument("--do_sample", action="store_true", help="Sample replies (seeded) instead of greedy.")
+    generation.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, with --do_sample.")
+    generation.add_argument("--max_length", type=int, default=256,
+                            help="Tokens of prompt + response for the implicit-reward accuracy.")
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy).")
     parser.add_argument("--out", default=None, help="Folder for eval.json and eval.md; default the first model's.")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str]) -> None:
+    """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
+    args = build_parser().parse_args(argv)
     from upo.errors import ConfigError
+    from upo.eval.scorers import build_preference_scorer
     from upo.threads import choose_num_threads
 
     choose_num_threads(args.num_threads)
-    reward_funcs, reward_weights = args.reward_funcs, args.reward_weights
-    config = read_run_config(args.model[0])
-    if reward_funcs is None and config is not None:
-        reward_funcs, reward_weights = config.get("reward_funcs"), reward_weights or config.get("reward_weights")
-    if not reward_funcs:
-        raise ConfigError("No designer objectives to evaluate: pass --reward_funcs (and --reward_weights).")
+    config = read_run_config(args.model[0]) or {}
+    reward_funcs, reward_weights, stats = args.reward_funcs, args.reward_weights, None
+    if reward_funcs is None:
+        reward_funcs = config.get("reward_funcs") or []
+        reward_weights = reward_weights or config.get("reward_weights")
+    if args.train_data is None and reward_funcs and config.get("designer_reward_stats"):
+        stats = config["designer_reward_stats"]
     names = args.name or [Path(m).name for m in args.model]
     if len(names) != len(args.model):
         raise ConfigError(f"--name has {len(names)} values for {len(args.model)} models.")
-    settings = EvalSettings(args.eval_data, args.train_data, reward_funcs, reward_weights, True, args.max_prompts,
-                            args.max_new_tokens, args.batch_size, args.seed, do_sample=args.do_sample,
-                            temperature=args.temperature)
-    evaluator = Evaluator(settings, args.reference)
+    if args.eval_data and args.dataset_name:
+        raise ConfigError("--eval_data and --dataset_name both given: pass one.")
+    reference = args.reference or default_reference(args.model[0])
+    settings = EvalSettings(args.eval_data, args.train_data, list(reward_funcs), reward_weights, True, args.max_prompts,
+                            args.max_new_tokens, args.batch_size, args.seed, args.max_length, args.do_sample,
+                            args.temperature, args.dataset_name, args.dataset_config, args.split, args.prompt_column,
+                            args.reference_column, args.prompt_format, stats)
+    scorer = build_preference_scorer(args.preference_scorer, batch_size=args.scorer_batch_size, device=args.device,
+                                     dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                                     judge_model=args.judge_model, judge_template=args.judge_template,
+                                     judge_api_key_env=args.judge_api_key_env, judge_concurrency=args.judge_concurrency)
+    evaluator = Evaluator(settings, reference, scorer=scorer, device=args.device, dtype=args.dtype,
+                          trust_remote_code=args.trust_remote_code)
+    print(f"Reference: {reference}. Data: {evaluator.data.describe()}. Preference scorer: {scorer.describe()}. "
+          f"Designer objectives standardised with {evaluator.scale_source}.", flush=True)
     records = {REFERENCE: evaluator.evaluate_reference()}
     for name, path in zip(names, args.model):
         records[name] = evaluator.evaluate(name, path)
     summaries = [r["summary"] for r in records.values()]
     out = Path(args.out or args.model[0])
-    out.mkdir(parents=True, exist_ok=True)
-    report = {**evaluator.describe(), "summaries": summaries, "per_prompt": evaluator.per_prompt(records)}
-    atomic_write_json(out / EVAL_JSON, report)
-    table = side_by_side(summaries)
-    atomic_write_text(out / EVAL_MARKDOWN, f"Held-out prompts: {len(evaluator.rows)}; decoding: "
-                                           f"{evaluator.decoding.describe()}\n\n{table}\n")
-    print(table)
+    report = finite_or_none({**evaluator.describe(), "summaries": summaries,
+                             "per_prompt": evaluator.per_prompt(records)})
+    write_eval_outputs(out, report)
+    print(side_by_side(summaries))
     print(f"\nWrote {out / EVAL_JSON} and {out / EVAL_MARKDOWN}")
+
+
+def write_eval_outputs(out: Path, report: dict) -> None:
+    """`eval.json` and `eval.md` in `out`."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(out / EVAL_JSON, report)
+    header = (f"Reference: {report['reference_model']}. Data: {report['data']}. Decoding: {report['decoding']}. "
+              f"Preference scorer: {report['preference_scorer']}. Designer objectives standardised with "
+              f"{report['designer_scale_source']}.")
+    atomic_write_text(out / EVAL_MARKDOWN, f"{header}\n\n{side_by_side(report['summaries'])}\n")

@@ -61,9 +61,18 @@ def win_rate(model_scores: Sequence[float], reference_scores: Sequence[float],
     return sum(wins) / len(wins) if wins else float("nan")
 
 
+def _finite(values) -> list[float]:
+    return [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+
+
 def _mean(values) -> float:
-    values = [v for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    values = _finite(values)
     return statistics.fmean(values) if values else float("nan")
+
+
+def _std(values) -> float:
+    values = _finite(values)
+    return statistics.pstdev(values) if values else float("nan")
 
 
 def summarize(name: str, replies: list[str], objectives: dict[str, list], designer: list[float],
@@ -78,7 +87,7 @@ def summarize(name: str, replies: list[str], objectives: dict[str, list], design
     for objective, values in objectives.items():
         row[f"objective/{objective}"] = _mean(values)
     row["designer_score"] = _mean(designer)
-    row["designer_score_std"] = statistics.pstdev(designer) if designer else float("nan")
+    row["designer_score_std"] = _std(designer)
     row["preference_score"] = _mean(preference)
     if wins is None and reference_preference is not None:
         wins = win_indicators(preference, reference_preference, replies, reference_replies)
@@ -101,7 +110,7 @@ def rescore_designer(summary: dict, replies: list[str], rows: list[dict], reward
     for objective, values in objectives.items():
         summary[f"objective/{objective}"] = _mean(values)
     summary["designer_score"] = _mean(designer)
-    summary["designer_score_std"] = statistics.pstdev(designer) if designer else float("nan")
+    summary["designer_score_std"] = _std(designer)
     return summary, designer, objectives
 
 

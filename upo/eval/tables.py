@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 METRIC_LABELS = [
     ("designer_score", "designer score (weighted z, higher better)", "{:+.3f}"),
-    ("preference_score", "preference score (similarity to human)", "{:.4f}"),
+    ("preference_score", "preference score (the preference scorer's mean)", "{:.4f}"),
     ("win_rate", "win rate vs reference", "{:.1%}"),
     ("kl", "KL to reference (nats / reply)", "{:.2f}"),
     ("implicit_accuracy", "held-out implicit-reward accuracy", "{:.1%}"),

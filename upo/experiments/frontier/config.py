@@ -102,7 +102,8 @@ def eval_settings(config: dict):
 
 # Evaluation settings added after the first frontiers were run: at these values they leave the key unchanged, so
 # the runs of an older frontier stay evaluated.
-_LATER_SETTINGS = {"do_sample": False, "temperature": 1.0}
+_LATER_SETTINGS = {"do_sample": False, "temperature": 1.0, "dataset_name": None, "dataset_config": None, "split": None,
+                   "prompt_column": "prompt", "reference_column": None, "prompt_format": "auto", "designer_stats": None}
 
 
 def settings_key(config: dict) -> str:
@@ -111,8 +112,11 @@ def settings_key(config: dict) -> str:
     for name, default in _LATER_SETTINGS.items():
         if settings.get(name) == default:
             settings.pop(name)
-    return hashlib.sha256(json.dumps([settings, config["model_name_or_path"]],
-                                     sort_keys=True, default=str).encode()).hexdigest()[:16]
+    keyed = [settings, config["model_name_or_path"]]
+    scorer = config["eval"].get("preference_scorer", "similarity")
+    if scorer != "similarity":  # the scorer changes every preference number (similarity: the key of older grids)
+        keyed.append([scorer, config["eval"].get("judge_model"), config["eval"].get("judge_template")])
+    return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def train_key(options: dict) -> str:

@@ -101,7 +101,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
         ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
                    zorder=2)
     ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
-    ax.set_ylabel("preference score (similarity to the human reply)")
+    ax.set_ylabel(results.get("preference_scorer") or "preference score")
     ax.set_title(title or "UPO and the baselines: preference against designer score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes

@@ -60,7 +60,7 @@ def collect_results(config: dict) -> dict:
                      "summary": stored["summary"], "designer": stored["designer"], "wins": wins,
                      "preference": stored.get("preference"), "replies": stored.get("replies")})
     reference_summary = reference["summary"] if reference else None
-    return {"reference": reference_summary,
+    return {"reference": reference_summary, "preference_scorer": preference_axis_label(config),
             "reference_designer_std": reference_summary["designer_score_std"] if reference_summary else None,
             "reference_replies": reference.get("replies") if reference else None,
             "runs": runs, "target": target_check(runs, reference_summary)}
@@ -101,3 +101,13 @@ def target_check(runs: list[dict], reference: dict | None, win_rate_tolerance: f
                            "dominated_by_modpo": [m["name"] for m in dominated_by],
                            "met": same_preference and gain >= min_gain_std and not dominated_by})
     return {"met": any(c["met"] for c in candidates), "unit_std": unit, "candidates": candidates}
+
+
+def preference_axis_label(config: dict) -> str:
+    """What the preference score of this grid measures, in a few words (the plot's axis)."""
+    spec = config["eval"].get("preference_scorer", "similarity")
+    kind, _, argument = spec.partition(":")
+    return {"similarity": "preference score (similarity to the reference answer)",
+            "reward_model": f"preference score (reward model {argument})",
+            "function": f"preference score ({argument})",
+            "judge": "preference score (judge's win rate vs the reference)"}.get(kind, "preference score")

@@ -167,7 +167,13 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
 
 
 def preference_scorer(config: dict):
-    """The grid's preference scorer, from the config's `eval` options."""
-    from upo.eval.scorers import HumanReplySimilarity
+    """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec, default
+    `similarity`), with `eval.judge_model` and `eval.judge_template` for a judge; `eval.preference_scorer_model`, the
+    older option, is the similarity scorer's embedding folder."""
+    from upo.eval.scorers import build_preference_scorer
 
-    return HumanReplySimilarity(config["eval"].get("preference_scorer_model"))
+    e = config["eval"]
+    spec = e.get("preference_scorer", "similarity")
+    if spec == "similarity" and e.get("preference_scorer_model"):
+        spec = f"similarity:{e['preference_scorer_model']}"
+    return build_preference_scorer(spec, judge_model=e.get("judge_model"), judge_template=e.get("judge_template"))
