@@ -89,5 +89,5 @@ def test_bad_rows_are_named(tmp_path):
         load_eval_data(write_jsonl(tmp_path / "a.jsonl", [{"prompt": "x"}, {"prompt": " "}]))
     with pytest.raises(DataError, match=r"no column 'answer' \(--reference_column\)"):
         load_eval_data(write_jsonl(tmp_path / "a.jsonl", [{"prompt": "x"}]), reference_column="answer")
-    with pytest.raises(DataError, match="Cannot load the dataset 'org/not-cached'"):
+    with pytest.raises(DataError, match="org/not-cached, split 'test': cannot load it"):
         load_eval_data(dataset_name="org/not-cached")

@@ -86,35 +86,31 @@ def load_eval_data(source: str | os.PathLike | None = None, dataset_name: str | 
 
 def _load_raw(source, dataset_name, dataset_config, split):
     """The raw rows as a `datasets.Dataset`, the name errors use, and each row's file line when known."""
-    if dataset_name is not None:
-        return _load_with_datasets(dataset_name, dataset_config, split), dataset_name, None
-    path = Path(source)
-    if path.is_dir() and not any((path / marker).is_file() for marker in ("dataset_info.json", "dataset_dict.json",
-                                                                            "state.json")):
-        return _load_with_datasets(str(path), dataset_config, split), str(path), None
-    from upo.data.loading import load_rows
+    from upo.data.loading import HubDataset, load_rows
 
+    if dataset_name is not None:
+        return load_rows(HubDataset(dataset_name, dataset_config, _eval_split(dataset_name, dataset_config, split)))
+    path = Path(source)
+    if path.is_dir() and not any((path / marker).is_file() for marker in ("dataset_dict.json", "state.json")):
+        return load_rows(HubDataset(str(path), dataset_config, _eval_split(str(path), dataset_config, split)))
     return load_rows(str(source), split or "train")
 
 
-def _load_with_datasets(name: str, config: str | None, split: str | None):
-    """`datasets.load_dataset(name, config)`, one split of it (`split`, else `test`, else the only one)."""
+def _eval_split(name: str, config: str | None, split: str | None) -> str:
+    """`split`, checked against the dataset's splits when they can be listed; default `test`, or the only split."""
     import datasets
 
     try:
-        loaded = datasets.load_dataset(name, config)
-    except Exception as error:  # offline without a cache, a typo, a private repo: one line, not a traceback
-        message = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise DataError(f"Cannot load the dataset {name!r}" + (f" ({config})" if config else "") + f": {message}. "
-                        "Offline, a Hub dataset must have been loaded once online (datasets' cache), or be a local "
-                        "folder laid out as a Hub dataset repository.") from error
+        splits = datasets.get_dataset_split_names(name, config)
+    except Exception:  # not listable here (offline, not cached): the loader says why, in one line
+        return split or "test"
     if split is None:
-        split = "test" if "test" in loaded else next(iter(loaded)) if len(loaded) == 1 else None
+        split = "test" if "test" in splits else splits[0] if len(splits) == 1 else None
         if split is None:
-            raise DataError(f"{name}: several splits ({list(loaded)}) and none is 'test': choose one with --split.")
-    if split not in loaded:
-        raise DataError(f"{name}: no split {split!r}; the splits are {list(loaded)}. Choose one with --split.")
-    return loaded[split]
+            raise DataError(f"{name}: several splits ({splits}) and none is 'test': choose one with --split.")
+    if split not in splits:
+        raise DataError(f"{name}: no split {split!r}; the splits are {splits}. Choose one with --split.")
+    return split
 
 
 def _layout(columns: list[str], prompt_column: str, first: dict) -> str:
