@@ -171,3 +171,29 @@ def test_demo_compares_upo_with_dpo_with_intervals_and_says_whether_the_gain_is_
     assert line.endswith("The designer gain is measurable: its interval excludes 0.")
     candidate["gain_std_ci90"] = [-0.1, 0.6]
     assert "differ within the noise" in compare_line(dpo, upo, results)
+
+
+def test_each_run_is_launched_with_the_users_accelerate_config(grid, tmp_path):
+    from upo.errors import ConfigError
+    from upo.experiments.frontier import train_command
+
+    options = tmp_path / "run.yaml"
+    assert train_command(grid, options)[1:] == ["-m", "upo.cli", "train", "--config", str(options)]
+    launched = load_frontier_config({**grid, "accelerate_config": "examples/accelerate/fsdp2.yaml",
+                                     "accelerate_args": "--num_processes 8 --main_process_port 0"})
+    assert train_command(launched, options)[1:] == [
+        "-m", "accelerate.commands.launch", "--config_file", "examples/accelerate/fsdp2.yaml", "--num_processes", "8",
+        "--main_process_port", "0", "-m", "upo.cli", "train", "--config", str(options)]
+    with pytest.raises(ConfigError, match=r"accelerate_config 'nowhere.yaml' is not a file"):
+        load_frontier_config({**grid, "accelerate_config": "nowhere.yaml"})
+
+
+@pytest.mark.slow
+def test_a_run_under_accelerate_launch_uses_both_processes(grid):
+    """examples/accelerate/ddp.yaml starts 2 processes: a step takes 2 x 2 of the 8 pairs, so epoch 0.5 after it."""
+    config = load_frontier_config({**grid, "runs": grid["runs"][1:],
+                                   "accelerate_config": "examples/accelerate/ddp.yaml"})
+    run_frontier(config, progress=False, log=lambda line: None)
+    state = json.loads((run_dir(config, "upo") / "trainer_state.json").read_text())
+    assert state["global_step"] == 1 and state["log_history"][0]["epoch"] == 0.5
+    assert (run_dir(config, "upo") / EVAL_SUMMARY).exists()

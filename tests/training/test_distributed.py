@@ -134,11 +134,12 @@ def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokeni
 def test_shipped_accelerate_configs_name_their_engines():
     engines = {path.name: yaml.safe_load(path.read_text()) for path in (ROOT / "examples" / "accelerate").glob("*.yaml")}
     assert {name: config["distributed_type"] for name, config in engines.items()} == {
-        "ddp.yaml": "MULTI_GPU", "fsdp2.yaml": "FSDP",
-        "deepspeed_zero1.yaml": "DEEPSPEED",
-        "deepspeed_zero2.yaml": "DEEPSPEED", "deepspeed_zero3.yaml": "DEEPSPEED"}
+        "ddp.yaml": "MULTI_GPU", "fsdp2.yaml": "FSDP", "multi_node.yaml": "MULTI_GPU",
+        "deepspeed_zero1.yaml": "DEEPSPEED", "deepspeed_zero2.yaml": "DEEPSPEED", "deepspeed_zero3.yaml": "DEEPSPEED"}
     assert [engines[f"deepspeed_zero{k}.yaml"]["deepspeed_config"]["zero_stage"] for k in (1, 2, 3)] == [1, 2, 3]
     assert engines["fsdp2.yaml"]["fsdp_config"]["fsdp_version"] == 2
+    multi_node = engines.pop("multi_node.yaml")
+    assert multi_node["num_machines"] == 2 and multi_node["rdzv_backend"] == "c10d"
     assert all(config["num_processes"] == 2 and config["mixed_precision"] == "no" for config in engines.values())
 
 
@@ -254,6 +255,36 @@ def test_fsdp2_lora_equals_one_process(tmp_path, monkeypatch):
     trained = load_file(tmp_path / "two" / "final.safetensors")
     assert any(k.endswith("lora_B.default.weight") and v.abs().max() > 0 for k, v in trained.items())
     print(f"FSDP2 + LoRA (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
+    assert difference < 1e-5
+
+
+@pytest.mark.slow
+def test_two_nodes_equal_one_process(tmp_path, monkeypatch):
+    """`torchrun --nnodes 2 --nproc_per_node 1` twice, with a c10d rendezvous on localhost: two "machines" of one
+    process each (as a SLURM job of 2 nodes would start them, docs/SCALING.md) train as one process of 4 pairs."""
+    import socket
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--precompute_ref", "--max_steps", "4"]
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "UPO_CACHE": str(tmp_path / "cache-two"), "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    node = [BIN / "torchrun", "--nnodes", "2", "--nproc_per_node", "1", "--rdzv_backend", "c10d", "--rdzv_endpoint",
+            f"127.0.0.1:{port}", "--rdzv_id", "upo-test"]
+    nodes = [subprocess.Popen([*node, "--node_rank", str(rank), "tests/ddp_train.py", "--out", str(tmp_path / "two"),
+                               "--batch_size", "2", *common],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+             for rank in (0, 1)]
+    logs = [node.communicate(timeout=LAUNCH_TIMEOUT)[0] for node in nodes]
+    (tmp_path / "launch.log").write_text("\n".join(logs))
+    assert [node.returncode for node in nodes] == [0, 0], logs[0][-3000:] + logs[1][-3000:]
+    first, second = ranks(tmp_path / "two")
+    assert first["world_size"] == second["world_size"] == 2
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"2 nodes x 1 process (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
     assert difference < 1e-5
 
 

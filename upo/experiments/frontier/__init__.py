@@ -8,7 +8,8 @@
 
 Resumable: a run whose `train_done.json` matches its options is not trained again, one whose `eval_summary.json`
 matches the evaluation settings is not evaluated again; a run that a kill interrupted is trained again from the
-start. Several `upo frontier` processes on the same config share the grid.
+start. Several `upo frontier` processes on the same config share the grid, on one machine or on several machines
+that see the same output folder (docs/SCALING.md).
 """
 
 from __future__ import annotations
@@ -54,6 +55,12 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output_dir", default=None, help="Overrides the config's output_dir.")
     parser.add_argument("--only", nargs="+", default=None, help="Run only these runs of the config (by name).")
     parser.add_argument("--report_only", action="store_true", help="Write the table and plot from finished runs.")
+    parser.add_argument("--accelerate_config", default=None,
+                        help="Launch each run with `accelerate launch --config_file` this file (overrides the config's "
+                        "accelerate_config): a run uses every process it starts, e.g. all GPUs of this node.")
+    parser.add_argument("--accelerate_args", default=None,
+                        help="More `accelerate launch` flags for each run, as one string (overrides the config's "
+                        "accelerate_args), e.g. '--num_processes 8 --main_process_port 0'.")
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads, here and in each training process: a number, or 'auto' (1 when "
                         "other processes keep the CPU busy, where more threads are much slower).")
@@ -61,6 +68,9 @@ def main(argv: list[str]) -> None:
     config = load_frontier_config(args.config)
     if args.output_dir:
         config["output_dir"] = args.output_dir
+    for key in ("accelerate_config", "accelerate_args"):
+        if getattr(args, key) is not None:
+            config = load_frontier_config({**config, key: getattr(args, key)})
     from upo.threads import choose_num_threads
 
     threads = choose_num_threads(args.num_threads)

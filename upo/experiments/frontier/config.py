@@ -2,8 +2,9 @@
 
 A frontier config (YAML, or the same as a dict) names the data, the designer objectives, the options shared by
 every run (`train`: any `upo train` option), the evaluation (`eval`), and the runs, each a name and the options
-it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperature`, ...). See
-`examples/frontier_chitchat.yaml`.
+it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperature`, ...), and optionally how
+each run is launched (`accelerate_config`, `accelerate_args`: every run under `accelerate launch`, using all the
+processes that config starts). See `examples/frontier_chitchat.yaml` and docs/SCALING.md.
 
 `frontier_runs(config)` is the one list of runs every other module reads: a run is `{"name", "options"}`,
 trained into `run_dir(config, name)`.
@@ -43,6 +44,14 @@ def load_frontier_config(path_or_dict) -> dict:
     config.setdefault("reward_weights", None)
     config.setdefault("train", {})
     config.setdefault("eval", {})
+    # Each run under `accelerate launch` with the user's accelerate config (upo.experiments.frontier.runner)
+    config.setdefault("accelerate_config", None)
+    config.setdefault("accelerate_args", [])
+    if config["accelerate_config"] is not None and not Path(config["accelerate_config"]).is_file():
+        raise ConfigError(f"frontier config: accelerate_config {config['accelerate_config']!r} is not a file; give "
+                          "the path of an accelerate config (examples/accelerate/ddp.yaml, fsdp2.yaml, ...).")
+    if isinstance(config["accelerate_args"], str):
+        config["accelerate_args"] = config["accelerate_args"].split()
     return config
 
 

@@ -1,7 +1,7 @@
 """Training and evaluating the runs of a frontier that are not done yet.
 
-Each run trains with `upo train` in its own process (`train_command`: as a user would run it; a launcher such as
-`accelerate launch` goes there), its output into `train.log`. The runner follows the run through the
+Each run trains with `upo train` in its own process (`train_command`: as a user would run it, under `accelerate
+launch` with the config's `accelerate_config`), its output into `train.log`. The runner follows the run through the
 `trainer_state.json` the trainer writes at every log (`upo.training.run_folder.TrainerStateWriter`), never by
 parsing what it prints. The run is then evaluated by `upo.eval.evaluate.Evaluator` against the reference, which
 is evaluated once for the whole grid. Several `upo frontier` processes on one config share the grid: each run is
@@ -56,8 +56,14 @@ def metrics_line(entry: dict) -> str:
 
 
 def train_command(config: dict, options_file: Path) -> list[str]:
-    """The command that trains one run: `python -m upo.cli train --config run.yaml`."""
-    return [sys.executable, "-m", "upo.cli", "train", "--config", str(options_file)]
+    """The command that trains one run: `python -m upo.cli train --config run.yaml`; with the config's
+    `accelerate_config`, `accelerate launch --config_file CONFIG [accelerate_args] -m upo.cli train --config
+    run.yaml`, so that a run uses every process that config starts (all the GPUs of a node, say)."""
+    train = ["-m", "upo.cli", "train", "--config", str(options_file)]
+    if config.get("accelerate_config"):
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config["accelerate_config"])]
+        return [*launch, *map(str, config.get("accelerate_args") or []), *train]
+    return [sys.executable, *train]
 
 
 def train_run(config: dict, run: dict, num_threads: int | None = None, log=print, poll_seconds: float = 2.0) -> None:
