@@ -1,4 +1,4 @@
-"""The paper's other methods: KTO on unpaired rows (with and without UPO's designer term), aoPPO, DRO-V and CSFT.
+"""The paper's other methods: KTO on unpaired rows (with and without UPO's designer term), aoPPO, DRO-V, A-LOL and CSFT.
 
 Each loss against values computed by hand, the unpaired data path, and a short learning test per method.
 """
@@ -22,7 +22,7 @@ from upo.errors import ConfigError, DataError
 from upo.eval.evaluate import conditioning_prefix
 from upo.eval.generate import render_prompts
 from upo.logps import forward_logps
-from upo.losses import aoppo_loss, drov_loss, kto_loss, label_rewards
+from upo.losses import alol_loss, aoppo_loss, drov_loss, kto_loss, label_rewards
 from upo.objective import compute_objective
 
 NAN = float("nan")
@@ -100,6 +100,30 @@ def test_drov_loss_by_hand_and_its_gradients():
     assert logratios.grad.tolist() == pytest.approx([-0.1 * r / 2 for r in residuals], abs=1e-12)
 
 
+def test_alol_loss_by_hand():
+    logps, ref = t(-3.0, -5.0, -2.0), t(-3.5, -4.0, -2.0)  # log-ratios +0.5, -1.0, 0
+    rewards, values = t(2.0, 1.5, -1.0), t(0.5, 0.5, 0.5)
+    policy, value, advantages, ratio = alol_loss(logps, ref, rewards, values, clip=0.5)
+    assert advantages.tolist() == pytest.approx([1.5, 1.0, 0.0])  # the negative advantage is dropped
+    assert ratio.tolist() == pytest.approx([1.5, 0.5, 1.0])  # e^0.5 = 1.65 and e^-1 = 0.37 clipped to [0.5, 1.5]
+    expected = -(1.5 * 1.5 * -3.0 + 1.0 * 0.5 * -5.0 + 0.0) / 3
+    assert policy.item() == pytest.approx(expected, abs=1e-12)
+    assert value.item() == pytest.approx((1.5**2 + 1.0**2 + 1.5**2) / 3, abs=1e-12)
+    _, _, _, ratio = alol_loss(logps, ref, rewards, values)  # the authors' clip, 0.9: [0.1, 1.9]
+    assert ratio.tolist() == pytest.approx([math.exp(0.5), math.exp(-1.0), 1.0])
+
+
+def test_alol_gradient_is_advantage_times_clipped_weight():
+    logps = t(-3.0, -5.0, -2.0).requires_grad_()
+    values = t(0.5, 0.5, 0.5).requires_grad_()
+    policy, value, _, _ = alol_loss(logps, t(-3.5, -4.0, -2.0), t(2.0, 1.5, -1.0), values, clip=0.5)
+    (grad,) = torch.autograd.grad(policy, logps)
+    assert grad.tolist() == pytest.approx([-1.5 * 1.5 / 3, -1.0 * 0.5 / 3, 0.0])  # no gradient through rho
+    assert torch.autograd.grad(policy, values, allow_unused=True)[0] is None  # the advantage is detached
+    (value_grad,) = torch.autograd.grad(value, values)
+    assert value_grad.tolist() == pytest.approx([2 * -1.5 / 3, 2 * -1.0 / 3, 2 * 1.5 / 3])
+
+
 def test_label_rewards():
     assert label_rewards(2, t(0.0)).tolist() == [1.0, 1.0, -1.0, -1.0]
 
@@ -135,6 +159,28 @@ def test_csft_objective_is_nll_of_both_responses():
     assert out.loss.item() == pytest.approx(12.0 / 8.0, abs=1e-12)
 
 
+def test_kto_with_a_pair_mean_baseline_is_refused():
+    # The mismatched slot has no designer reward: the pair mean would be the completion's own reward, A = 0.
+    with pytest.raises(ConfigError, match=r"value_baseline 'pair_mean' with loss_type \['kto'\].*every advantage is 0"):
+        args(loss_type=["kto"], value_baseline="pair_mean")
+    args(loss_type=["kto"], value_baseline="pair_mean", alpha=0.0)  # no designer term, nothing to refuse
+
+
+@pytest.mark.parametrize("method", ["modpo", "csft"])
+def test_the_designer_term_on_top_of_modpo_or_csft_is_refused(tokenizer, tmp_path, method):
+    with pytest.raises(ConfigError, match=f"alpha=1.0 would add UPO's designer term to {method.upper()}.*set alpha: 0"):
+        train(tokenizer, Dataset.from_list(make_pairs(8)), tmp_path, method, loss_type=[method],
+              reward_funcs=["length"])
+    train(tokenizer, Dataset.from_list(make_pairs(8)), tmp_path, method, loss_type=[method], alpha=0.0,
+          reward_funcs=["length"], max_steps=1)
+
+
+def test_expectile_tau_below_one_half_is_refused():
+    with pytest.raises(ConfigError, match=r"expectile_tau must be in \[0.5, 1\)"):
+        args(expectile_tau=0.3)
+    assert args(expectile_tau=0.5).expectile_tau == 0.5
+
+
 def test_baselines_replace_the_preference_loss():
     with pytest.raises(ConfigError, match="use it alone"):
         args(loss_type=["kto", "sft"])
@@ -156,6 +202,19 @@ def test_pairs_are_unpaired_and_mismatched_with_another_prompt():
     for i, row in enumerate(laid_out):
         source = [j for j in range(len(rows)) if rows["completion"][j] == row["rejected"] and rows["prompt"][j] != row["prompt"]]
         assert source, f"row {i}: the mismatched completion must come from another prompt"
+
+
+def test_mismatched_completions_are_drawn_from_desirable_and_undesirable_alike():
+    """KTO's reference point is the KL on mismatched pairs: drawn from chosen completions only, it is biased upwards
+    (the rows alternate chosen, rejected, and taking the next row of another prompt always lands on a chosen one)."""
+    pairs = [{"prompt": f"Q{i}?", "chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(32)]
+    rows = unpair_preference_dataset(Dataset.from_list(pairs))
+    laid_out = with_mismatched_completions(rows, seed=0)
+    drawn_from_rejected = sum(r["rejected"].startswith("bad") for r in laid_out) / len(laid_out)
+    assert 0.35 <= drawn_from_rejected <= 0.65, drawn_from_rejected
+    assert all(r["rejected"].split()[1] != r["prompt"][1:-1] for r in laid_out)  # never the row's own prompt
+    assert with_mismatched_completions(rows, seed=0)["rejected"] == laid_out["rejected"]  # seeded
+    assert with_mismatched_completions(rows, seed=1)["rejected"] != laid_out["rejected"]
 
 
 def test_unpaired_file_errors_name_file_line_and_fix(tmp_path):
@@ -223,6 +282,7 @@ LEARN = dict(max_steps=12, learning_rate=1e-3, per_device_train_batch_size=4)
     ("kto", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),
     ("aoppo", {}),
     ("drov", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),
+    ("alol", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),
 ])
 def test_baseline_learns_the_preference(tokenizer, tmp_path, method, options):
     data = Dataset.from_list(make_pairs(16))
@@ -237,7 +297,8 @@ def test_baseline_learns_the_preference(tokenizer, tmp_path, method, options):
         assert ("loss/aux" in logs[-1]) == bool(options)
     else:  # a value head; the designer reward is inside the reward, not a separate term
         assert "value_mean" in logs[-1] and "loss/aux" not in logs[-1]
-        assert ("loss/value" in logs[-1]) == (method == "aoppo")  # DRO-V's one squared loss trains both
+        assert ("loss/value" in logs[-1]) == (method != "drov")  # DRO-V's one squared loss trains both
+        assert math.isfinite(logs[-1]["value/explained_variance"])
 
 
 def test_csft_learns_to_follow_the_good_tag(tokenizer, tmp_path):
@@ -253,7 +314,7 @@ def test_csft_learns_to_follow_the_good_tag(tokenizer, tmp_path):
     assert conditioning_prefix(tmp_path / "csft") == "[good]"
 
 
-@pytest.mark.parametrize("method", ["csft", "aoppo", "drov"])
+@pytest.mark.parametrize("method", ["csft", "aoppo", "drov", "alol"])
 def test_a_weight_column_is_refused_where_the_method_has_no_pair_weights(tokenizer, tmp_path, method):
     rows = [{**row, "weight": 2.0} for row in make_pairs(8)]
     with pytest.raises(ConfigError, match=f"'weight' column, but loss_type \\['{method}'\\] has no per-pair weights"):
@@ -275,3 +336,29 @@ def test_kto_standardises_designer_rewards_over_the_completions_once(tokenizer):
     assert prepared.stats.mean[0] == pytest.approx(statistics.fmean(scores), abs=1e-9)
     assert prepared.stats.std[0] == pytest.approx(statistics.pstdev(scores), abs=1e-9)
 
+
+
+# --- Documented choices: what the designer term sees --------------------------------------------------------
+
+
+def test_the_weight_column_weighs_the_preference_loss_only():
+    logps, ref, lengths = t(-1.0, -2.0, -3.0, -1.0), t(-1.5, -1.5, -2.0, -2.0), t(2.0, 3.0, 1.0, 2.0)
+    rewards, weights = t(0.5, -0.5, -1.0, 1.0), t(2.0, 0.0)
+    config = args(alpha=1.0, value_baseline="pair_mean")
+    plain = compute_objective(config, logps, lengths, ref, rewards=rewards)
+    weighted = compute_objective(config, logps, lengths, ref, rewards=rewards, pair_weights=weights)
+    assert weighted.metrics["loss/aux"].item() == pytest.approx(plain.metrics["loss/aux"].item(), abs=1e-12)
+    logits = (logps[:2] - ref[:2]) - (logps[2:] - ref[2:])  # 0.5 - (-1.0) = 1.5 and -0.5 - 1.0 = -1.5
+    expected = (2.0 * -math.log(sigmoid(0.1 * logits[0].item())) + 0.0) / 2
+    assert weighted.metrics["loss/pref"].item() == pytest.approx(expected, abs=1e-12)
+
+
+def test_designer_scores_are_of_the_whole_response_when_training_sees_it_truncated(tokenizer):
+    from upo.data.pipeline import prepare_preference_data
+
+    long = " one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen"
+    pairs = [{"prompt": f"Human: Q{i}? Assistant:", "chosen": long, "rejected": " No."} for i in range(2)]
+    prepared = prepare_preference_data(Dataset.from_list(pairs), tokenizer, args(max_length=24),
+                                       ["length:target_words=3"])
+    assert prepared.report.truncated == 2
+    assert prepared.dataset[0]["designer_scores_chosen"] == [pytest.approx(math.exp(-abs(15 - 3) / 3))]  # 15 words

@@ -12,7 +12,10 @@ from upo.losses import (
     designer_loss,
     designer_statistics,
     expectile_loss,
+    explained_variance,
+    explained_variance_sums,
     preference_loss,
+    step_token_counts,
 )
 
 NAN = float("nan")
@@ -110,6 +113,42 @@ def test_advantage_weights_are_capped():
 def test_advantage_weighted_nll_normalises_by_batch_tokens():
     loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0), torch.tensor([True, True, False]))
     assert loss.item() == pytest.approx(10 / 6)
+
+
+def test_advantage_weighted_nll_per_sequence_averages_summed_log_probs_over_responses():
+    # Same inputs as above: -(1 * -2 + 2 * -4) / 2 responses (the third has no designer reward).
+    mask = torch.tensor([True, True, False])
+    loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0), mask,
+                                  normalization="per_sequence")
+    assert loss.item() == pytest.approx(10 / 2)
+    # the step's count replaces the batch's own, whichever normalisation
+    assert advantage_weighted_nll(t(-2.0), t(2.0), t(1.0), torch.tensor([True]), 4.0, "per_sequence").item() == 0.5
+
+
+def test_designer_loss_per_sequence_is_per_token_times_the_mean_length():
+    kwargs = dict(value_baseline="pair_mean")
+    per_token = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), **kwargs).aux_loss.item()
+    per_sequence = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), normalization="per_sequence", **kwargs)
+    assert per_token == pytest.approx((2 * math.e + 4 / math.e) / 6)
+    assert per_sequence.aux_loss.item() == pytest.approx((2 * math.e + 4 / math.e) / 2)
+
+
+def test_step_counts_include_the_responses_with_a_designer_reward():
+    batch = {"prompt_last_index": torch.tensor([0, 0]), "response_index": torch.tensor([0, 0, 1, 2, 2, 2, 3]),
+             "designer_rewards": t(1.0, NAN, 0.5, 2.0)}
+    # chosen tokens 2 + 1, all 7, rewarded tokens 2 + 3 + 1, rewarded responses 3; one micro-batch, one process
+    assert step_token_counts([batch], 1).tolist() == [3.0, 7.0, 6.0, 3.0]
+
+
+def test_explained_variance_by_hand():
+    targets, values = t(1.0, 2.0, 3.0, 100.0), t(1.0, 2.0, 2.0, 0.0)
+    sums = explained_variance_sums(values, targets, torch.tensor([True, True, True, False]))
+    assert sums.tolist() == pytest.approx([3.0, 6.0, 14.0, 1.0])
+    assert explained_variance(sums) == pytest.approx(1 - 1 / 2)  # SST = 14 - 36 / 3 = 2
+    assert explained_variance(sums + sums) == pytest.approx(1 - 2 / 4)  # sums add up over batches
+    mean_only = explained_variance_sums(t(2.0, 2.0, 2.0), t(1.0, 2.0, 3.0), torch.tensor([True] * 3))
+    assert explained_variance(mean_only) == pytest.approx(0.0)
+    assert math.isnan(explained_variance(explained_variance_sums(t(0.0), t(1.0), torch.tensor([True]))))
 
 
 def test_designer_loss_pair_mean_by_hand():

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 from datasets import Dataset
-from helpers import Recorder, tiny_model
+from helpers import Recorder, make_pairs, tiny_model
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -180,3 +180,61 @@ def test_gradient_accumulation_equals_one_big_batch(tokenizer, pairs, tmp_path):
                      gradient_accumulation_steps=2)
     difference = max((p - q).abs().max().item() for p, q in zip(big.model.parameters(), small.model.parameters()))
     assert difference < 1e-5, difference
+
+
+def test_the_value_head_is_clipped_apart_from_the_policy(tokenizer, pairs, tmp_path):
+    """max_grad_norm clips the policy's gradient alone: the fresh value head's would otherwise shrink UPO's policy steps
+    where DPO's are not shrunk. The head is clipped to the same norm on its own."""
+    trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path), **{**FAST, "max_grad_norm": 0.01},
+                                                      reward_funcs=["length"]),
+                         train_dataset=pairs, processing_class=tokenizer)
+    model = trainer.model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.compute_loss(model, batch).backward()
+    head = list(trainer.value_head.parameters())
+    policy = [p for n, p in model.named_parameters() if not n.startswith("upo_value_head") and p.grad is not None]
+
+    def norm(params):
+        return torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])).item()
+
+    policy_norm, head_norm = norm(policy), norm(head)
+    assert policy_norm > 0.01 and head_norm > 0.01
+    before = [p.grad.clone() for p in policy]
+    assert float(trainer._clip_grad_norm(model)) == pytest.approx(policy_norm, rel=1e-5)
+    for p, g in zip(policy, before):
+        assert torch.allclose(p.grad, g * 0.01 / policy_norm, rtol=1e-4, atol=1e-12)
+    assert norm(head) == pytest.approx(0.01, rel=1e-4)
+
+
+def test_the_value_fit_on_held_out_pairs_is_reported(tokenizer, pairs, tmp_path):
+    """`eval_value/explained_variance`: 1 - SSE / SST of r_aux by V(x) over the whole evaluation set."""
+    held_out = Dataset.from_list([{**row, "prompt": row["prompt"].replace("Human:", "Human: Tell me,")}
+                                  for row in make_pairs(12)])
+    args = UPOConfig(output_dir=str(tmp_path), **{**FAST, "max_steps": 4}, reward_funcs=["length:target_words=3"],
+                     per_device_eval_batch_size=5)
+    trainer = UPOTrainer(tiny_model(), args=args,
+                         train_dataset=pairs, eval_dataset=held_out, processing_class=tokenizer)
+    trainer.train()
+    metrics = trainer.evaluate()
+    targets, values = [], []
+    with torch.no_grad():
+        for batch in trainer.get_eval_dataloader():
+            batch = trainer._prepare_inputs(batch)
+            v = trainer.value_head(forward_logps(trainer.model.eval(), batch).prompt_hidden)
+            targets += batch["designer_rewards"].tolist()
+            values += v.repeat(2).tolist()
+    mean = sum(targets) / len(targets)
+    expected = 1 - sum((t - v) ** 2 for t, v in zip(targets, values)) / sum((t - mean) ** 2 for t in targets)
+    assert len(targets) == 24 and metrics["eval_value/explained_variance"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_disable_dropout_reaches_the_adapters_dropout(tokenizer, pairs, tmp_path):
+    """As in TRL, `disable_dropout` also switches off the LoRA dropout: with it on, the policy would differ from the
+    (dropout-free) reference before the first update."""
+    from peft import LoraConfig
+
+    lora = LoraConfig(r=4, lora_dropout=0.5, target_modules="all-linear", task_type="CAUSAL_LM")
+    trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path), **FAST), train_dataset=pairs,
+                         processing_class=tokenizer, peft_config=lora)
+    dropouts = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(m.p == 0 for m in dropouts)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 
 from upo.errors import ConfigError
-from upo.losses import BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
+from upo.losses import AUX_NORMALIZATIONS, BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
 
 
 @dataclass
@@ -70,8 +70,9 @@ class UPOConfig(TrainingArguments):
             "help": "Preference loss types, combined with `loss_weights`: 'sigmoid' (DPO), 'ipo', 'hinge', "
             "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO), 'modpo' (MODPO's margin loss, needs reward_funcs). "
             "Baselines, each alone: 'kto' (unpaired rows prompt/completion/label; pairs are unpaired "
-            "automatically), 'csft' (conditional SFT with control tags), 'aoppo' (one-step offline PPO) and "
-            "'drov' (DRO-V); the last two take `label + alpha * r_aux` as their reward, +1 chosen / -1 rejected."
+            "automatically), 'csft' (conditional SFT with control tags), 'aoppo' (one-step offline PPO), "
+            "'drov' (DRO-V) and 'alol' (A-LOL); the last three take `label + alpha * r_aux` as their reward, +1 "
+            "chosen / -1 rejected."
         },
     )
     loss_weights: list[float] | None = field(
@@ -140,7 +141,8 @@ class UPOConfig(TrainingArguments):
     alpha: float = field(
         default=1.0,
         metadata={"help": "Weight of the advantage-weighted designer term: trades user preference against the "
-                  "designer objectives. 0 gives plain DPO exactly."},
+                  "designer objectives. 0 gives plain DPO exactly. For aoppo, drov and alol: the weight of r_aux in "
+                  "their reward. MODPO and CSFT take alpha: 0 (their designer weight is modpo_weight, or none)."},
     )
     reward_funcs: list[str] | None = field(
         default=None,
@@ -168,6 +170,12 @@ class UPOConfig(TrainingArguments):
         default=1.0, metadata={"help": "Temperature of the advantage weights exp(A / temperature)."}
     )
     aw_max_weight: float = field(default=20.0, metadata={"help": "Cap on the advantage weights."})
+    aux_normalization: str = field(
+        default="per_token",
+        metadata={"help": "How L_aux averages w * log pi(y|x): 'per_token' (over the batch's response tokens) or "
+                  "'per_sequence' (each response's log-prob summed over its tokens, averaged over the responses, as "
+                  "DPO's log-ratios and the KTO/HALOs code; about a response's length times stronger)."},
+    )
     value_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}
     )
@@ -179,6 +187,11 @@ class UPOConfig(TrainingArguments):
     )
     cliprange: float = field(
         default=0.2, metadata={"help": "aoPPO: the ratio is clipped to [1 - cliprange, 1 + cliprange] (TRL's name)."}
+    )
+    alol_clip: float = field(
+        default=0.9,
+        metadata={"help": "A-LOL: the importance weight pi / pi_ref is clipped to [1 - alol_clip, 1 + alol_clip] "
+                  "(the authors' default, 0.9)."},
     )
     csft_tags: list[str] = field(
         default_factory=lambda: ["[good]", "[bad]"],
@@ -258,11 +271,19 @@ class UPOConfig(TrainingArguments):
             )
         if self.value_baseline not in VALUE_BASELINES:
             raise ConfigError(f"Unknown value_baseline {self.value_baseline!r}; choose among {list(VALUE_BASELINES)}.")
+        if self.aux_normalization not in AUX_NORMALIZATIONS:
+            raise ConfigError(f"Unknown aux_normalization {self.aux_normalization!r}; choose among "
+                              f"{list(AUX_NORMALIZATIONS)}.")
+        if self.loss_type == ["kto"] and self.value_baseline == "pair_mean" and self.alpha > 0:
+            raise ConfigError("value_baseline 'pair_mean' with loss_type ['kto']: a KTO row has one completion with a "
+                              "designer reward, so the pair mean is its own reward and every advantage is 0 (plain "
+                              "likelihood training). Use value_baseline: value_head or batch_mean.")
         checks = [
             (self.beta > 0, f"beta must be > 0, got {self.beta}."),
             (0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}."),
             (self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}."),
-            (0.0 < self.expectile_tau < 1.0, f"expectile_tau must be in (0, 1), got {self.expectile_tau}."),
+            (0.5 <= self.expectile_tau < 1.0, f"expectile_tau must be in [0.5, 1) (0.5 fits the mean; IQL's "
+             f"expectile is an upper one), got {self.expectile_tau}."),
             (self.aw_temperature > 0, f"aw_temperature must be > 0, got {self.aw_temperature}."),
             (self.aw_max_weight > 0, f"aw_max_weight must be > 0, got {self.aw_max_weight}."),
             (0 <= self.modpo_weight < 1, f"modpo_weight must be in [0, 1), got {self.modpo_weight}."),
@@ -270,6 +291,7 @@ class UPOConfig(TrainingArguments):
              f"desirable_weight and undesirable_weight must be > 0, got {self.desirable_weight} and "
              f"{self.undesirable_weight}."),
             (0 < self.cliprange < 1, f"cliprange must be in (0, 1), got {self.cliprange}."),
+            (0 < self.alol_clip < 1, f"alol_clip must be in (0, 1), got {self.alol_clip}."),
             (isinstance(self.csft_tags, (list, tuple)) and len(self.csft_tags) == 2 and all(
                 isinstance(t, str) and t.strip() and t == t.strip() for t in self.csft_tags)
              and self.csft_tags[0] != self.csft_tags[1],

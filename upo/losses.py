@@ -17,10 +17,13 @@ import torch.nn.functional as F
 
 PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")
 # Baselines that each replace the preference term (see `upo.objective`): KTO on unpaired rows, conditional SFT,
-# and two offline RL methods whose reward is the preference label plus `alpha` times the designer reward.
-BASELINE_LOSS_TYPES = ("kto", "csft", "aoppo", "drov")
+# and three offline RL methods whose reward is the preference label plus `alpha` times the designer reward.
+BASELINE_LOSS_TYPES = ("kto", "csft", "aoppo", "drov", "alol")
 LOSS_TYPES = PREFERENCE_LOSS_TYPES + BASELINE_LOSS_TYPES
 VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
+# How `L_aux` averages `w * log pi(y|x)`: over the response tokens of the batch, or over its responses (each
+# response's log-prob summed over its tokens, as DPO's log-ratios are).
+AUX_NORMALIZATIONS = ("per_token", "per_sequence")
 
 
 # --- Preference terms -------------------------------------------------------------------------------
@@ -255,6 +258,36 @@ def drov_loss(logratios: torch.Tensor, rewards: torch.Tensor, values: torch.Tens
     return (0.5 * (rewards - values - beta * logratios) ** 2).mean()
 
 
+def alol_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    values: torch.Tensor,
+    clip: float = 0.9,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A-LOL (Baheti et al. 2023, "Leftover Lunch"): the whole response is one action of an offline policy gradient.
+
+    `A = max(0, stopgrad(r - V(x)))`: responses worse than the value get no weight. The importance weight against
+    the reference, `rho = clip(pi(y|x) / pi_ref(y|x), 1 - eps, 1 + eps)`, is detached (the gradient is
+    `A * rho * grad log pi`, as in the authors' code), and `log pi(y|x)` is summed over the response's tokens.
+    `L_policy = -mean(A * rho * logp)`, `L_value = mean((V(x) - r)^2)`.
+
+    Args:
+        logps: the policy's summed log-probs of each response. Shape: (M,)
+        ref_logps: the reference's. Shape: (M,)
+        rewards: the reward of each response. Shape: (M,)
+        values: `V(x)` of each response's prompt. Shape: (M,)
+        clip: `eps`; the authors' default is 0.9.
+    Returns:
+        `(L_policy, L_value, clipped advantages, clipped importance weights)`. Shapes: (), (), (M,), (M,)
+    """
+    advantages = (rewards - values).detach().clamp(min=0)
+    ratio = torch.exp((logps - ref_logps).detach()).clamp(1 - clip, 1 + clip)
+    policy = -(advantages * ratio * logps).mean()
+    value = ((values - rewards) ** 2).mean()
+    return policy, value, advantages, ratio
+
+
 # --- Designer rewards -------------------------------------------------------------------------------
 
 
@@ -323,25 +356,59 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
 
 
 def advantage_weighted_nll(
-    logps: torch.Tensor, lengths: torch.Tensor, weights: torch.Tensor, mask: torch.Tensor, num_tokens=None
+    logps: torch.Tensor,
+    lengths: torch.Tensor,
+    weights: torch.Tensor,
+    mask: torch.Tensor,
+    num_tokens=None,
+    normalization: str = "per_token",
 ) -> torch.Tensor:
-    """`L_aux = -sum_i w_i * logp_i / sum_i n_i` over the responses that have a designer reward.
+    """`L_aux = -sum_i w_i * logp_i / D` over the responses that have a designer reward.
 
-    Normalising by the batch's response tokens, not per response, keeps long responses from dominating
-    while still weighting every token equally.
+    `normalization` chooses `D`: "per_token", the batch's response tokens `sum_i n_i` (every token weighs the
+    same, and long responses do not dominate); "per_sequence", the number of responses (each response's summed
+    log-prob weighs the same, as in DPO's log-ratios and the KTO/HALOs code: the term's gradient is then about
+    a response's length times larger).
 
     Args:
         logps: summed log-probs of each response. Shape: (M,)
         lengths: token counts. Shape: (M,)
         weights: advantage weights, detached. Shape: (M,)
         mask: which responses have a designer reward. Shape: (M,)
-        num_tokens: the token count to divide by, when it is not this batch's own (see `step_token_counts`).
+        num_tokens: `D`, when it is not this batch's own (see `step_token_counts`).
     Returns:
         Scalar.
     """
     maskf = mask.to(logps.dtype)
-    denominator = (lengths * maskf).sum().clamp(min=1) if num_tokens is None else num_tokens
+    if num_tokens is not None:
+        denominator = num_tokens
+    elif normalization == "per_token":
+        denominator = (lengths * maskf).sum().clamp(min=1)
+    elif normalization == "per_sequence":
+        denominator = maskf.sum().clamp(min=1)
+    else:
+        raise ValueError(f"Unknown normalization {normalization!r}; expected one of {AUX_NORMALIZATIONS}.")
     return -(weights * logps * maskf).sum() / denominator
+
+
+def explained_variance_sums(values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """What the explained variance of `targets` by `values` needs, as sums that add up over batches and processes.
+
+    Returns `(count, sum t, sum t^2, sum (t - v)^2)` over the masked entries; `explained_variance` turns it into
+    `1 - SSE / SST`. Shapes: (M,), (M,), (M,) -> (4,)
+    """
+    maskf = mask.to(torch.float64)
+    t = torch.where(mask, targets, torch.zeros_like(targets)).detach().double()
+    residual = (t - values.detach().double()) * maskf
+    return torch.stack([maskf.sum(), t.sum(), (t**2).sum(), (residual**2).sum()])
+
+
+def explained_variance(sums: torch.Tensor) -> float:
+    """`1 - SSE / SST` from `explained_variance_sums` (summed): 1 is a perfect fit, 0 is no better than the mean of
+    the targets, below 0 worse (an expectile above the mean lands there). NaN with fewer than two targets."""
+    count, total, squares, sse = (float(x) for x in sums)
+    sst = squares - total**2 / count if count > 1 else 0.0
+    return 1.0 - sse / sst if sst > 0 else float("nan")
 
 
 @dataclass
@@ -390,12 +457,13 @@ def designer_loss(
     aw_temperature: float = 1.0,
     aw_max_weight: float = 20.0,
     num_tokens=None,
+    normalization: str = "per_token",
 ) -> DesignerOutput:
     """UPO's designer term: advantage-weighted likelihood on both responses of every pair, plus the value loss.
 
-    `A = stopgrad(r_aux - V(x))`, `w = min(exp(A / T), w_max)`, `L_aux = -sum w * logp / sum n`, and with a
-    value head `L_value = expectile(V(x), r_aux)`. `L_aux` reaches only the policy log-probs; `L_value`
-    reaches only the value head.
+    `A = stopgrad(r_aux - V(x))`, `w = min(exp(A / T), w_max)`, `L_aux = -sum w * logp / D` (`D` the batch's
+    response tokens or its responses, by `normalization`), and with a value head `L_value = expectile(V(x), r_aux)`.
+    `L_aux` reaches only the policy log-probs; `L_value` reaches only the value head.
 
     Args:
         policy_logps: summed log-probs, chosen then rejected. Shape: (2B,)
@@ -403,13 +471,14 @@ def designer_loss(
         rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
         values: value head output per prompt (required for "value_head"). Shape: (B,)
         num_tokens: denominator of `L_aux` when it is not this batch's own (see `step_token_counts`).
+        normalization: "per_token" or "per_sequence" (`advantage_weighted_nll`).
     """
     mask = ~torch.isnan(rewards)
     rewards = torch.where(mask, rewards, torch.zeros_like(rewards))
     baseline = baseline_values(rewards, mask, value_baseline, values)
     advantages = torch.where(mask, rewards - baseline.detach(), torch.zeros_like(rewards))
     weights = advantage_weights(advantages, aw_temperature, aw_max_weight)
-    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask, num_tokens)
+    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask, num_tokens, normalization)
     if value_baseline == "value_head":
         value = expectile_loss(baseline, rewards, expectile_tau, mask)
     else:
@@ -428,15 +497,17 @@ def step_token_counts(batches: list[dict], num_processes: int) -> torch.Tensor:
     Args:
         batches: the step's micro-batches, as built by `PreferenceCollator`.
     Returns:
-        `(chosen tokens, all response tokens, tokens of responses with a designer reward)`, each already divided
-        by `G * P`. Shape: (3,)
+        `(chosen tokens, all response tokens, tokens of responses with a designer reward, responses with a designer
+        reward)`, each already divided by `G * P`. Shape: (4,)
     """
-    counts = torch.zeros(3, dtype=torch.float64)
+    counts = torch.zeros(4, dtype=torch.float64)
     for batch in batches:
         n = 2 * len(batch["prompt_last_index"])
         lengths = torch.bincount(batch["response_index"].cpu(), minlength=n).to(torch.float64)
         counts[0] += lengths[: n // 2].sum()
         counts[1] += lengths.sum()
         if "designer_rewards" in batch:
-            counts[2] += (lengths * ~torch.isnan(batch["designer_rewards"].cpu())).sum()
+            rewarded = ~torch.isnan(batch["designer_rewards"].cpu())
+            counts[2] += (lengths * rewarded).sum()
+            counts[3] += rewarded.sum()
     return counts / (len(batches) * num_processes)

@@ -2,39 +2,57 @@
 
     L = L_method + alpha * L_aux + L_value
 
-`L_method` is the preference term (DPO and its family, MODPO, KTO, conditional SFT) or an offline RL baseline
-(aoPPO, DRO-V) whose reward already holds `alpha` times the designer reward; `alpha * L_aux + L_value` is UPO's
-designer term, added on top of any method but those two.
+`L_method` is the preference term (DPO and its family, KTO) or a baseline: MODPO and conditional SFT, or an
+offline RL method (aoPPO, DRO-V, A-LOL) whose reward already holds `alpha` times the designer reward.
+`alpha * L_aux + L_value` is UPO's designer term, added on top of the DPO family and KTO (KTO-UPO). MODPO and CSFT
+with the designer term are refused (`check_designer_term`): MODPO already optimises the designer rewards, and a
+grid would label such a run as the baseline it is not.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
+from upo.errors import ConfigError
 from upo.losses import (
+    alol_loss,
     aoppo_loss,
     designer_loss,
     drov_loss,
+    explained_variance_sums,
     kto_loss,
     label_rewards,
     preference_loss,
     sft_loss,
 )
 
-REWARD_IN_LOSS = ("aoppo", "drov")  # their reward is `label + alpha * r_aux`: no separate designer term
+REWARD_IN_LOSS = ("aoppo", "drov", "alol")  # their reward is `label + alpha * r_aux`: no separate designer term
 UNWEIGHTED = ("csft", *REWARD_IN_LOSS)  # no per-pair `weight`: the trainer refuses a weight column for them
 UNPAIRED = ("kto",)  # rows of one completion and a label; the second response slot holds a mismatched completion
 
 
 def method_of(args) -> str:
-    """`kto`, `csft`, `aoppo`, `drov`, or `pairwise` for the DPO family (sigmoid, ipo, hinge, sft, modpo)."""
+    """`kto`, `csft`, `aoppo`, `drov`, `alol`, or `pairwise` for the DPO family (sigmoid, ipo, hinge, sft, modpo)."""
     return args.loss_type[0] if args.loss_type[0] in ("kto", "csft", *REWARD_IN_LOSS) else "pairwise"
 
 
 def uses_designer_term(args, has_rewards: bool) -> bool:
     return args.alpha > 0 and has_rewards and method_of(args) not in REWARD_IN_LOSS
+
+
+def check_designer_term(args, has_rewards: bool) -> None:
+    """Refuses UPO's designer term on top of MODPO or CSFT: with the default `alpha = 1` a `loss_type: [modpo]` run
+    would otherwise silently be MODPO + UPO (the designer rewards counted twice) and be reported as MODPO."""
+    if not uses_designer_term(args, has_rewards):
+        return
+    for name in ("modpo", "csft"):
+        if name in args.loss_type:
+            raise ConfigError(
+                f"loss_type {args.loss_type} with alpha={args.alpha} would add UPO's designer term to {name.upper()}"
+                f"{', which already optimises the designer rewards' if name == 'modpo' else ''}: set alpha: 0 for "
+                f"{name.upper()} alone, or use loss_type [sigmoid] (UPO) instead.")
 
 
 def needs_value_head(args, has_rewards: bool) -> bool:
@@ -47,6 +65,9 @@ def needs_value_head(args, has_rewards: bool) -> bool:
 class ObjectiveOutput:
     loss: torch.Tensor  # scalar
     metrics: dict[str, torch.Tensor]  # scalars; the `loss/*` ones name the terms that make up `loss`
+    # Sums to add up over a logging window or an evaluation, not average: name -> `explained_variance_sums` of the
+    # value's fit (logged as `{name}/explained_variance`).
+    sums: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def compute_objective(
@@ -72,14 +93,14 @@ def compute_objective(
         labels: KTO's labels, 1 desirable, 0 undesirable. Shape: (B,)
         values: the value head's `V(x)` per row. Shape: (B,)
         pair_weights: the dataset's `weight` column. Shape: (B,)
-        step_tokens: `(chosen, all, designer)` token counts of the whole optimizer step (`step_token_counts`),
-            or None to average over this batch.
+        step_tokens: `(chosen tokens, all tokens, designer tokens, designer responses)` of the whole optimizer
+            step (`step_token_counts`), or None to average over this batch.
         mean_over_processes: maps a scalar to its mean over the training processes (KTO's reference point is
             averaged over them, as in TRL); None in one process.
     """
     n = len(logps) // 2
     method = method_of(args)
-    tokens = (None, None, None) if step_tokens is None else step_tokens
+    tokens = (None, None, None, None) if step_tokens is None else step_tokens
     logratios = logps - ref_logps
     metrics: dict[str, torch.Tensor] = {}
     if method == "kto":
@@ -102,11 +123,17 @@ def compute_objective(
             loss, value_loss, _ = aoppo_loss(logratios, lengths, reward, v, args.cliprange)
             metrics["loss/value"] = value_loss
             loss_total = loss + value_loss
+        elif method == "alol":
+            loss, value_loss, advantages, ratio = alol_loss(logps, ref_logps, reward, v, args.alol_clip)
+            metrics.update({"loss/value": value_loss, "alol/positive_frac": (advantages > 0).float().mean(),
+                            "alol/ratio_mean": ratio.mean()})
+            loss_total = loss + value_loss
         else:
             loss = loss_total = drov_loss(logratios, reward, v, args.beta)
         metrics["loss/pref"] = loss
         metrics["value_mean"] = values.mean()
-        return ObjectiveOutput(loss_total, metrics)
+        sums = {"value": explained_variance_sums(v, reward, torch.ones_like(reward, dtype=torch.bool))}
+        return ObjectiveOutput(loss_total, metrics, sums)
     else:
         margin = None
         if rewards is not None:
@@ -128,7 +155,8 @@ def compute_objective(
     designer = designer_loss(
         logps, lengths, rewards, value_baseline=args.value_baseline, values=values,
         expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
-        num_tokens=tokens[2],
+        num_tokens=tokens[2] if args.aux_normalization == "per_token" else tokens[3],
+        normalization=args.aux_normalization,
     )
     weights = designer.weights[designer.mask]
     metrics.update({
@@ -139,6 +167,8 @@ def compute_objective(
         "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
         "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
     })
+    sums = {}
     if values is not None:
         metrics["aux/value_mean"] = values.mean()
-    return ObjectiveOutput(loss + args.alpha * designer.aux_loss + designer.value_loss, metrics)
+        sums["value"] = explained_variance_sums(values.repeat(2), torch.nan_to_num(rewards, nan=0.0), designer.mask)
+    return ObjectiveOutput(loss + args.alpha * designer.aux_loss + designer.value_loss, metrics, sums)

@@ -18,8 +18,16 @@ from upo.data.pipeline import prepare_preference_data
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
 from upo.logps import forward_logps
-from upo.losses import step_token_counts
-from upo.objective import UNPAIRED, UNWEIGHTED, compute_objective, method_of, needs_value_head, uses_designer_term
+from upo.losses import explained_variance, step_token_counts
+from upo.objective import (
+    UNPAIRED,
+    UNWEIGHTED,
+    check_designer_term,
+    compute_objective,
+    method_of,
+    needs_value_head,
+    uses_designer_term,
+)
 from upo.training.checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
 from upo.training.distributed import check_launch
 from upo.training.fsdp import enable_fsdp2_on_cpu, shard_reference
@@ -96,8 +104,6 @@ class UPOTrainer(Trainer):
         tokenizer = processing_class
         if tokenizer.pad_token is None:
             tokenizer.pad_token = tokenizer.eos_token
-        if args.disable_dropout:
-            _disable_dropout(model)
         quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
         if quantized and peft_config is None and not hasattr(model, "peft_config"):
             raise ConfigError("A model loaded in 4-bit or 8-bit trains only through an adapter: set use_peft "
@@ -118,6 +124,8 @@ class UPOTrainer(Trainer):
             # it (reentrant checkpointing). transformers 5.24 does it when it turns checkpointing on, earlier versions
             # did not (transformers#42489); TRL does it here too.
             model.enable_input_require_grads()
+        if args.disable_dropout:  # after the adapter is added, as TRL does: its LoRA dropout too
+            _disable_dropout(model)
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
         if args.reward_weights is not None and len(args.reward_weights) != len(self.reward_funcs):
@@ -127,6 +135,7 @@ class UPOTrainer(Trainer):
             )
         if "modpo" in args.loss_type and not self.reward_funcs:
             raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
+        check_designer_term(args, bool(self.reward_funcs))
         self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
 
         # Under several processes the main process scores, precomputes and writes the caches first; the others
@@ -180,6 +189,7 @@ class UPOTrainer(Trainer):
             self.ref_model = (shard_reference(ref_model, self.accelerator) if self.is_fsdp_enabled
                               else self.accelerator.prepare_model(ref_model, evaluation_mode=True))
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
+        self._sums = {"train": {}, "eval": {}}  # ObjectiveOutput.sums, added up until the next log
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
         self.nonfinite_guard = NonFiniteGuard(args)
@@ -216,6 +226,17 @@ class UPOTrainer(Trainer):
             counts = step_token_counts(batches, self.accelerator.num_processes).to(device)
             self._step_num_tokens = self.accelerator.reduce(counts, reduction="sum").float().clamp(min=1e-8)
         return batches, num_items
+
+    def _clip_grad_norm(self, model):
+        # The value head is clipped on its own: in the policy's norm its (large, fresh) gradient would shrink every
+        # policy step where DPO's would not. The returned norm, logged as grad_norm, is the policy's.
+        head = self.value_head
+        if head is None:
+            return super()._clip_grad_norm(model)
+        head_ids = {id(p) for p in head.parameters()}
+        torch.nn.utils.clip_grad_norm_(list(head.parameters()), self.args.max_grad_norm)
+        policy = [p for p in model.parameters() if id(p) not in head_ids]
+        return self.accelerator.clip_grad_norm_(policy, self.args.max_grad_norm)
 
     # --- Wiring ---
 
@@ -279,7 +300,8 @@ class UPOTrainer(Trainer):
         if mode == "train" and guard.check_loss(loss, components, self.state.global_step, self._any_rank):
             loss = guard.no_update_loss(model, loss)  # and the batch's metrics are not recorded
         else:
-            self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps)
+            self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps,
+                                 objective.sums)
         return (loss, {}) if return_outputs else loss
 
     def _any_rank(self, flag: bool) -> bool:
@@ -287,7 +309,7 @@ class UPOTrainer(Trainer):
         total = self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), reduction="sum")
         return bool(total.item() > 0)
 
-    def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected):
+    def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected, sums=None):
         gather = self.accelerator.gather_for_metrics
         chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
@@ -312,6 +334,10 @@ class UPOTrainer(Trainer):
                 self._metrics[mode][key].append(value.mean().item())
         for key, value in metrics.items():
             self._metrics[mode][key].append(gather(value.detach().reshape(1)).mean().item())
+        for key, value in (sums or {}).items():
+            total = self.accelerator.reduce(value.detach().to(self.args.device), reduction="sum").cpu()
+            if torch.isfinite(total).all():  # a batch with non-finite log-probs is skipped or stops the run
+                self._sums[mode][key] = self._sums[mode].get(key, 0) + total
         scores = inputs.get("designer_scores")
         if scores is not None and self.designer_stats is not None:
             scores = gather(scores)
@@ -329,6 +355,9 @@ class UPOTrainer(Trainer):
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
         metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items()}
+        for key, value in self._sums[mode].items():  # over the whole window: a batch's own variance is too noisy
+            metrics[f"{key}/explained_variance"] = explained_variance(value)
+        self._sums[mode] = {}
         if mode == "train":
             now = time.perf_counter()
             last_time, last_tokens = self._last_log

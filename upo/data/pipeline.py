@@ -79,7 +79,7 @@ def prepare_preference_data(
     method = args.loss_type[0]
     if method == "kto":
         dataset, report = load_unpaired(source, split=split)
-        dataset = with_mismatched_completions(dataset)
+        dataset = with_mismatched_completions(dataset, args.seed)
     else:
         dataset, report = load_preference_pairs(source, split=split)
     if reward_funcs:

@@ -9,6 +9,7 @@ its reference point (the policy's KL to the reference, on mismatched pairs).
 from __future__ import annotations
 
 import math
+import random
 
 from datasets import Dataset
 
@@ -83,20 +84,26 @@ def load_unpaired_rows(dataset: Dataset, source_name: str, line_numbers: list[in
                     f"{UNPAIRED_HELP}")
 
 
-def with_mismatched_completions(dataset: Dataset) -> Dataset:
+def with_mismatched_completions(dataset: Dataset, seed: int = 0) -> Dataset:
     """`prompt, completion, label` -> `prompt, chosen, rejected, label`, the pair layout the trainer computes.
 
-    `chosen` holds the row's completion; `rejected` holds the completion of the next row (cyclically) whose prompt
-    differs, the mismatched pair of KTO's reference point. Nothing is learnt from it: it carries no label and no
-    designer reward.
+    `chosen` holds the row's completion; `rejected` a completion of another prompt, the mismatched pair of KTO's
+    reference point. The mismatched completions must be a sample of the whole set, desirable and undesirable alike,
+    as TRL (a rotation within each shuffled batch) and HALOs (a random draw) take them: the rows are put in a random
+    order seeded by `seed`, and each takes the completion of the next row in that order (cyclically) whose prompt
+    differs. Done once over the whole set, so that the mismatched pairs' reference log-probs can be precomputed.
+    Nothing is learnt from `rejected`: it carries no label and no designer reward.
     """
     prompts, completions = dataset["prompt"][:], dataset["completion"][:]
     keys = [repr(p) for p in prompts]
     n = len(prompts)
-    mismatched = []
-    for i in range(n):
-        j = next((k % n for k in range(i + 1, i + n) if keys[k % n] != keys[i]), (i + 1) % n)
-        mismatched.append(completions[j])
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    mismatched = [None] * n
+    for k, i in enumerate(order):
+        # Unpaired pairs put a prompt's two rows side by side; the shuffle spreads them, the scan skips the rest.
+        j = next((order[m % n] for m in range(k + 1, k + n) if keys[order[m % n]] != keys[i]), order[(k + 1) % n])
+        mismatched[i] = completions[j]
     dataset = dataset.rename_column("completion", "chosen").add_column("rejected", mismatched)
     extra = [c for c in dataset.column_names if c not in ("prompt", "chosen", "rejected")]
     return dataset.select_columns(["prompt", "chosen", "rejected", *extra])
