@@ -191,6 +191,8 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     expected = [2.0 * max(-3.0, min(3.0, (v - 0.5) / 0.25)) for v in length]
     assert [e["run"]["designer"] for e in report["per_prompt"]] == pytest.approx(expected, abs=1e-3)
     assert (out / "eval.md").read_text().count("| win rate vs reference |") == 1
+    page = (out / "eval.html").read_text()  # its structure: tests/eval/test_page.py
+    assert page.count("<tr data-index=") == 6 and replies[0].replace("&", "&amp;").replace("<", "&lt;") in page
 
 
 def test_a_model_of_another_base_is_evaluated_against_the_reference_you_name(folders, tmp_path):

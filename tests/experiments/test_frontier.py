@@ -109,6 +109,8 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     out = run_dir(grid, "dpo").parent.parent
     assert (run_dir(grid, "upo") / EVAL_SUMMARY).exists() and (out / REFERENCE_EVAL).exists()
     assert (out / "frontier.png").stat().st_size > 0 and "| dpo |" in (out / "frontier.md").read_text()
+    page = (out / "frontier.html").read_text()  # the plot inline, and every prompt with each run's reply
+    assert "data:image/png;base64," in page and page.count("<tr data-index=") == 3
 
     # A second call finds everything done: nothing is trained or evaluated.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json")

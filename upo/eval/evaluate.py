@@ -31,7 +31,7 @@ from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summari
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.rewards.standardization import DesignerStandardization
-from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, read_run_config
+from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
 REFERENCE = "reference"
 DEFAULT_EVAL_DATA = "examples/data/chitchat_eval.jsonl"
@@ -356,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
                             help="Tokens of prompt + response for the implicit-reward accuracy.")
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy).")
-    parser.add_argument("--out", default=None, help="Folder for eval.json and eval.md; default the first model's.")
+    parser.add_argument("--out", default=None,
+                        help="Folder for eval.json, eval.md and eval.html; default the first model's.")
     return parser
 
 
@@ -400,16 +401,20 @@ def main(argv: list[str]) -> None:
     out = Path(args.out or args.model[0])
     report = finite_or_none({**evaluator.describe(), "summaries": summaries,
                              "per_prompt": evaluator.per_prompt(records)})
-    write_eval_outputs(out, report)
+    written = write_eval_outputs(out, report)
     print(side_by_side(summaries))
-    print(f"\nWrote {out / EVAL_JSON} and {out / EVAL_MARKDOWN}")
+    print(f"\nWrote {', '.join(str(p) for p in written)}")
 
 
-def write_eval_outputs(out: Path, report: dict) -> None:
-    """`eval.json` and `eval.md` in `out`."""
+def write_eval_outputs(out: Path, report: dict) -> list[Path]:
+    """`eval.json`, `eval.md` and `eval.html` (`upo.eval.page`) in `out`; returns their paths."""
+    from upo.eval.page import eval_page
+
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / EVAL_JSON, report)
     header = (f"Reference: {report['reference_model']}. Data: {report['data']}. Decoding: {report['decoding']}. "
               f"Preference scorer: {report['preference_scorer']}. Designer objectives standardised with "
               f"{report['designer_scale_source']}.")
     atomic_write_text(out / EVAL_MARKDOWN, f"{header}\n\n{side_by_side(report['summaries'])}\n")
+    atomic_write_text(out / EVAL_PAGE, eval_page(report))
+    return [out / EVAL_JSON, out / EVAL_MARKDOWN, out / EVAL_PAGE]

@@ -1,6 +1,7 @@
 """The frontier's report: `frontier.json` (every summary and the options of every run), `frontier.md` (the
-table and the target check) and `frontier.png` (preference score against designer score, Pareto front drawn,
-DPO marked)."""
+table and the target check), `frontier.png` (preference score against designer score, Pareto front drawn,
+DPO marked) and `frontier.html` (all of it on one self-contained page, with every prompt's replies side by side:
+`upo.eval.page`)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from upo.files import atomic_write_json, atomic_write_text
 FRONTIER_JSON = "frontier.json"
 FRONTIER_MARKDOWN = "frontier.md"
 FRONTIER_PLOT = "frontier.png"
+FRONTIER_PAGE = "frontier.html"
 
 
 def one_line(s: dict) -> str:
@@ -20,14 +22,22 @@ def one_line(s: dict) -> str:
 
 
 def write_report(config: dict, results: dict) -> list[Path]:
-    """Writes `frontier.json`, `frontier.md` and, once a run is finished, `frontier.png`; returns their paths."""
+    """Writes `frontier.json`, `frontier.md`, `frontier.html` and, once a run is finished, `frontier.png`; returns
+    their paths."""
+    from upo.eval.evaluate import finite_or_none
+    from upo.eval.page import frontier_page
+
     out = Path(config["output_dir"])
-    written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN]
-    atomic_write_json(written[0], {"config": config, **results})
-    atomic_write_text(written[1], format_report(results) + "\n")
+    written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN, out / FRONTIER_PAGE]
+    markdown = format_report(results)
+    atomic_write_json(written[0], finite_or_none({"config": config, **results}))
+    atomic_write_text(written[1], markdown + "\n")
+    png = None
     if results["runs"]:
         written.append(out / FRONTIER_PLOT)
         plot_frontier(results, written[-1])
+        png = written[-1].read_bytes()
+    atomic_write_text(written[2], frontier_page(results, png, markdown))
     return written
 
 

@@ -58,11 +58,14 @@ def collect_results(config: dict) -> dict:
                                   reference["replies"])
         runs.append({"name": run["name"], "family": run_family(run), "options": run["options"],
                      "summary": stored["summary"], "designer": stored["designer"], "wins": wins,
-                     "preference": stored.get("preference"), "replies": stored.get("replies")})
+                     "preference": stored.get("preference"), "replies": stored.get("replies"),
+                     "kl": stored.get("kl")})
     reference_summary = reference["summary"] if reference else None
+    per_prompt = {k: reference.get(k) for k in ("replies", "preference", "designer")} if reference else None
     return {"reference": reference_summary, "preference_scorer": preference_axis_label(config),
             "reference_designer_std": reference_summary["designer_score_std"] if reference_summary else None,
-            "reference_replies": reference.get("replies") if reference else None,
+            "reference_per_prompt": per_prompt, "prompts": [row["prompt"] for row in rows],
+            "reference_answers": [row.get("reference_answer") for row in rows],
             "runs": runs, "target": target_check(runs, reference_summary)}
 
 
