@@ -238,3 +238,27 @@ def test_judge_through_the_evaluator(folders, tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_paired_intervals_keep_each_prompts_two_values_together():
+    import random
+
+    from upo.eval.metrics import paired_interval, paired_intervals
+
+    rng = random.Random(0)
+    base = [rng.gauss(0, 3.0) for _ in range(200)]  # prompts differ a lot, the run is 0.1 better on each
+    run = [b + 0.1 + rng.gauss(0, 0.05) for b in base]
+    diffs = [r - b for r, b in zip(run, base)]
+    mean = sum(diffs) / len(diffs)
+    se = math.sqrt(sum((d - mean) ** 2 for d in diffs) / len(diffs)) / math.sqrt(len(diffs))
+    low, high = paired_interval(run, base)
+    # Paired: the interval follows the differences' spread (about mean +- 1.645 se), far from 0; unpaired resampling
+    # would see the prompts' spread of 3 and include 0.
+    assert low > 0.09 and high < 0.11
+    assert low == pytest.approx(mean - 1.645 * se, abs=0.003) and high == pytest.approx(mean + 1.645 * se, abs=0.003)
+    assert paired_interval(run, base, scale=0.1) == pytest.approx([low / 0.1, high / 0.1], abs=0.02)
+    assert paired_interval([1.0, 2.0, 3.0], [0.5, 1.5, 2.5]) == [0.5, 0.5]  # no spread: the interval is the point
+    assert paired_interval([1.0], [0.0]) is None
+    both = paired_intervals(run, base, 2.0, [1.0, 0.0] * 100, [0.5] * 200)
+    assert set(both) == {"gain_std_ci90", "win_rate_gap_ci90"} and both["win_rate_gap_ci90"][0] < 0 < \
+        both["win_rate_gap_ci90"][1]

@@ -153,31 +153,48 @@ def implicit_reward_accuracy(policy, reference, tokenizer, rows: list[dict], max
     return wins / len(dataset)
 
 
+def paired_interval(run: Sequence[float], base: Sequence[float], scale: float = 1.0, confidence: float = 0.9,
+                    resamples: int = 2000, seed: int = 0) -> list[float] | None:
+    """A `confidence` interval of `mean(run - base) / scale` by a paired bootstrap over prompts
+    (`scipy.stats.bootstrap`, `paired=True`: a resample keeps each prompt's two values together), BCa, or the
+    percentile interval where BCa is undefined (e.g. every difference equal). None for fewer than two prompts."""
+    import numpy as np
+    from scipy import stats
+
+    run, base = np.asarray(run, dtype=float), np.asarray(base, dtype=float)
+    keep = np.isfinite(run) & np.isfinite(base)
+    run, base = run[keep], base[keep]
+    if len(run) < 2:
+        return None
+
+    def gain(a, b, axis=-1):
+        return (a - b).mean(axis=axis) / scale
+
+    if np.all(run - base == (run - base)[0]):  # no spread: every resample gives the same mean
+        value = float(gain(run, base))
+        return [round(value, 3), round(value, 3)]
+    for method in ("BCa", "percentile"):
+        result = stats.bootstrap((run, base), gain, paired=True, vectorized=True, n_resamples=resamples,
+                                 confidence_level=confidence, method=method, random_state=np.random.default_rng(seed))
+        low, high = result.confidence_interval
+        if np.isfinite(low) and np.isfinite(high):
+            return [round(float(low), 3), round(float(high), 3)]
+    return None
+
+
 def paired_intervals(run_designer: Sequence[float], base_designer: Sequence[float], unit: float,
                      run_wins: Sequence[float] | None = None, base_wins: Sequence[float] | None = None,
                      resamples: int = 2000, seed: int = 0) -> dict:
-    """90% paired-bootstrap intervals over prompts of the designer gain (in `unit`s) and the win-rate gap of a run
-    against a baseline evaluated on the same prompts: `{"gain_std_ci90": [low, high], "win_rate_gap_ci90": ...}`."""
-    import random
-
+    """90% paired-bootstrap intervals over prompts (`paired_interval`) of a run's designer gain (in `unit`s) and its
+    win-rate gap against a baseline evaluated on the same prompts: `{"gain_std_ci90", "win_rate_gap_ci90"}`."""
     if not run_designer or not base_designer or len(run_designer) != len(base_designer):
         return {}
-    rng = random.Random(seed)
-    n = len(run_designer)
-    gains = [(a - b) / unit for a, b in zip(run_designer, base_designer)]
-    gaps = [a - b for a, b in zip(run_wins, base_wins)] if run_wins and base_wins else None
-    gain_means, gap_means = [], []
-    for _ in range(resamples):
-        idx = [rng.randrange(n) for _ in range(n)]
-        gain_means.append(sum(gains[i] for i in idx) / n)
-        if gaps:
-            gap_means.append(sum(gaps[i] for i in idx) / n)
-
-    def interval(values):
-        values = sorted(values)
-        return [round(values[int(0.05 * len(values))], 3), round(values[int(0.95 * len(values)) - 1], 3)]
-
-    out = {"gain_std_ci90": interval(gain_means)}
-    if gap_means:
-        out["win_rate_gap_ci90"] = interval(gap_means)
+    out = {}
+    gain = paired_interval(run_designer, base_designer, unit, resamples=resamples, seed=seed)
+    if gain is not None:
+        out["gain_std_ci90"] = gain
+    if run_wins and base_wins and len(run_wins) == len(base_wins):
+        gap = paired_interval(run_wins, base_wins, resamples=resamples, seed=seed)
+        if gap is not None:
+            out["win_rate_gap_ci90"] = gap
     return out
