@@ -4,7 +4,8 @@
 * `state`: what the frontier leaves on disk, and how finished work is told from stale or interrupted work;
 * `runner`: trains each run in its own process (following its `trainer_state.json`) and evaluates it;
 * `results`: summaries of the finished runs, the Pareto front, the target check with paired intervals;
-* `report`: `frontier.json`, `frontier.md`, `frontier.png`.
+* `report`: `frontier.json`, `frontier.md`, `frontier.png`;
+* `seeds`: with `seeds: [0, 1, 2]`, each run once per seed, and the means, intervals and target over seeds.
 
 Resumable: a run whose `train_done.json` matches its options is not trained again, one whose `eval_summary.json`
 matches the evaluation settings is not evaluated again; a run that a kill interrupted is trained again from the

@@ -6,8 +6,9 @@ it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperat
 each run is launched (`accelerate_config`, `accelerate_args`: every run under `accelerate launch`, using all the
 processes that config starts). See `examples/frontier_chitchat.yaml` and docs/SCALING.md.
 
-`frontier_runs(config)` is the one list of runs every other module reads: a run is `{"name", "options"}`,
-trained into `run_dir(config, name)`.
+`frontier_runs(config)` is the one list of runs every other module reads: a run is `{"name", "options", "group",
+"seed"}`, trained into `run_dir(config, name)`. With `seeds: [0, 1, 2]`, each run of the config is trained once per
+seed, as `{name}-s{seed}` (`upo.experiments.frontier.seeds`); its `group` is the config's name.
 """
 
 from __future__ import annotations
@@ -52,12 +53,25 @@ def load_frontier_config(path_or_dict) -> dict:
                           "the path of an accelerate config (examples/accelerate/ddp.yaml, fsdp2.yaml, ...).")
     if isinstance(config["accelerate_args"], str):
         config["accelerate_args"] = config["accelerate_args"].split()
+    config.setdefault("seeds", None)
+    seeds = config["seeds"]
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+                              or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
+        raise ConfigError(f"frontier config: seeds must be a list of distinct integers, e.g. seeds: [0, 1, 2]; got "
+                          f"{seeds!r}.")
+    if seeds and any("seed" in run.get("options", {}) for run in config["runs"]):
+        raise ConfigError("frontier config: with seeds, a run cannot set its own seed (it is trained once per seed); "
+                          "remove seed from its options.")
     return config
 
 
 def frontier_runs(config: dict) -> list[dict]:
-    """Every run of the grid, `{"name", "options"}`, in the config's order."""
-    return [{"name": run["name"], "options": dict(run.get("options", {}))} for run in config["runs"]]
+    """Every run of the grid, `{"name", "options", "group", "seed"}`: in the config's order, or once per seed of
+    `seeds`, seed by seed."""
+    from upo.experiments.frontier.seeds import expand_seeds
+
+    runs = [{"name": run["name"], "options": dict(run.get("options", {}))} for run in config["runs"]]
+    return expand_seeds(runs, config.get("seeds"))
 
 
 def run_dir(config: dict, name: str) -> Path:
@@ -133,11 +147,11 @@ def train_key(options: dict) -> str:
     return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "csft": "CSFT"}
+BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "alol": "A-LOL", "csft": "CSFT"}
 
 
 def run_family(run: dict) -> str:
-    """DPO, UPO, RPO (DPO + NLL), MODPO, KTO, KTO-UPO, aoPPO, DRO-V or CSFT, from the run's options."""
+    """DPO, UPO, RPO (DPO + NLL), MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL or CSFT, from the run's options."""
     options = run.get("options", {})
     loss_type = options.get("loss_type", ["sigmoid"])
     loss_type = [loss_type] if isinstance(loss_type, str) else loss_type

@@ -13,6 +13,11 @@ FRONTIER_JSON = "frontier.json"
 FRONTIER_MARKDOWN = "frontier.md"
 FRONTIER_PLOT = "frontier.png"
 FRONTIER_PAGE = "frontier.html"
+FRONTIER_RUNS_PLOT = "frontier_runs.png"  # with seeds: every run's own point (frontier.png shows the means)
+FAMILY_STYLES = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
+                 "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
+                 "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "A-LOL": ("h", "tab:pink", 80),
+                 "CSFT": ("X", "tab:brown", 80)}
 
 
 def one_line(s: dict) -> str:
@@ -33,7 +38,16 @@ def write_report(config: dict, results: dict) -> list[Path]:
     atomic_write_json(written[0], finite_or_none({"config": config, **results}))
     atomic_write_text(written[1], markdown + "\n")
     png = None
-    if results["runs"]:
+    if results["runs"] and results.get("seeds"):
+        from upo.experiments.frontier.seeds import plot_seed_means
+
+        written.append(out / FRONTIER_PLOT)
+        plot_seed_means(results["seeds"]["groups"], results["reference"], written[-1], FAMILY_STYLES,
+                        results.get("preference_scorer"))
+        png = written[-1].read_bytes()
+        written.append(out / FRONTIER_RUNS_PLOT)
+        plot_frontier(results, written[-1])
+    elif results["runs"]:
         written.append(out / FRONTIER_PLOT)
         plot_frontier(results, written[-1])
         png = written[-1].read_bytes()
@@ -54,6 +68,10 @@ def format_report(results: dict) -> str:
         row["method"] = families.get(row["name"], "-")
         row["options"] = options.get(row["name"], "-")
     lines = [summary_table(rows, extra_columns=("method", "options"))]
+    if results.get("seeds"):  # the means over seeds first; each run's own row below
+        from upo.experiments.frontier.seeds import format_seed_table
+
+        lines.insert(0, format_seed_table(results["seeds"]["groups"], results["seeds"]["target"]) + "\n\nEach run:\n")
     target = results["target"]
     if target.get("candidates") is not None:
         lines.append(f"\nTarget (UPO within 2 points of DPO's win rate, designer score >= +0.5 std above DPO's, "
@@ -78,9 +96,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     import matplotlib.pyplot as plt
 
     runs = results["runs"]
-    styles = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
-              "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
-              "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "CSFT": ("X", "tab:brown", 80)}
+    styles = FAMILY_STYLES
     fig, ax = plt.subplots(figsize=(9.5, 5.2))
     points = [(r["summary"]["designer_score"], r["summary"]["preference_score"]) for r in runs]
     from upo.experiments.frontier.results import pareto_front

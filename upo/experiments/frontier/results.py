@@ -57,16 +57,23 @@ def collect_results(config: dict) -> dict:
             wins = win_indicators(stored["preference"], reference["preference"], stored["replies"],
                                   reference["replies"])
         runs.append({"name": run["name"], "family": run_family(run), "options": run["options"],
+                     "group": run["group"], "seed": run["seed"],
                      "summary": stored["summary"], "designer": stored["designer"], "wins": wins,
                      "preference": stored.get("preference"), "replies": stored.get("replies"),
                      "kl": stored.get("kl")})
     reference_summary = reference["summary"] if reference else None
     per_prompt = {k: reference.get(k) for k in ("replies", "preference", "designer")} if reference else None
-    return {"reference": reference_summary, "preference_scorer": preference_axis_label(config),
-            "reference_designer_std": reference_summary["designer_score_std"] if reference_summary else None,
-            "reference_per_prompt": per_prompt, "prompts": [row["prompt"] for row in rows],
-            "reference_answers": [row.get("reference_answer") for row in rows],
-            "runs": runs, "target": target_check(runs, reference_summary)}
+    results = {"reference": reference_summary, "preference_scorer": preference_axis_label(config),
+               "reference_designer_std": reference_summary["designer_score_std"] if reference_summary else None,
+               "reference_per_prompt": per_prompt, "prompts": [row["prompt"] for row in rows],
+               "reference_answers": [row.get("reference_answer") for row in rows],
+               "runs": runs, "target": target_check(runs, reference_summary)}
+    if config.get("seeds"):  # the table and the target over seeds (upo.experiments.frontier.seeds)
+        from upo.experiments.frontier.seeds import seed_summaries, seeds_target_check
+
+        groups = seed_summaries(runs, reference_summary, {r["name"]: run_dir(config, r["name"]) for r in runs})
+        results["seeds"] = {"groups": groups, "target": seeds_target_check(groups)}
+    return results
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:

@@ -1,0 +1,111 @@
+"""`upo frontier` with `seeds`: each run once per seed, the means over seeds with intervals over prompts and seeds,
+the target over seeds, and the plot of the means with each seed's point."""
+
+import pytest
+
+from upo.errors import ConfigError
+from upo.experiments.frontier import frontier_runs, load_frontier_config, run_train_options, train_key
+from upo.experiments.frontier.seeds import (
+    format_seed_table,
+    plot_seed_means,
+    seed_summaries,
+    seeds_target_check,
+    two_level_interval,
+)
+
+CONFIG = {"output_dir": "out", "dataset": "train.jsonl", "eval_data": "eval.jsonl", "reward_funcs": ["length"],
+          "train": {"seed": 0, "max_steps": 4},
+          "runs": [{"name": "dpo", "options": {"alpha": 0.0}}, {"name": "upo", "options": {"alpha": 1.0}}]}
+
+
+def test_each_run_is_trained_once_per_seed_seed_by_seed():
+    runs = frontier_runs(load_frontier_config({**CONFIG, "seeds": [0, 1, 2]}))
+    assert [r["name"] for r in runs] == ["dpo-s0", "upo-s0", "dpo-s1", "upo-s1", "dpo-s2", "upo-s2"]
+    assert runs[3] == {"name": "upo-s1", "options": {"alpha": 1.0, "seed": 1}, "group": "upo", "seed": 1}
+    # A run of a seeds grid is the run a config would name `upo-s1` with `seed: 1`: the same folder and resume key.
+    config = load_frontier_config({**CONFIG, "seeds": [0, 1, 2]})
+    by_hand = load_frontier_config({**CONFIG, "runs": [{"name": "upo-s1", "options": {"alpha": 1.0, "seed": 1}}]})
+    assert train_key(run_train_options(config, runs[3])) == train_key(run_train_options(by_hand, by_hand["runs"][0]))
+    assert [r["group"] for r in frontier_runs(load_frontier_config(CONFIG))] == ["dpo", "upo"]  # no seeds: as before
+
+
+@pytest.mark.parametrize("seeds, message", [
+    ([0, 0], "distinct integers"), ("0,1", "distinct integers"), ([], "distinct integers"), ([0, True], "distinct"),
+])
+def test_bad_seeds_are_refused(seeds, message):
+    with pytest.raises(ConfigError, match=message):
+        load_frontier_config({**CONFIG, "seeds": seeds})
+
+
+def test_a_run_with_its_own_seed_is_refused_in_a_seeds_grid():
+    runs = [{"name": "dpo", "options": {"alpha": 0.0, "seed": 3}}]
+    with pytest.raises(ConfigError, match="cannot set its own seed"):
+        load_frontier_config({**CONFIG, "runs": runs, "seeds": [0, 1]})
+
+
+def test_two_level_interval_by_hand():
+    # One seed, two prompts: a resample's mean is 0, 0.5 or 1 with probability 1/4, 1/2, 1/4: 5% -> 0, 95% -> 1.
+    assert two_level_interval([[0.0, 1.0]]) == [0.0, 1.0]
+    assert two_level_interval([[2.0, 2.0], [2.0, 2.0]]) == [2.0, 2.0]
+    # Seeds that disagree widen the interval even where the prompts agree within a seed.
+    low, high = two_level_interval([[0.0] * 8, [1.0] * 8, [2.0] * 8])
+    assert low <= 1 / 3 and high >= 5 / 3
+    assert two_level_interval([]) is None
+
+
+def _run(name, family, seed, designer, wins, preference):
+    n = len(designer)
+    return {"name": f"{name}-s{seed}", "group": name, "seed": seed, "family": family, "options": {"seed": seed},
+            "designer": designer, "wins": wins, "preference": preference,
+            "summary": {"designer_score": sum(designer) / n, "preference_score": sum(preference) / n,
+                        "win_rate": sum(wins) / n, "kl": 1.0, "length_words": 10.0}}
+
+
+def _grid():
+    return [
+        _run("dpo", "DPO", 0, [0.0, 0.0], [0.5, 0.5], [0.2, 0.2]),
+        _run("dpo", "DPO", 1, [1.0, 1.0], [0.5, 0.5], [0.2, 0.2]),
+        _run("upo", "UPO", 0, [1.0, 2.0], [0.5, 0.5], [0.2, 0.2]),
+        _run("upo", "UPO", 1, [2.0, 3.0], [1.0, 0.0], [0.2, 0.2]),
+        _run("drov", "DRO-V", 0, [0.0, 1.0], [0.5, 0.5], [0.1, 0.1]),
+    ]
+
+
+def test_seed_summaries_are_means_over_seeds_paired_with_dpo_of_the_same_seed():
+    groups = {g["name"]: g for g in seed_summaries(_grid(), {"designer_score_std": 2.0})}
+    upo = groups["upo"]
+    assert upo["seeds"] == [0, 1] and upo["designer_score"] == pytest.approx(2.0)  # (1.5 + 2.5) / 2
+    assert upo["designer_score_sd"] == pytest.approx(0.7071, abs=1e-4)
+    # Paired with DPO of its own seed, prompt by prompt: (1, 2) - (0, 0) and (2, 3) - (1, 1), over 1 std = 2.0
+    assert upo["gain_std"] == pytest.approx((0.5 + 1.0 + 0.5 + 1.0) / 4)
+    assert upo["win_rate_gap"] == pytest.approx(0.0) and upo["win_rate_gap_ci90"][0] <= 0 <= upo["win_rate_gap_ci90"][1]
+    assert groups["drov"]["paired_seeds"] == [0] and "gain_std" not in groups["dpo"]
+
+
+def test_the_target_over_seeds_and_who_dominates():
+    groups = seed_summaries(_grid(), {"designer_score_std": 2.0})
+    check = seeds_target_check(groups)
+    assert check["met"] and check["candidates"][0]["dominated_by"] == []
+    better = _run("modpo", "MODPO", 0, [2.0, 3.0], [0.5, 0.5], [0.3, 0.3])  # higher on both axes
+    check = seeds_target_check(seed_summaries(_grid() + [better], {"designer_score_std": 2.0}))
+    assert not check["met"] and check["candidates"][0]["dominated_by"] == ["modpo"]
+    table = format_seed_table(seed_summaries(_grid(), {"designer_score_std": 2.0}), seeds_target_check(groups))
+    assert "| upo | UPO | 0,1 | +2.000 ± 0.707 |" in table and "-> meets the target" in table
+
+
+def test_the_plot_shows_the_means_and_each_seed(tmp_path):
+    from upo.experiments.frontier.report import FAMILY_STYLES
+
+    path = tmp_path / "frontier.png"
+    plot_seed_means(seed_summaries(_grid(), {"designer_score_std": 2.0}), None, path, FAMILY_STYLES)
+    assert path.stat().st_size > 0
+
+
+def test_the_shipped_seeds_grid_has_every_family_it_compares():
+    from upo.experiments.frontier import run_family
+
+    config = load_frontier_config("examples/frontier_chitchat_seeds.yaml")
+    families = {run["group"]: run_family(run) for run in frontier_runs(config)}
+    assert families == {"dpo": "DPO", "modpo-w0.5": "MODPO", "upo-seq-a1": "UPO", "upo-tok-a1": "UPO",
+                        "drov-a1": "DRO-V", "alol-a1": "A-LOL"}
+    assert len(frontier_runs(config)) == 18
