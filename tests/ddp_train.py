@@ -108,7 +108,9 @@ def main(argv=None):
             "reference_sharded": trainer.ref_model is not None and any(
                 type(p).__name__ == "DTensor" for p in trainer.ref_model.parameters()),
             "reward_calls": CALLS["reward"],
-            "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history}
+            "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history,
+            "ref_chosen_logps": trainer.train_dataset["ref_chosen_logps"][:]
+            if "ref_chosen_logps" in trainer.train_dataset.column_names else None}
     (out / f"rank{rank}.json").write_text(json.dumps(seen, default=str))
     if torch.distributed.is_initialized():
         torch.distributed.barrier()

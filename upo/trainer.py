@@ -138,9 +138,9 @@ class UPOTrainer(Trainer):
         check_designer_term(args, bool(self.reward_funcs))
         self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
 
-        # Under several processes the main process scores, precomputes and writes the caches first; the others
-        # then read them (upo.rewards.cache, upo.training.reference), so nothing is computed twice.
-        with args.main_process_first(desc="scoring designer rewards and precomputing reference log-probs"):
+        # Under several processes the main process scores and writes the cache first; the others then read it
+        # (upo.rewards.cache), so nothing is scored twice.
+        with args.main_process_first(desc="scoring designer rewards"):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
             print(train.report.summary())
             check_numeric_columns(train.dataset, train.report.source)
@@ -156,21 +156,10 @@ class UPOTrainer(Trainer):
                 check_numeric_columns(prepared.dataset, prepared.report.source)
                 eval_data = prepared.dataset
 
-            self.is_peft = peft_config is not None or hasattr(model, "peft_config")
-            if args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names:
-                reference = ref_model or model
-                collator = self._make_collator(tokenizer, args)
-                batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
-                train_ds = add_reference_logps(train.dataset, reference, collator, batch_size, self.is_peft and ref_model is None)
-                if eval_data is not None:
-                    eval_data = add_reference_logps(eval_data, reference, collator, batch_size, self.is_peft and ref_model is None)
-                self.precomputed_ref = True
-                ref_model = None
-            else:
-                train_ds = train.dataset
-                self.precomputed_ref = False
-                if ref_model is None and not self.is_peft:
-                    ref_model = copy.deepcopy(model)
+        self.is_peft = peft_config is not None or hasattr(model, "peft_config")
+        self.precomputed_ref = bool(args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names)
+        if ref_model is None and not self.is_peft and not self.precomputed_ref:
+            ref_model = copy.deepcopy(model)
         if ref_model is not None:
             ref_model.eval().requires_grad_(False)
             if args.disable_dropout:
@@ -181,13 +170,21 @@ class UPOTrainer(Trainer):
 
         super().__init__(
             model=model, args=args, data_collator=self._make_collator(tokenizer, args),
-            train_dataset=train_ds, eval_dataset=eval_data, processing_class=tokenizer,
+            train_dataset=train.dataset, eval_dataset=eval_data, processing_class=tokenizer,
             callbacks=[TrainerStateWriter(), *(callbacks or [])], optimizers=optimizers,
         )
         self.ref_model = None
         if ref_model is not None:
             self.ref_model = (shard_reference(ref_model, self.accelerator) if self.is_fsdp_enabled
                               else self.accelerator.prepare_model(ref_model, evaluation_mode=True))
+        if self.precomputed_ref:
+            # Now that the Trainer has placed the model on its device: each process its share, then gathered
+            # (upo.training.reference). No reference model is kept afterwards.
+            batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
+            self.train_dataset = self._add_reference_logps(self.train_dataset, batch_size)
+            if self.eval_dataset is not None:
+                self.eval_dataset = self._add_reference_logps(self.eval_dataset, batch_size)
+            self.ref_model = None
         self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
         self._sums = {"train": {}, "eval": {}}  # ObjectiveOutput.sums, added up until the next log
         self._total_tokens = 0
@@ -239,6 +236,12 @@ class UPOTrainer(Trainer):
         return self.accelerator.clip_grad_norm_(policy, self.args.max_grad_norm)
 
     # --- Wiring ---
+
+    def _add_reference_logps(self, dataset, batch_size: int):
+        reference = self.ref_model if self.ref_model is not None else self.model
+        adapter_off = self.is_peft and self.ref_model is None  # the reference is the base model, adapter off
+        return add_reference_logps(dataset, reference, self.data_collator, batch_size, adapter_off,
+                                   accelerator=self.accelerator)
 
     @staticmethod
     def _make_collator(tokenizer, args) -> PreferenceCollator:

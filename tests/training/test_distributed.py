@@ -80,18 +80,25 @@ def ranks(out):
 
 def test_torchrun_two_processes_equal_one_process_with_the_designer_term(tmp_path, monkeypatch):
     data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
-    common = ["--data", str(data), "--designer", "--precompute_ref", "--max_steps", "4"]
+    # Reference batches of 3: 6 batches for 16 pairs, 3 per process, the last one short (padded, then dropped).
+    common = ["--data", str(data), "--designer", "--precompute_ref", "--max_steps", "4",
+              "--option", "precompute_ref_batch_size=3"]
     log, difference = two_processes_vs_one(tmp_path, monkeypatch, common)
     print(f"DDP (2 x 2) vs one process (1 x 4), designer term on: max weight difference {difference:.2e}")
     assert difference < 1e-5
     assert "upo_value_head.linear.weight" in load_file(tmp_path / "two" / "final.safetensors")
     first, second = ranks(tmp_path / "two")
     assert first["world_size"] == second["world_size"] == 2
-    # Scored and precomputed once: rank 0 ran the reward function and the reference, rank 1 read the caches.
-    assert first["reward_calls"] > 0 and first["reference_forwards"] > 0
-    assert second["reward_calls"] == 0 and second["reference_forwards"] == 0
+    # Scored once: rank 0 ran the reward function, rank 1 read its cache. The reference ran on both, each on its
+    # share of the batches (3 of 6), and both hold all 16 values, in order: those of one process.
+    assert first["reward_calls"] > 0 and second["reward_calls"] == 0
+    assert first["reference_forwards"] == second["reference_forwards"] == 3
     assert log.count("Reference log-probs of 16 pairs: computed") == 1
-    assert log.count("Reference log-probs of 16 pairs: read from the cache") == 1
+    assert "over 2 processes" in log
+    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    assert one["reference_forwards"] == 6
+    assert first["ref_chosen_logps"] == second["ref_chosen_logps"]
+    assert first["ref_chosen_logps"] == pytest.approx(one["ref_chosen_logps"], abs=1e-5)
 
 
 def test_kto_two_processes_equal_one_process(tmp_path, monkeypatch):

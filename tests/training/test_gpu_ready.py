@@ -94,3 +94,33 @@ def test_a_quantized_model_without_an_adapter_is_refused(tokenizer, tmp_path):
     model.is_loaded_in_4bit = True  # what transformers sets on a bitsandbytes model
     with pytest.raises(ConfigError, match="loaded in 4-bit or 8-bit trains only through an adapter: set use_peft"):
         trained(model, tokenizer, tmp_path)
+
+
+def test_reference_is_precomputed_where_and_how_training_runs(tokenizer, tmp_path):
+    """After the Trainer placed the model, under its autocast: with bf16, the precomputed reference log-probs are
+    those of a bf16-autocast forward (as the reference would give during training), not float32 ones."""
+    from upo.data.collator import PreferenceCollator
+    from upo.data.tokenization import tokenize_dataset
+    from upo.training.reference import add_reference_logps
+
+    args = UPOConfig(output_dir=str(tmp_path / "run"), **{**FAST, "bf16": True, "precompute_ref_log_probs": True})
+    trainer = UPOTrainer(tiny_model(), args=args, train_dataset=Dataset.from_list(make_pairs(8)),
+                         processing_class=tokenizer)
+    assert trainer.ref_model is None  # none kept
+    precomputed = torch.tensor(trainer.train_dataset["ref_chosen_logps"][:])
+    pairs = tokenize_dataset(Dataset.from_list(make_pairs(8)), tokenizer, max_length=64)
+    collator = trainer.data_collator
+    assert isinstance(collator, PreferenceCollator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = add_reference_logps(pairs, tiny_model(), collator, 4, use_cache=False)["ref_chosen_logps"][:]
+    fp32 = add_reference_logps(pairs, tiny_model(), collator, 4, use_cache=False)["ref_chosen_logps"][:]
+    torch.testing.assert_close(precomputed, torch.tensor(bf16), rtol=0, atol=1e-6)
+    assert (precomputed - torch.tensor(fp32)).abs().max() > 1e-3
+
+
+def test_a_reference_model_by_name(tokenizer, tmp_path):
+    folder = make_tiny_lm_dir(tmp_path / "model")
+    args = UPOConfig(output_dir=str(tmp_path / "run"), **FAST)
+    trainer = UPOTrainer(str(folder), ref_model=str(folder), args=args, train_dataset=Dataset.from_list(make_pairs(8)))
+    assert trainer.ref_model is not None and not any(p.requires_grad for p in trainer.ref_model.parameters())
+    assert trainer.ref_model.dtype == torch.float32

@@ -1,13 +1,19 @@
 """Reference log-probs computed once before training, so no reference model runs during training.
 
-They are cached on disk, so a second run on the same data and reference, and the other processes of a
-distributed run, read them instead of running the reference again. Key: sha256 over the reference's
-weights (names, dtypes, shapes and bytes; with `disable_adapter`, the adapter's weights are left out, since
-they play no part), the tokenised pairs, the batch size and padding (they move the last bits of a float),
-and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
-``rejected`` of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder,
-then renamed with ``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it
-(``{key[:32]}.lock``) makes a second process on the same key wait, then read, instead of computing it again.
+Computed where training runs, as TRL does: after the Trainer has placed the model on its device, under its
+autocast (bf16 / fp16), and split across processes: each process runs the reference on its share of the
+batches (accelerate's data-loader sharding), then the shares are gathered, so every process holds all of them.
+
+They are cached on disk, so a second run on the same data and reference reads them instead of running the
+reference again. Key: sha256 over the reference's weights (names, dtypes, shapes and bytes; with
+`disable_adapter`, the adapter's weights are left out, since they play no part; upo's value head too), the
+tokenised pairs, the batch size and padding (they move the last bits of a float), the mixed precision when there
+is one, and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
+``rejected`` of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder, then
+renamed with ``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it
+(``{key[:32]}.lock``) makes a second run on the same key wait, then read, instead of computing it again. Under
+several processes the main process holds the lock, reads and writes the cache, and tells the others what it
+found (a broadcast), so they never read a file a slower file system has not shown them yet.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from upo.files import atomic_write, default_cache_dir, exclusive_lock
 from upo.logps import forward_logps
 
 TOKEN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
+VALUE_HEAD_MODULE = "upo_value_head"  # upo.trainer.VALUE_HEAD_PREFIX without its dot
 
 
 def reference_fingerprint(reference: torch.nn.Module, disable_adapter: bool = False) -> str:
@@ -42,6 +49,8 @@ def reference_fingerprint(reference: torch.nn.Module, disable_adapter: bool = Fa
     adapters = set(getattr(reference, "peft_config", {}) or {}) if disable_adapter else set()
     for name, tensor in sorted(reference.state_dict().items()):
         if adapters and adapters & set(name.split(".")):
+            continue
+        if name.startswith(VALUE_HEAD_MODULE + ".") or f".{VALUE_HEAD_MODULE}." in name:  # V(x) plays no part
             continue
         tensor = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
@@ -60,10 +69,12 @@ def data_fingerprint(dataset: Dataset) -> str:
 
 
 def reference_cache_file(cache_dir: str | os.PathLike, reference_key: str, data_key: str, batch_size: int,
-                         collator) -> Path:
+                         collator, mixed_precision: str = "no") -> Path:
     from upo import __version__
 
     parts = [reference_key, data_key, batch_size, repr(collator), __version__]
+    if mixed_precision != "no":  # autocast moves the values; fp32 keys stay what they were
+        parts.append(mixed_precision)
     key = hashlib.sha256(json.dumps(parts, default=str).encode()).hexdigest()
     return Path(cache_dir) / f"{key[:32]}.safetensors"
 
@@ -94,55 +105,95 @@ def _write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None
 
 @torch.no_grad()
 def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool = False,
-                        cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> Dataset:
+                        cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                        accelerator=None) -> Dataset:
     """Adds `ref_chosen_logps` and `ref_rejected_logps` (summed log-probs of each response under `reference`).
 
     A dataset that already has both columns (the user brought them) is returned unchanged. With
-    `disable_adapter`, `reference` is a PEFT model whose base model, adapter off, is the reference.
+    `disable_adapter`, `reference` is a PEFT model whose base model, adapter off, is the reference. With an
+    `accelerate.Accelerator` (the trainer's), the reference runs on its device under its autocast, each process
+    on its share of the batches, and every process gets all the values; every process must call this together.
     `cache_dir` defaults to ``default_cache_dir() / "reference"``; see the module docstring.
     """
     if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
         return dataset
-    if not use_cache:
-        return _add_computed(dataset, reference, collator, batch_size, disable_adapter, None)
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "reference"
-    path = reference_cache_file(folder, reference_fingerprint(reference, disable_adapter), data_fingerprint(dataset),
-                                batch_size, collator)
-    with contextlib.suppress(OSError):  # a read-only cache folder: computed, not cached (`_write_cache` warns)
-        folder.mkdir(parents=True, exist_ok=True)
-    # Two runs on the same data and reference (two frontier workers, say): the second waits and reads the cache.
-    with exclusive_lock(path.with_suffix(".lock"), f"Waiting for another process computing reference log-probs {path.name}..."):
-        cached = _read_cache(path, len(dataset))
+    main = accelerator is None or accelerator.is_main_process
+    precision = str(getattr(accelerator, "mixed_precision", "no") or "no")
+    with contextlib.ExitStack() as held:
+        cached, path = None, None
+        if use_cache and main:
+            folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "reference"
+            path = reference_cache_file(folder, reference_fingerprint(reference, disable_adapter),
+                                        data_fingerprint(dataset), batch_size, collator, precision)
+            with contextlib.suppress(OSError):  # a read-only cache folder: computed, not cached (`_write_cache` warns)
+                folder.mkdir(parents=True, exist_ok=True)
+            # Two runs on the same data and reference (two frontier workers, say): the second waits and reads the cache.
+            waiting = f"Waiting for another process computing reference log-probs {path.name}..."
+            held.enter_context(exclusive_lock(path.with_suffix(".lock"), waiting))
+            cached = _read_cache(path, len(dataset))
+        if accelerator is not None and accelerator.num_processes > 1:
+            from accelerate.utils import broadcast_object_list
+
+            cached = broadcast_object_list([cached])[0]  # the main process's answer, for every process
         if cached is not None:
-            print(f"Reference log-probs of {len(dataset)} pairs: read from the cache {path}")
-            return dataset.add_column("ref_chosen_logps", cached[0]).add_column("ref_rejected_logps", cached[1])
-        return _add_computed(dataset, reference, collator, batch_size, disable_adapter, path)
-
-
-def _add_computed(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, path: Path | None):
-    start = time.perf_counter()
-    chosen, rejected = _compute(dataset, reference, collator, batch_size, disable_adapter)
-    where = ""
-    if path is not None:
-        _write_cache(path, chosen, rejected)
-        where = f", cached in {path}"
-    print(f"Reference log-probs of {len(dataset)} pairs: computed in {time.perf_counter() - start:.1f} s{where}")
+            if main:
+                print(f"Reference log-probs of {len(dataset)} pairs: read from the cache {path}")
+            chosen, rejected = cached
+        else:
+            start = time.perf_counter()
+            chosen, rejected = _compute(dataset, reference, collator, batch_size, disable_adapter, accelerator)
+            where = ""
+            if path is not None:
+                _write_cache(path, chosen, rejected)
+                where = f", cached in {path}"
+            processes = accelerator.num_processes if accelerator is not None else 1
+            if main:
+                split = f" over {processes} processes" if processes > 1 else ""
+                print(f"Reference log-probs of {len(dataset)} pairs: computed in {time.perf_counter() - start:.1f} s"
+                      f"{split}{where}")
     return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
 
 
-def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool):
+@contextlib.contextmanager
+def _on_device(model: torch.nn.Module, device: torch.device):
+    """`model` on `device` for the block, then back where it was. The Trainer places the model on its device itself
+    except under FSDP and DeepSpeed, which do it when training starts (a model with a device map stays as it is)."""
+    first = next(model.parameters(), None)
+    if first is None or first.device == device or getattr(model, "hf_device_map", None):
+        yield
+        return
+    model.to(device)
+    try:
+        yield
+    finally:
+        model.to(first.device)
+
+
+def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, accelerator=None):
     was_training = reference.training
     reference.eval()
-    device = next(reference.parameters()).device
-    loader = DataLoader(dataset.select_columns(TOKEN_COLUMNS), batch_size=batch_size, collate_fn=collator, shuffle=False)
+    loader = DataLoader(dataset.select_columns(TOKEN_COLUMNS), batch_size=batch_size, collate_fn=collator,
+                        shuffle=False)
+    if accelerator is not None:
+        device, autocast = accelerator.device, accelerator.autocast
+        # Each process gets every num_processes-th batch; a short last round is padded with repeated rows, which
+        # gather_for_metrics drops again, so the gathered values are the dataset's, in order.
+        loader = accelerator.prepare_data_loader(loader)
+    else:
+        first = next(reference.parameters(), None)
+        device, autocast = (first.device if first is not None else torch.device("cpu")), contextlib.nullcontext
     chosen, rejected = [], []
     adapter_off = reference.disable_adapter() if disable_adapter else contextlib.nullcontext()
-    with adapter_off:
-        for batch in tqdm(loader, desc="Computing reference log-probs"):
+    show = accelerator is None or accelerator.is_main_process
+    with adapter_off, _on_device(reference, device), autocast():
+        for batch in tqdm(loader, desc="Computing reference log-probs", disable=not show):
             batch = {k: v.to(device) for k, v in batch.items()}
-            logps = forward_logps(reference, batch).logps
-            c, r = logps.float().cpu().chunk(2)
-            chosen += c.tolist()
-            rejected += r.tolist()
+            c, r = forward_logps(reference, batch).logps.float().chunk(2)
+            if accelerator is not None:
+                c, r = accelerator.gather_for_metrics((c.contiguous(), r.contiguous()))
+            chosen += c.cpu().tolist()
+            rejected += r.cpu().tolist()
     reference.train(was_training)
+    if len(chosen) != len(dataset):  # a sharding that lost or repeated rows would misalign every pair after it
+        raise RuntimeError(f"reference log-probs for {len(chosen)} pairs, but the dataset has {len(dataset)}")
     return chosen, rejected
