@@ -81,6 +81,7 @@ class UPOTrainer(Trainer):
             raise ConfigError(f"eval_strategy={args.eval_strategy.value!r} needs an eval_dataset: pass one "
                               "(--eval_dataset PATH), or set eval_strategy='no'.")
         self.model_name_or_path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
+        self.data_sources = (train_dataset, eval_dataset)  # the model card names the Hub datasets among them
         if isinstance(model, str) or isinstance(ref_model, str):
             from upo.models import load_causal_lm, load_tokenizer
 
@@ -430,5 +431,5 @@ class UPOTrainer(Trainer):
         if self.value_head is not None and os.path.isfile(path) and not self.is_fsdp_enabled:
             self.value_head.load_state_dict(load_file(path))
 
-    def create_model_card(self, *args, **kwargs):
-        write_model_card(self.args.output_dir, self)
+    def create_model_card(self, *args, license: str | None = None, **kwargs):
+        write_model_card(self.args.output_dir, self, license=license)

@@ -262,3 +262,29 @@ def test_paired_intervals_keep_each_prompts_two_values_together():
     both = paired_intervals(run, base, 2.0, [1.0, 0.0] * 100, [0.5] * 200)
     assert set(both) == {"gain_std_ci90", "win_rate_gap_ci90"} and both["win_rate_gap_ci90"][0] < 0 < \
         both["win_rate_gap_ci90"][1]
+
+
+def test_metrics_and_sample_replies_reach_tensorboard(tmp_path):
+    """A real tracker that works offline: the event file is read back with TensorBoard's own reader."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from upo.eval.tracking import log_evaluation
+
+    report = {"summaries": [{"name": "reference", "n_prompts": 2, "win_rate": 0.5, "kl": 0.0,
+                             "implicit_accuracy": None},
+                            {"name": "upo", "n_prompts": 2, "win_rate": 0.75, "kl": 1.25, "implicit_accuracy": 0.5}],
+              "per_prompt": [{"prompt": [{"role": "user", "content": "hi"}], "reference_answer": "hello",
+                              "reference": {"reply": "hey"}, "upo": {"reply": "hi | there"}},
+                             {"prompt": "What is rain?", "reference": {"reply": "water"}, "upo": {"reply": "drops"}}]}
+    assert log_evaluation(report, ["tensorboard"], "grid-upo", tmp_path) == ["tensorboard"]
+    events = EventAccumulator(str(tmp_path / "grid-upo"), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+    scalars = {tag: events.Scalars(tag)[0].value for tag in events.Tags()["scalars"]}
+    assert scalars == pytest.approx({"eval/reference/win_rate": 0.5, "eval/reference/kl": 0.0,
+                                     "eval/upo/win_rate": 0.75, "eval/upo/kl": 1.25, "eval/upo/implicit_accuracy": 0.5})
+    text = events.Tensors("eval/sample_replies/text_summary")[0].tensor_proto.string_val[0].decode()
+    assert "| prompt | reference answer | reference | upo |" in text
+    assert "| user: hi | hello | hey | hi \\| there |" in text
+    assert log_evaluation(report, "none", None, tmp_path) == []
+    with pytest.raises(Exception, match=r"report_to \['comet'\]"):
+        log_evaluation(report, ["comet"], None, tmp_path)

@@ -71,6 +71,7 @@ def grid(tmp_path):
                   "max_length": 64, "logging_steps": 1, "disable_tqdm": True},
         "eval": {"max_new_tokens": 3, "batch_size": 3, "preference_scorer_model": str(scorer)},
         "runs": [{"name": "dpo", "options": {"alpha": 0.0}}, {"name": "upo", "options": {"alpha": 1.0}}],
+        "report_to": "tensorboard",
     }
     return load_frontier_config(config)
 
@@ -101,6 +102,10 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert state["global_step"] == 1 and state["log_history"][0]["step"] == 1
     assert any(line.startswith("    [upo] step 1/1: epoch 0.25, loss ") for line in logs), logs
     assert any(line.startswith("    [upo] step 1/1: done in ") for line in logs), logs
+    # The tracker and a run name reached the run: its training and its evaluation log under that name.
+    options = __import__("yaml").safe_load((run_dir(grid, "upo") / "run.yaml").read_text())
+    assert options["report_to"] == "tensorboard" and options["run_name"] == "frontier-upo"
+    assert list((run_dir(grid, "upo") / "runs" / "frontier-upo").glob("events.out.tfevents.*"))
     done = json.loads((run_dir(grid, "upo") / TRAIN_DONE).read_text())
     assert done["global_step"] == 1 and done["final_logs"][0]["loss"] == state["log_history"][0]["loss"]
     assert (run_dir(grid, "upo") / "adapter_config.json").exists() or (run_dir(grid, "upo") / "config.json").exists()
@@ -143,8 +148,8 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0,
                                               aw_temperature=0.5, train_data=str(train)))
     dpo, upo = (run_train_options(config, run) for run in config["runs"])
-    assert {k: v for k, v in dpo.items() if k not in ("alpha", "aw_temperature", "output_dir")} == \
-        {k: v for k, v in upo.items() if k not in ("alpha", "aw_temperature", "output_dir")}
+    differ = ("alpha", "aw_temperature", "output_dir", "run_name")
+    assert {k: v for k, v in dpo.items() if k not in differ} == {k: v for k, v in upo.items() if k not in differ}
     assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
     # One epoch over exactly the pairs the budget reaches (3 steps of 4).
     assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]

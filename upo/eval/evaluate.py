@@ -354,6 +354,13 @@ def build_parser() -> argparse.ArgumentParser:
     generation.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, with --do_sample.")
     generation.add_argument("--max_length", type=int, default=256,
                             help="Tokens of prompt + response for the implicit-reward accuracy.")
+    results = parser.add_argument_group("results")
+    results.add_argument("--report_to", nargs="+", default=["none"],
+                         help="Trackers to log the metrics and a table of sample replies to: tensorboard, wandb.")
+    results.add_argument("--run_name", default=None, help="The tracker's run name; default upo-eval-<first model>.")
+    results.add_argument("--logging_dir", default=None, help="Where TensorBoard writes; default OUT/runs.")
+    results.add_argument("--update_model_card", action="store_true",
+                         help="Add each evaluated run's results to the model-index of its model card (README.md).")
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy).")
     parser.add_argument("--out", default=None,
@@ -404,6 +411,19 @@ def main(argv: list[str]) -> None:
     written = write_eval_outputs(out, report)
     print(side_by_side(summaries))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
+    from upo.eval.tracking import log_evaluation
+
+    run_name = args.run_name or f"upo-eval-{names[0]}"
+    logged = log_evaluation(report, args.report_to, run_name, args.logging_dir or out / "runs")
+    if logged:
+        print(f"Logged the metrics and sample replies to {', '.join(logged)} (run {run_name})")
+    if args.update_model_card:
+        from upo.training.model_card import add_eval_results
+
+        data_name = args.dataset_name or Path(args.eval_data or DEFAULT_EVAL_DATA).name
+        for name, path, summary in zip(names, args.model, summaries[1:]):
+            if read_run_config(path) is not None and add_eval_results(path, summary, data_name, args.dataset_name):
+                print(f"Added the results of {name} to the model card {Path(path) / 'README.md'}")
 
 
 def write_eval_outputs(out: Path, report: dict) -> list[Path]:

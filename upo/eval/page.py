@@ -93,7 +93,9 @@ def scatter_svg(points: Sequence[tuple[str, float, float, str]], x_label: str, y
                          f'L{cx + 5:.1f},{cy - 5:.1f}" stroke="#777" stroke-width="2"/>')
         else:
             parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" class="pt {html.escape(kind)}"/>')
-        parts.append(f'<text x="{cx + 8:.1f}" y="{cy - 8:.1f}" class="label">{html.escape(label)}</text>')
+        right_half = cx > (left + width - right) / 2  # labels point inwards, so none is cut at the edge
+        parts.append(f'<text x="{cx - 8 if right_half else cx + 8:.1f}" y="{cy - 8:.1f}" class="label" '
+                     f'text-anchor="{"end" if right_half else "start"}">{html.escape(label)}</text>')
     parts.append("</svg>")
     return "".join(parts)
 
@@ -214,7 +216,8 @@ SCRIPT = """
     count.textContent=n+' of '+rows.length+' prompts';
   }
   function remember(){  // the view in the address: a link shows the same sort and filter
-    var h='sort='+encodeURIComponent(sel.value)+'&dir='+dir.value+(filter.value?'&q='+encodeURIComponent(filter.value):'');
+    var h='sort='+encodeURIComponent(sel.value)+'&dir='+dir.value;
+    if(filter.value) h+='&q='+encodeURIComponent(filter.value);
     try{history.replaceState(null,'','#'+h);}catch(e){}
   }
   sel.addEventListener('change',function(){  // a score sorts best first; the prompt's number in order

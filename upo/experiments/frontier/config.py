@@ -89,7 +89,9 @@ def run_train_options(config: dict, run: dict) -> dict:
         "output_dir": str(run_dir(config, run["name"])),
         "overwrite_output_dir": True,  # only ever a run that did not finish
     })
-    options.setdefault("report_to", "none")
+    # The tracker and the run's name reach every run: `report_to` at the top of the config (or in `train`).
+    options["report_to"] = config.get("report_to") or options.get("report_to") or "none"
+    options.setdefault("run_name", f"{Path(config['output_dir']).name}-{run['name']}")
     options.setdefault("save_strategy", "no")
     return options
 

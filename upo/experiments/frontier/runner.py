@@ -161,9 +161,11 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
             log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluating")
             ev = get_evaluator()
             ev.use_reference_record(reference)  # its replies and scores, for the win rate
-            summary = stored_evaluation(ev.evaluate(run["name"], str(folder)), key)
+            record = ev.evaluate(run["name"], str(folder))
+            summary = stored_evaluation(record, key)
             atomic_write_json(folder / EVAL_SUMMARY, summary)
             log(f"[frontier {elapsed()}] {run['name']}: {one_line(summary['summary'])}")
+            log_run_evaluation(config, run, ev, record, folder)
 
     ensure_reference()
     results = collect_results(config)
@@ -183,3 +185,18 @@ def preference_scorer(config: dict):
     if spec == "similarity" and e.get("preference_scorer_model"):
         spec = f"similarity:{e['preference_scorer_model']}"
     return build_preference_scorer(spec, judge_model=e.get("judge_model"), judge_template=e.get("judge_template"))
+
+
+def log_run_evaluation(config: dict, run: dict, evaluator, record: dict, folder: Path) -> None:
+    """The run's evaluation (its summary and sample replies beside the reference's) in the run's tracker, under the
+    run's own name (`report_to`, `run_name` of its options); TensorBoard writes beside the training logs."""
+    options = run_train_options(config, run)
+    if options["report_to"] in ("none", None, []):
+        return
+    from upo.eval.evaluate import REFERENCE
+    from upo.eval.tracking import log_evaluation
+
+    records = {REFERENCE: evaluator.evaluate_reference(), run["name"]: record}
+    report = {"summaries": [r["summary"] for r in records.values() if "summary" in r],
+              "per_prompt": evaluator.per_prompt(records)}
+    log_evaluation(report, options["report_to"], options["run_name"], folder / "runs")
