@@ -11,6 +11,10 @@ contradictory loss weights, a missing dataset, a second run into a used output_d
 
 import gzip
 import json
+import os
+import re
+import shutil
+from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -24,6 +28,7 @@ from upo.rewards import score_designer_rewards
 
 FAST = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, max_length=64, disable_tqdm=True, max_steps=1)
 ROWS = make_pairs(8)
+ROOT = Path(__file__).parents[1]
 
 
 def jsonl(path, rows):
@@ -232,9 +237,9 @@ def run_cli(tmp_path, data_file, *options):
 
 
 @pytest.mark.parametrize("options, message", [
-    (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be >= 1, got 0"),
-    (["--learning_rate", "-1"], "learning_rate must be >= 0, got -1.0"),
-    (["--max_length", "1"], "max_length must be > 1, got 1"),
+    (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be an integer >= 1, got 0"),
+    (["--learning_rate", "-1"], "learning_rate must be a finite number >= 0, got -1.0"),
+    (["--max_length", "1"], "max_length must be an integer >= 2, or None, got 1"),
     (["--eval_strategy", "steps"], "eval_strategy='steps' needs an eval_dataset: pass one"),
     (["--eval_dataset", "DATA", "--eval_strategy", "steps", "--eval_steps", "2", "--save_steps", "3",
       "--load_best_model_at_end", "true"], "saving steps to be a round multiple of the evaluation steps"),
@@ -289,3 +294,153 @@ def test_single_values_where_yaml_expects_lists_are_accepted():
 def test_misspelt_flag(tmp_path, data_file, capsys):
     assert run_cli(tmp_path, data_file, "--learnin_rate", "1e-4") == 1
     assert "--learnin_rate" in capsys.readouterr().err
+
+
+# --- second round: input that trained silently, and library tracebacks ----------------------------------------------
+
+
+def test_jsonl_object_with_a_key_twice(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + '{"prompt": "q", "chosen": "a", "rejected": "b", "chosen": "c"}\n')
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: the key 'chosen' appears 2 times in one object \(values "
+                       r"\"a\", \"c\"\); JSON readers silently keep the last one"):
+        load_preference_pairs(path)
+
+
+def test_json_message_with_a_key_twice(tmp_path):
+    path = tmp_path / "chat.json"
+    path.write_text('[{"prompt": [{"role": "user", "content": "Hi", "role": "system"}], '
+                    '"chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}]')
+    with pytest.raises(DataError, match=r"chat\.json: the key 'role' appears 2 times in one object"):
+        load_preference_pairs(path)
+
+
+def test_csv_with_a_duplicated_header(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,chosen,rejected,chosen\nq,a,b,c\n")
+    with pytest.raises(DataError, match=r"pairs\.csv, line 1: the header names column\(s\) \['chosen'\] more than once; "
+                       r"readers silently rename the second one \('chosen\.1'\)"):
+        load_preference_pairs(path)
+
+
+def test_every_weight_zero(tmp_path, tokenizer):
+    path = jsonl(tmp_path / "pairs.jsonl", [{**r, "weight": 0} for r in ROWS])
+    with pytest.raises(DataError, match=r"pairs\.jsonl, column 'weight': every pair's weight is 0, so the loss is 0 and "
+                       r"nothing would be learned"):
+        trainer(tmp_path, tokenizer, str(path))
+
+
+def test_reward_function_returning_none_for_every_row():
+    def never_applies(prompts, completions, **kwargs):
+        return [None] * len(completions)
+
+    with pytest.raises(RewardFunctionError, match=r"'never_applies' returned None for all 4 responses: it applies to "
+                       r"none of them, so its designer term would be silently off"):
+        score(never_applies)
+
+
+ALTERNATING = ("{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+               "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}"
+               "<|{{ message['role'] }}|>{{ message['content'] }}</s>{% endfor %}"
+               "{% if add_generation_prompt %}<|assistant|>{% endif %}")
+
+
+def test_chat_template_refusing_a_rows_role_order_names_the_row(tmp_path, tokenizer):
+    tokenizer.chat_template = ALTERNATING
+    rows = [{"prompt": [{"role": "user", "content": f"Hi {i}"}], "chosen": [{"role": "assistant", "content": "Hello!"}],
+             "rejected": [{"role": "assistant", "content": "Go away."}]} for i in range(4)]
+    rows[2]["prompt"] = [{"role": "user", "content": "Hi"}, {"role": "user", "content": "Are you there?"}]
+    with pytest.raises(DataError, match=r"chat\.jsonl, pair 2 \(prompt user/user: 'Are you there\?'\): the tokenizer's "
+                       r"chat template refused it \(TemplateError: Conversation roles must alternate"):
+        trainer(tmp_path, tokenizer, str(jsonl(tmp_path / "chat.jsonl", rows)))
+
+
+@pytest.mark.parametrize("damage", ["state.json", "arrow"])
+def test_dataset_folder_holding_files_save_to_disk_did_not_write(tmp_path, damage):
+    folder = tmp_path / "saved"
+    Dataset.from_list(ROWS).save_to_disk(str(folder))
+    if damage == "state.json":
+        (folder / "state.json").write_text("{not json")
+    else:
+        next(folder.glob("*.arrow")).write_text("notes, not Arrow data")
+    with pytest.raises(DataError, match=r"saved: a save_to_disk folder whose files cannot be read \(.*\)\. It holds files "
+                       r"save_to_disk did not write, or they were damaged"):
+        load_preference_pairs(folder)
+
+
+def test_integer_too_large_for_arrow(tmp_path):
+    path = jsonl(tmp_path / "pairs.jsonl", [{**r, "meta": {"id": 2 ** 70 if i == 5 else i}} for i, r in enumerate(ROWS)])
+    with pytest.raises(DataError, match=r"pairs\.jsonl, row 5 \(line 6\), column 'meta': the integer 1180591620717411303424 "
+                       r"does not fit in 64 bits"):
+        load_preference_pairs(path)
+
+
+def test_json_value_nested_too_deep(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(ROWS[0]) + "\n" + '{"prompt": "q", "chosen": "a", "rejected": "b", "x": '
+                    + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: a JSON value nested too deep to read"):
+        load_preference_pairs(path)
+
+
+@pytest.fixture
+def model_folder(tmp_path, tokenizer):
+    folder = tmp_path / "model"
+    tiny_model().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt", r"Cannot load the model '.*model': Error while deserializing header"),
+    ("truncated", r"Cannot load the model '.*model': Error while deserializing header"),
+    ("no-weights", r"Cannot load the model '.*model': Error no file named model.safetensors"),
+    ("config-not-json", r"Cannot load the (model|tokenizer of) '.*model': It looks like the config file at .*config.json' "
+                        r"is not a valid JSON file"),
+    ("pickle-with-code", r"Cannot load the model '.*model': its weights file is a pickle holding more than tensors"),
+])
+def test_model_folders_that_cannot_be_loaded(tmp_path, data_file, capsys, model_folder, damage, message):
+    weights = model_folder / "model.safetensors"
+    if damage == "corrupt":
+        data = bytearray(weights.read_bytes())
+        data[8:64] = b"\xff" * 56  # inside the header
+        weights.write_bytes(bytes(data))
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "no-weights":
+        weights.unlink()
+    elif damage == "config-not-json":
+        (model_folder / "config.json").write_text("{not json")
+    else:
+        import pickle
+
+        weights.unlink()
+        (model_folder / "pytorch_model.bin").write_bytes(pickle.dumps(print))  # a global: code, not tensors
+    assert run_cli(tmp_path, data_file, "--model_name_or_path", str(model_folder), "--use_cpu", "true") == 1
+    err = capsys.readouterr().err
+    assert err.startswith("upo train: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs a private mount namespace for a small full disk")
+@pytest.mark.slow
+def test_full_disk_during_a_checkpoint_save(tmp_path, tokenizer, model_folder):
+    """A real ENOSPC (a 3 MB tmpfs mounted in a private namespace): one line naming the file and the fix, the
+    complete checkpoint kept, the interrupted one marked incomplete and replaced on resume."""
+    import subprocess
+    import sys
+
+    data = jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    train = [sys.executable, "-m", "upo.cli", "train", "--model_name_or_path", str(model_folder), "--dataset", str(data),
+             "--output_dir", str(disk / "run"), "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
+             "--per_device_train_batch_size", "4", "--max_steps", "8", "--save_strategy", "steps", "--save_steps", "2",
+             "--disable_tqdm", "true"]
+    script = 'mount -t tmpfs -o size=3m tmpfs "$1" && shift && exec "$@"'
+    out = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(disk), *train], capture_output=True,
+                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert out.returncode == 1, out.stdout + out.stderr
+    last = out.stderr.strip().splitlines()[-1]
+    assert last.startswith("upo train: error: ") and "No space left on device" in last, out.stderr[-3000:]
+    assert "Traceback" not in out.stderr

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from upo.config_checks import check_option_ranges
 from upo.errors import ConfigError
 from upo.losses import AUX_NORMALIZATIONS, BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
 
@@ -240,6 +241,7 @@ class UPOConfig(TrainingArguments):
             from transformers.utils import is_torch_bf16_gpu_available
 
             self.bf16 = not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available()
+        check_option_ranges(self)  # every numeric option, before transformers or torch sees it (upo/config_checks.py)
         try:
             super().__post_init__()
         except ValueError as error:  # transformers' checks of contradictory options: its message, without a traceback
@@ -252,11 +254,6 @@ class UPOConfig(TrainingArguments):
             value = getattr(self, name)
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 setattr(self, name, [value])
-        for name in ("reward_weights", "loss_weights"):
-            for value in getattr(self, name) or []:
-                if isinstance(value, bool) or not isinstance(value, (int, float)):
-                    raise ConfigError(f"{name} holds {value!r}, not a number: give one number per entry, e.g. "
-                                      f"{name}: [1.0, 0.5].")
         for name in self.loss_type:
             if name not in LOSS_TYPES:
                 raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(LOSS_TYPES)}.")
@@ -278,32 +275,11 @@ class UPOConfig(TrainingArguments):
             raise ConfigError("value_baseline 'pair_mean' with loss_type ['kto']: a KTO row has one completion with a "
                               "designer reward, so the pair mean is its own reward and every advantage is 0 (plain "
                               "likelihood training). Use value_baseline: value_head or batch_mean.")
-        checks = [
-            (self.beta > 0, f"beta must be > 0, got {self.beta}."),
-            (0 <= self.label_smoothing < 0.5, f"label_smoothing must be in [0, 0.5), got {self.label_smoothing}."),
-            (self.alpha >= 0, f"alpha must be >= 0, got {self.alpha}."),
-            (0.5 <= self.expectile_tau < 1.0, f"expectile_tau must be in [0.5, 1) (0.5 fits the mean; IQL's "
-             f"expectile is an upper one), got {self.expectile_tau}."),
-            (self.aw_temperature > 0, f"aw_temperature must be > 0, got {self.aw_temperature}."),
-            (self.aw_max_weight > 0, f"aw_max_weight must be > 0, got {self.aw_max_weight}."),
-            (0 <= self.modpo_weight < 1, f"modpo_weight must be in [0, 1), got {self.modpo_weight}."),
-            (self.desirable_weight > 0 and self.undesirable_weight > 0,
-             f"desirable_weight and undesirable_weight must be > 0, got {self.desirable_weight} and "
-             f"{self.undesirable_weight}."),
-            (0 < self.cliprange < 1, f"cliprange must be in (0, 1), got {self.cliprange}."),
-            (0 < self.alol_clip < 1, f"alol_clip must be in (0, 1), got {self.alol_clip}."),
-            (isinstance(self.csft_tags, (list, tuple)) and len(self.csft_tags) == 2 and all(
+        if not (isinstance(self.csft_tags, (list, tuple)) and len(self.csft_tags) == 2 and all(
                 isinstance(t, str) and t.strip() and t == t.strip() for t in self.csft_tags)
-             and self.csft_tags[0] != self.csft_tags[1],
-             f"csft_tags must be two different non-empty tags without surrounding spaces, got {self.csft_tags!r}."),
-            (self.max_length is None or self.max_length > 1, f"max_length must be > 1, got {self.max_length}."),
-            (self.learning_rate >= 0, f"learning_rate must be >= 0, got {self.learning_rate}."),
-            (self.per_device_train_batch_size >= 1,
-             f"per_device_train_batch_size must be >= 1, got {self.per_device_train_batch_size}."),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+                and self.csft_tags[0] != self.csft_tags[1]):
+            raise ConfigError(f"csft_tags must be two different non-empty tags without surrounding spaces, got "
+                              f"{self.csft_tags!r}.")
         if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
             raise ConfigError(
                 f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "

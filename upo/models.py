@@ -21,6 +21,7 @@ import importlib.metadata
 import importlib.util
 import json
 import os
+import pickle
 import shutil
 import sys
 import tempfile
@@ -205,6 +206,11 @@ def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None
     options = {key: value for key, value in options.items() if value is not None}
     try:
         return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options, **kwargs)
+    except pickle.UnpicklingError as error:  # torch's weights_only load refused a pickle that would run code
+        raise ModelResolutionError(
+            f"Cannot load the model {name_or_path!r}: its weights file is a pickle holding more than tensors, which "
+            "would run code when read; torch's weights_only loading refused it. Use a safetensors copy of the model "
+            "(convert it only where you trust its source).") from error
     except (OSError, ImportError, ValueError, SafetensorError) as error:  # no or broken checkpoint, repo or kernel
         raise ModelResolutionError(f"Cannot load the model {name_or_path!r}: {_one_line(error)}") from error
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import shutil
 import time
 from collections import defaultdict
 
@@ -28,7 +29,15 @@ from upo.objective import (
     needs_value_head,
     uses_designer_term,
 )
-from upo.training.checkpointing import remove_if_incomplete, resolve_resume_checkpoint, write_completion_marker
+from upo.training.checkpointing import (
+    CHECKPOINT_PATTERN,
+    explaining_save_failures,
+    refusing_unsafe_pickles,
+    remove_if_incomplete,
+    remove_written_since,
+    resolve_resume_checkpoint,
+    write_completion_marker,
+)
 from upo.training.distributed import check_launch
 from upo.training.fsdp import enable_fsdp2_on_cpu, shard_reference
 from upo.training.model_card import write_model_card
@@ -209,7 +218,8 @@ class UPOTrainer(Trainer):
                 )
         # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last folder.
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
-        return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
+        with refusing_unsafe_pickles(resume_from_checkpoint):
+            return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
@@ -390,6 +400,15 @@ class UPOTrainer(Trainer):
             state_dict = self.accelerator.unwrap_model(self.model).state_dict()
         head = {k[len(VALUE_HEAD_PREFIX):]: v.contiguous() for k, v in state_dict.items() if k.startswith(VALUE_HEAD_PREFIX)}
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(VALUE_HEAD_PREFIX)}
+        if CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(output_dir))):
+            self._save_files(output_dir, state_dict, head)  # _save_checkpoint explains a failure
+            return
+        start = time.time()
+        with explaining_save_failures("the model into", output_dir, self.args.output_dir,
+                                      cleanup=lambda: remove_written_since(output_dir, start, OUTPUT_FILES)):
+            self._save_files(output_dir, state_dict, head)
+
+    def _save_files(self, output_dir: str, state_dict: dict, head: dict) -> None:
         super()._save(output_dir, state_dict=state_dict)
         if not self.args.should_save:
             return
@@ -410,14 +429,16 @@ class UPOTrainer(Trainer):
             remove_if_incomplete(folder)  # left by a save that was killed
         self.accelerator.wait_for_everyone()
         limit, self.args.save_total_limit = self.args.save_total_limit, None  # rotate only once this one is complete
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self.args.save_total_limit = limit
-        self.accelerator.wait_for_everyone()
-        if self.args.should_save:
-            write_completion_marker(folder, self.state.global_step)
-            rotate_checkpoints(os.path.dirname(folder), limit, self.state.best_model_checkpoint, use_mtime=True)
+        with explaining_save_failures("checkpoint", folder, self.args.output_dir,
+                                      cleanup=lambda: self.args.should_save and shutil.rmtree(folder)):
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self.args.save_total_limit = limit
+            self.accelerator.wait_for_everyone()
+            if self.args.should_save:
+                write_completion_marker(folder, self.state.global_step)
+                rotate_checkpoints(os.path.dirname(folder), limit, self.state.best_model_checkpoint, use_mtime=True)
 
     def _issue_warnings_after_load(self, load_result) -> None:
         # The value head is not in model.safetensors by design (it loads from value_head.safetensors below).

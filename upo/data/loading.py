@@ -104,7 +104,15 @@ def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
                 cause = " ".join(str(error.__cause__ or error).split())
                 raise DataError(f"{name}: this folder was not written by save_to_disk, and datasets.load_dataset "
                                 f"finds no dataset in it ({cause}). Accepted: {ACCEPTED_SOURCES}.") from error
-        loaded = load_from_disk(str(path))
+        try:
+            loaded = load_from_disk(str(path))
+        except Exception as error:  # its state.json, dataset_info.json or .arrow files are not what save_to_disk
+            # writes: datasets fails with whatever its parser met first (Arrow, JSON or attribute errors)
+            raise DataError(
+                f"{name}: a save_to_disk folder whose files cannot be read ({type(error).__name__}: "
+                f"{' '.join(str(error).split())[:200]}). It holds files save_to_disk did not write, or they were "
+                "damaged: write it again with Dataset.save_to_disk, or pass the data files themselves."
+            ) from error
         dataset = _pick_split(loaded, split, name) if isinstance(loaded, DatasetDict) else loaded
         return dataset, name, None
     if not path.is_file():
@@ -178,7 +186,11 @@ def _parse_json_lines(text: str, name: str) -> tuple[Dataset, list[int]]:
         if not line.strip():
             continue
         try:
-            row = json.loads(line)
+            row = _decode_json(line)
+        except DuplicateKeyError as error:
+            raise DataError(f"{name}, line {number}: {error}") from None
+        except RecursionError:
+            raise DataError(f"{name}, line {number}: {_TOO_DEEP}") from None
         except json.JSONDecodeError as error:
             truncated = number == last_line and not text.endswith("\n")
             hint = (
@@ -198,12 +210,46 @@ def _parse_json_lines(text: str, name: str) -> tuple[Dataset, list[int]]:
     return _rows_to_dataset(rows, name, line_numbers), line_numbers
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice (json.loads would silently keep the last value)."""
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    row = dict(pairs)
+    if len(row) != len(pairs):
+        seen = set()
+        key = next(k for k, _ in pairs if k in seen or seen.add(k))
+        values = [v for k, v in pairs if k == key]
+        raise DuplicateKeyError(
+            f"the key {key!r} appears {len(values)} times in one object (values "
+            f"{', '.join(_preview(v) for v in values)}); JSON readers silently keep the last one. Keep one of them."
+        )
+    return row
+
+
+def _preview(value) -> str:
+    text = json.dumps(value, ensure_ascii=False)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _decode_json(text: str):
+    return json.loads(text, object_pairs_hook=_no_duplicate_keys)
+
+
+_TOO_DEEP = ("a JSON value nested too deep to read (nested lists or objects beyond Python's recursion limit, about "
+             "1000 levels). Preference data nests two levels (messages in a list): fix how the file is written.")
+
+
 def _read_json(path: Path, name: str) -> tuple[Dataset, list[int] | None]:
     text = _read_text(path, name)
     if not text.lstrip().startswith("["):
         return _parse_json_lines(text, name)
     try:
-        rows = json.loads(text)
+        rows = _decode_json(text)
+    except DuplicateKeyError as error:
+        raise DataError(f"{name}: {error}") from None
+    except RecursionError:
+        raise DataError(f"{name}: {_TOO_DEEP}") from None
     except json.JSONDecodeError as error:
         raise DataError(
             f"{name}, line {error.lineno}, column {error.colno}: not valid JSON ({error.msg}). {JSON_LAYOUT_HELP}"
@@ -223,6 +269,13 @@ def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None
     # silently (`true` among numbers becomes 1.0). So look for the first change of type before Arrow does.
     change, arrow_error = _first_type_change(columns), None
     if change is None:
+        huge = _first_huge_int(columns)
+        if huge is not None:
+            row, key, value = huge
+            raise DataError(
+                f"{row_location(name, row, line_numbers)}, column '{key}': the integer {_preview(value)} does not fit "
+                "in 64 bits (Arrow's integers hold about +-9.2e18). Write it as a float (e.g. 1e30) or as text."
+            )
         try:
             return Dataset.from_dict(columns)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:  # a clash below the top level (inside messages)
@@ -237,6 +290,26 @@ def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None
             f"{first_kind}. Every row must give each column one type (all numbers, all strings, ...)."
         )
     raise DataError(f"{name}: rows disagree on the type of a column ({arrow_error}).") from arrow_error
+
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def _first_huge_int(columns: dict[str, list]) -> tuple[int, str, int] | None:
+    """(row, column, value) of the first integer outside int64, anywhere in a value (messages included)."""
+
+    def huge(value) -> int | None:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value if not _INT64[0] <= value <= _INT64[1] else None
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        return next((found for child in children if (found := huge(child)) is not None), None)
+
+    for key, values in columns.items():
+        for row, value in enumerate(values):
+            found = huge(value)
+            if found is not None:
+                return row, key, found
+    return None
 
 
 def _first_type_change(columns: dict[str, list]) -> tuple[int, str, str, str] | None:
@@ -257,6 +330,11 @@ def _first_type_change(columns: dict[str, list]) -> tuple[int, str, str, str] | 
 
 def _read_csv(path: Path, name: str) -> tuple[Dataset, list[int]]:
     text = _read_text(path, name)
+    header = next(csv.reader(io.StringIO(text)), [])
+    duplicates = sorted({column for column in header if header.count(column) > 1})
+    if duplicates:
+        raise DataError(f"{name}, line 1: the header names column(s) {duplicates} more than once; readers silently "
+                        f"rename the second one ('{duplicates[0]}.1') and train on the first. Keep one of them.")
     try:
         # Only truly empty cells are missing: "NA", "null" or "None" are kept as text. Pair columns stay text
         # even when they look numeric; other columns get pandas' usual inference (weights, scores).

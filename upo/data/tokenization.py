@@ -47,6 +47,11 @@ def tokenize_pair(tokenizer, prompt, chosen, rejected) -> dict[str, list[int]]:
     }
 
 
+def _preview(messages: list) -> str:
+    roles = "/".join(str(m.get("role")) for m in messages if isinstance(m, dict))
+    return f"{roles}: {repr(str(messages[-1].get('content', '')))[:40]}" if messages else "[]"
+
+
 def check_tokenizer(tokenizer, conversational: bool) -> None:
     if tokenizer.eos_token is None:
         raise ConfigError("The tokenizer has no eos_token: set `tokenizer.eos_token` before training.")
@@ -71,10 +76,23 @@ def tokenize_dataset(dataset: Dataset, tokenizer, max_length: int | None, trunca
         )
     check_tokenizer(tokenizer, conversational=isinstance(dataset[0]["prompt"], list) if len(dataset) else False)
 
-    def tokenize(row):
-        return tokenize_pair(tokenizer, row["prompt"], row["chosen"], row["rejected"])
+    source = getattr(report, "source", "dataset")
 
-    dataset = dataset.map(tokenize, num_proc=num_proc, desc="Tokenizing pairs")
+    def tokenize(row, index):
+        try:
+            return tokenize_pair(tokenizer, row["prompt"], row["chosen"], row["rejected"])
+        except Exception as error:
+            if not isinstance(row["prompt"], list):
+                raise  # plain text: nothing of the user's runs here, so an error is a bug and keeps its traceback
+            # The model's chat template is the user's input: it may refuse a row (role order, a missing system
+            # message) by raising, with a message of its own.
+            raise DataError(
+                f"{source}, pair {index} (prompt {_preview(row['prompt'])}): the tokenizer's chat template refused it "
+                f"({type(error).__name__}: {' '.join(str(error).split())[:200]}). Fix the row's messages (roles "
+                "and order the template accepts), or remove the row."
+            ) from error
+
+    dataset = dataset.map(tokenize, with_indices=True, num_proc=num_proc, desc="Tokenizing pairs")
     if max_length is not None:
         dataset = _drop_and_truncate(dataset, max_length, report, num_proc)
     # Tokens of prompt + chosen + rejected, for `group_by_length` batches.

@@ -114,6 +114,13 @@ def score_designer_rewards(
         scores[name] = _score(name, source, prompts, chosen, rejected, extra, batch_size, show_progress, timeout)
         if path:
             write_scores(path, identity, *scores[name])
+    for name, (chosen_scores, rejected_scores) in scores.items():
+        if chosen_scores and all(v is None for v in chosen_scores + rejected_scores):
+            # None means "does not apply"; applying to no response at all turns the objective silently off.
+            raise RewardFunctionError(
+                f"reward function {name!r} returned None for all {2 * len(chosen_scores)} responses: it applies to "
+                f"none of them, so its designer term would be silently off. Check the columns it reads (the data has "
+                f"{sorted(extra) or 'no columns besides prompt, chosen and rejected'}), or remove it from reward_funcs.")
     return scores
 
 

@@ -20,16 +20,18 @@ only; such a checkpoint is still resumable, checked by size.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import pickle
 import re
 import shutil
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from upo.errors import ConfigError
+from upo.errors import ConfigError, UPOError
 from upo.files import atomic_write_json
 from upo.training.run_folder import CHECKPOINT_MARKER as MARKER_FILE
 
@@ -144,6 +146,83 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | os.PathL
             "No complete checkpoint is next to it.")
         raise ConfigError(f"Cannot resume from {path}: not a complete upo checkpoint, {reason}. {fix}")
     return str(path)
+
+
+class SaveError(UPOError):
+    """A checkpoint or the final model could not be written (a full disk, a read-only or vanished folder)."""
+
+
+LOW_SPACE = 64 * 2**20  # below this, a failed write is taken for a full disk
+
+
+def write_failure_reason(error: BaseException, folder: str | os.PathLike) -> str | None:
+    """Why writing into `folder` failed, when it is the disk's fault; None when it looks like a bug.
+
+    torch reports a full disk as "basic_ios::clear: iostream error" and safetensors as an error of its own, neither
+    an OSError: what the disk itself says (its free space) decides, at the one place that knows it was writing.
+    """
+    if isinstance(error, OSError) and error.errno is not None:
+        return error.strerror or os.strerror(error.errno)
+    try:
+        free = shutil.disk_usage(Path(folder) if Path(folder).exists() else Path(folder).parent).free
+    except OSError:
+        free = None
+    if free is not None and free < LOW_SPACE:
+        return f"No space left on device ({free / 2**20:.1f} MiB free on the disk that holds it)"
+    if isinstance(error, OSError):
+        return " ".join(str(error).split())
+    return None
+
+
+@contextlib.contextmanager
+def explaining_save_failures(what: str, folder: str | os.PathLike, output_dir: str | os.PathLike, cleanup=None):
+    """Around a save: a failure the disk caused becomes a SaveError saying what was kept and how to go on.
+
+    `cleanup()` removes what the interrupted save wrote (an incomplete checkpoint is useless, and takes space).
+    """
+    try:
+        yield
+    except UPOError:
+        raise
+    except Exception as error:
+        reason = write_failure_reason(error, folder)
+        if reason is None:
+            raise
+        if cleanup is not None:
+            with contextlib.suppress(OSError):
+                cleanup()
+        last = last_complete_checkpoint(output_dir)
+        kept = f"the last complete checkpoint is {last}" if last else "no complete checkpoint was saved yet"
+        resume = ", then resume with resume_from_checkpoint=True" if last else ", then start the run again"
+        raise SaveError(f"Could not write {what} {folder}: {reason}. The run stopped; {kept}, and what this save had "
+                        f"written was removed. Free some space (or choose another output_dir){resume}.") from error
+
+
+def remove_written_since(folder: str | os.PathLike, start: float, names: set[str]) -> None:
+    """Delete the files of `names` in `folder` modified since `start`: the part of a final save that got written."""
+    for name in names:
+        path = Path(folder) / name
+        if path.is_file() and path.stat().st_mtime >= start:
+            path.unlink()
+
+
+@contextlib.contextmanager
+def refusing_unsafe_pickles(checkpoint: str | None):
+    """Around a resume: a checkpoint file that torch's weights_only loading refuses becomes a ConfigError naming it.
+
+    transformers reads optimizer.pt, scheduler.pt and rng_state.pth with `torch.load(weights_only=True)`, which
+    refuses a pickle that would run code; its message is a page of advice for trusting the file, which we do not.
+    """
+    try:
+        yield
+    except pickle.UnpicklingError as error:
+        if checkpoint is None:
+            raise
+        raise ConfigError(
+            f"Cannot resume from {checkpoint}: one of its pickled files (optimizer.pt, scheduler.pt, rng_state.pth) "
+            "holds more than tensors and would run code when read; torch's weights_only loading refused it. The "
+            "checkpoint was not written by this training (or was tampered with): resume from one you wrote, or start "
+            "a new run.") from error
 
 
 def remove_if_incomplete(folder: str | os.PathLike) -> bool:

@@ -200,3 +200,6 @@ def check_numeric_columns(dataset, source: str) -> None:
                 preview = repr(prompt if isinstance(prompt, str) else prompt[-1].get("content", ""))[:50]
                 raise DataError(f"{source}, pair {row} (prompt {preview}), column {column!r}: {value!r} is not "
                                 f"{expected}. Fix the value or remove the row.")
+    if "weight" in columns and len(dataset) and not any(dataset["weight"]):
+        raise DataError(f"{source}, column 'weight': every pair's weight is 0, so the loss is 0 and nothing would be "
+                        "learned. Give the pairs to learn from a weight above 0 (1.0 is neutral), or drop the column.")
