@@ -11,10 +11,7 @@ contradictory loss weights, a missing dataset, a second run into a used output_d
 
 import gzip
 import json
-import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 from datasets import Dataset
@@ -28,7 +25,6 @@ from upo.rewards import score_designer_rewards
 
 FAST = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, max_length=64, disable_tqdm=True, max_steps=1)
 ROWS = make_pairs(8)
-ROOT = Path(__file__).parents[1]
 
 
 def jsonl(path, rows):
@@ -274,10 +270,9 @@ def test_bad_yaml_config(tmp_path, data_file, capsys, yaml_text, message):
 def test_yaml_option_of_the_wrong_type(tmp_path, data_file, capsys):
     config = tmp_path / "run.yaml"
     config.write_text("learning_rate: fast\n")
-    with pytest.raises(SystemExit) as exit_:
-        run_cli(tmp_path, data_file, "--config", str(config))
-    assert exit_.value.code == 2
-    assert "argument --learning_rate/--learning-rate: invalid float value: 'fast'" in capsys.readouterr().err
+    assert run_cli(tmp_path, data_file, "--config", str(config)) == 1
+    err = capsys.readouterr().err
+    assert err == f"upo train: error: {config}: argument --learning_rate/--learning-rate: invalid float value: 'fast'.\n"
 
 
 def test_missing_config_file(tmp_path, data_file, capsys):
@@ -420,27 +415,3 @@ def test_model_folders_that_cannot_be_loaded(tmp_path, data_file, capsys, model_
     err = capsys.readouterr().err
     assert err.startswith("upo train: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert re.search(message, err), err
-
-
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs a private mount namespace for a small full disk")
-@pytest.mark.slow
-def test_full_disk_during_a_checkpoint_save(tmp_path, tokenizer, model_folder):
-    """A real ENOSPC (a 3 MB tmpfs mounted in a private namespace): one line naming the file and the fix, the
-    complete checkpoint kept, the interrupted one marked incomplete and replaced on resume."""
-    import subprocess
-    import sys
-
-    data = jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    train = [sys.executable, "-m", "upo.cli", "train", "--model_name_or_path", str(model_folder), "--dataset", str(data),
-             "--output_dir", str(disk / "run"), "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
-             "--per_device_train_batch_size", "4", "--max_steps", "8", "--save_strategy", "steps", "--save_steps", "2",
-             "--disable_tqdm", "true"]
-    script = 'mount -t tmpfs -o size=3m tmpfs "$1" && shift && exec "$@"'
-    out = subprocess.run(["unshare", "-rm", "sh", "-c", script, "sh", str(disk), *train], capture_output=True,
-                         text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
-    assert out.returncode == 1, out.stdout + out.stderr
-    last = out.stderr.strip().splitlines()[-1]
-    assert last.startswith("upo train: error: ") and "No space left on device" in last, out.stderr[-3000:]
-    assert "Traceback" not in out.stderr

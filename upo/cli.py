@@ -30,32 +30,44 @@ def _parse_train_args(argv: list[str]):
         if i + 1 >= len(argv):
             raise ConfigError("--config needs a YAML file path.")
         config_path, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
+    values = {}
     if config_path is not None:
-        import yaml
+        from upo.config_checks import read_yaml_mapping
 
-        try:
-            with open(config_path) as f:
-                values = yaml.safe_load(f) or {}
-        except OSError as e:
-            raise ConfigError(f"Cannot read the config file {config_path}: {e.strerror}.") from None
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{config_path} is not valid YAML: {e}") from None
-        if not isinstance(values, dict):
-            raise ConfigError(f"{config_path} must hold a mapping of option: value, got {type(values).__name__}.")
+        values = read_yaml_mapping(config_path)
         environment = values.pop("env", None) or {}  # TRL's recipes set environment variables this way
         if not isinstance(environment, dict):
             raise ConfigError(f"{config_path}: env must be a mapping of VARIABLE: value.")
         os.environ.update({str(k): str(v) for k, v in environment.items()})
-        known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(f"{config_path}: unknown options {unknown}. See `upo train --help` for the options.")
-        parser.set_defaults(**values)
-    *parsed, config, _, unknown = parser.parse_args_into_dataclasses(args=argv, return_remaining_strings=True)
+    return parse_train_options(values, argv, where=config_path, parser=parser)
+
+
+def parse_train_options(values: dict, argv: list[str] = (), where: str | None = None, parser=None):
+    """`upo train`'s (ScriptArguments, ModelArguments, UPOConfig) from option values (a YAML's) and flags, exactly
+    as the command parses them: unknown names refused, text converted to each option's type, every option checked,
+    every TRL option upo does not implement refused by name (upo.arguments)."""
+    from transformers import HfArgumentParser
+
+    from upo.config import UPOConfig
+
+    parser = parser or HfArgumentParser((*TRAIN_DATACLASSES, UPOConfig), prog="upo train")
+    known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{where + ': ' if where else ''}unknown options {unknown}. See `upo train --help` for the "
+                          "options.")
+    parser.set_defaults(**values)
+    parser.exit_on_error = False  # a value of the wrong type becomes our one-line error, not a usage page
+    try:
+        # the dataclasses, [a namespace of arguments added to the parser, like --config,] the remaining strings
+        *parsed, unknown = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
+    except argparse.ArgumentError as error:
+        raise ConfigError(f"{where + ': ' if where else ''}{error}.") from None
     if unknown:
         raise ConfigError(f"unknown options {unknown}. See `upo train --help` for the options.")
-    refuse_unimplemented(*parsed)
-    script_args, model_args, _ = parsed
+    parsed = parsed[:len(TRAIN_DATACLASSES) + 1]
+    refuse_unimplemented(*parsed[:-1])
+    script_args, model_args, _, config = parsed
     return script_args, model_args, config
 
 
@@ -114,12 +126,14 @@ def score(argv: list[str]) -> None:
     parser.add_argument("dataset", help="A .jsonl/.json/.csv/.parquet file or a saved dataset folder.")
     parser.add_argument("--reward_funcs", nargs="+", required=True, help="Built-in names or dotted import paths.")
     parser.add_argument("--split", default="train")
+    parser.add_argument("--reward_timeout", type=float, default=None,
+                        help="Seconds one call of a reward function may take; default no limit.")
     args = parser.parse_args(argv)
     dataset, report = load_preference_pairs(args.dataset, split=args.split)
     print(report.summary())
     extra = {c: dataset[c] for c in dataset.column_names if c not in ("prompt", "chosen", "rejected")}
     scores = score_designer_rewards(dataset["prompt"], dataset["chosen"], dataset["rejected"], args.reward_funcs,
-                                    extra_columns=extra)
+                                    extra_columns=extra, timeout=args.reward_timeout)
     print(format_reward_report(reward_report(scores)))
 
 

@@ -53,7 +53,8 @@ class Range:
         if self.low is not None and self.low == self.high:
             text = f"{self.low:g}"
         elif self.low is not None and self.high is not None:
-            text = f"{kind} in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}{')' if self.high_open else ']'}"
+            opening, closing = "(" if self.low_open else "[", ")" if self.high_open else "]"
+            text = f"{kind} in {opening}{self.low:g}, {self.high:g}{closing}"
         elif self.low is not None:
             text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
         elif self.high is not None:
@@ -162,15 +163,48 @@ def _list_problems(config) -> list[str]:
     return problems
 
 
+def range_problems(values, ranges: dict[str, Range]) -> list[str]:
+    """One clause per option of `values` (an object's attributes, or a mapping's keys) outside its range."""
+    get = values.get if isinstance(values, dict) else lambda name, default: getattr(values, name, default)
+    problems = []
+    for name, allowed in ranges.items():
+        value = get(name, _ABSENT)
+        if value is not _ABSENT and not allowed.allows(value):
+            problems.append(f"{name} must be {allowed.describe()}, got {value!r}")
+    return problems
+
+
+_ABSENT = object()
+
+# `upo eval`'s settings and a frontier's `eval:` section (upo.eval.evaluate.EvalSettings).
+EVAL_RANGES: dict[str, Range] = {
+    "max_prompts": OPTIONAL_POSITIVE_INT,
+    "max_new_tokens": POSITIVE_INT,
+    "batch_size": POSITIVE_INT,
+    "seed": SEED,
+    "max_length": Range(low=2, integer=True),
+    "temperature": Range(low=0, low_open=True),
+}
+
+
+def check_eval_settings(settings, where: str = "evaluation") -> None:
+    """Raise ConfigError naming every evaluation setting out of range, and any `reward_weights` not finite."""
+    problems = range_problems(settings, EVAL_RANGES)
+    if isinstance(settings, dict):
+        weights = settings.get("reward_weights")
+    else:
+        weights = getattr(settings, "reward_weights", None)
+    for value in weights or []:
+        if not Range().allows(value):
+            problems.append(f"reward_weights must hold a finite number each, got {value!r}")
+            break
+    if problems:
+        raise ConfigError(f"{where}: " + "; ".join(problems) + ".")
+
+
 def check_option_ranges(config) -> None:
     """Raise ConfigError naming every option of `config` outside its range (see the module docstring)."""
-    problems = []
-    for name, allowed in OPTION_RANGES.items():
-        if not hasattr(config, name):
-            continue
-        value = getattr(config, name)
-        if not allowed.allows(value):
-            problems.append(f"{name} must be {allowed.describe()}, got {value!r}")
+    problems = range_problems(config, OPTION_RANGES)
     problems += _list_problems(config)
     max_steps, epochs = getattr(config, "max_steps", -1), getattr(config, "num_train_epochs", 1)
     if not problems and max_steps == -1 and epochs == 0:
@@ -178,3 +212,32 @@ def check_option_ranges(config) -> None:
                         "num_train_epochs > 0 or max_steps >= 1")
     if problems:
         raise ConfigError("; ".join(problems) + ".")
+
+
+def read_yaml_mapping(path, what: str = "config file") -> dict:
+    """A YAML file of `key: value`, read with one-line errors: missing or unreadable file, invalid YAML, a key given
+    twice (PyYAML would silently keep the last), or a file that is not a mapping."""
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
+            twice = sorted({str(k) for k in keys if keys.count(k) > 1})
+            if twice:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key(s) {twice} appear more than once in one mapping (YAML readers silently keep "
+                    "the last)", node.start_mark)
+            return super().construct_mapping(node, deep=deep)
+
+    try:
+        with open(path) as f:
+            values = yaml.load(f, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+    except OSError as error:
+        raise ConfigError(f"Cannot read the {what} {path}: {error.strerror}.") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a mapping of option: value, got {type(values).__name__}.")
+    return values

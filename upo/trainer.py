@@ -32,6 +32,7 @@ from upo.objective import (
 from upo.training.checkpointing import (
     CHECKPOINT_PATTERN,
     explaining_save_failures,
+    noting_interruption,
     refusing_unsafe_pickles,
     remove_if_incomplete,
     remove_written_since,
@@ -218,7 +219,7 @@ class UPOTrainer(Trainer):
                 )
         # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last folder.
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
-        with refusing_unsafe_pickles(resume_from_checkpoint):
+        with refusing_unsafe_pickles(resume_from_checkpoint), noting_interruption(out, lambda: self.state.global_step):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
@@ -405,7 +406,7 @@ class UPOTrainer(Trainer):
             return
         start = time.time()
         with explaining_save_failures("the model into", output_dir, self.args.output_dir,
-                                      cleanup=lambda: remove_written_since(output_dir, start, OUTPUT_FILES)):
+                                      cleanup=lambda: remove_written_since(output_dir, start)):
             self._save_files(output_dir, state_dict, head)
 
     def _save_files(self, output_dir: str, state_dict: dict, head: dict) -> None:

@@ -177,7 +177,22 @@ def _read_json_lines(path: Path, name: str) -> tuple[Dataset, list[int]]:
     return _parse_json_lines(_read_text(path, name), name)
 
 
+def read_json_lines(path: str | os.PathLike, name: str | None = None) -> tuple[list[dict], list[int]]:
+    """The objects of a JSON Lines file and the line of each, with the file and line named in every error
+    (bad UTF-8, a line that is not JSON or not an object, a key given twice, nesting too deep)."""
+    path = Path(path)
+    name = name or str(path)
+    if not path.is_file():
+        raise DataError(f"{name}: no such file.")
+    return _json_line_rows(_read_text(path, name), name)
+
+
 def _parse_json_lines(text: str, name: str) -> tuple[Dataset, list[int]]:
+    rows, line_numbers = _json_line_rows(text, name)
+    return _rows_to_dataset(rows, name, line_numbers), line_numbers
+
+
+def _json_line_rows(text: str, name: str) -> tuple[list[dict], list[int]]:
     # split("\n"), not splitlines(): JSON strings may hold raw U+2028 and similar, which splitlines breaks on.
     lines = text.split("\n")
     last_line = max((number for number, line in enumerate(lines, 1) if line.strip()), default=0)
@@ -207,7 +222,7 @@ def _parse_json_lines(text: str, name: str) -> tuple[Dataset, list[int]]:
             raise DataError(f"{name}, line {number}: a JSON {type(row).__name__}, not an object. {JSON_LAYOUT_HELP}")
         rows.append(row)
         line_numbers.append(number)
-    return _rows_to_dataset(rows, name, line_numbers), line_numbers
+    return rows, line_numbers
 
 
 class DuplicateKeyError(ValueError):

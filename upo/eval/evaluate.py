@@ -97,8 +97,13 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
 
         base_name = resolve_base_model(base_model_name_or_path(folder) or "smollm2-135m-instruct")
         base = load_causal_lm(base_name, dtype=dtype, trust_remote_code=trust_remote_code)
-        # Merged: generation then costs what the base model costs.
-        model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        try:  # merged: generation then costs what the base model costs
+            model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
+        except (OSError, ValueError, KeyError, RuntimeError) as error:  # a damaged or mismatched adapter
+            from upo.errors import ModelResolutionError
+
+            raise ModelResolutionError(f"Cannot load the LoRA adapter {folder} onto {base_name!r}: "
+                                       f"{' '.join(str(error).split())[:300]}") from error
         has_tokenizer = (folder / "tokenizer_config.json").is_file()
         tokenizer = load_tokenizer(str(folder) if has_tokenizer else base_name, trust_remote_code=trust_remote_code)
     else:
@@ -146,6 +151,11 @@ class EvalSettings:
     reference_column: str | None = None
     prompt_format: str = "auto"  # "auto": HH-style text prompts become chat messages for a chat model; "text"; "chat"
     designer_stats: dict | None = None  # a stored standardisation (a run's `designer_reward_stats`)
+
+    def __post_init__(self):
+        from upo.config_checks import check_eval_settings
+
+        check_eval_settings(self)  # before any model loads: ranges in upo.config_checks.EVAL_RANGES
 
 
 class Evaluator:

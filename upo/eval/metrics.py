@@ -19,6 +19,8 @@ from collections.abc import Sequence
 
 import torch
 
+from upo.errors import RewardFunctionError
+
 # A scorer's two scores closer than this are a tie: float noise must not decide a win.
 TIE_TOLERANCE = 1e-6
 
@@ -28,6 +30,7 @@ def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, 
 
     A reply to a conversational prompt is passed as one assistant message; `rows`' other columns are kwargs."""
     from upo.rewards import resolve_reward_funcs, reward_func_name
+    from upo.rewards.scoring import call_reward_function
 
     completions = [[{"role": "assistant", "content": r}] if isinstance(p, list) else r
                    for p, r in zip(prompts, replies)]
@@ -35,10 +38,25 @@ def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, 
     kwargs = {k: [row.get(k) for row in rows] for k in extra_names}
     out = {}
     for func in resolve_reward_funcs(list(reward_funcs)):
-        values = func(prompts=prompts, completions=completions, **kwargs)
-        out[reward_func_name(func)] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else float(v)
-                                       for v in values]
+        name = reward_func_name(func)
+        values = call_reward_function(name, func, {**kwargs, "prompts": prompts, "completions": completions},
+                                      f"the {len(replies)} generated replies")
+        if not isinstance(values, (list, tuple)) or len(values) != len(replies):
+            raise RewardFunctionError(f"reward function {name!r} returned {type(values).__name__} "
+                                      f"{values!r:.60} for {len(replies)} replies: expected one value per reply.")
+        out[name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else _score(name, v, i)
+                     for i, v in enumerate(values)]
     return out
+
+
+def _score(name: str, value, index: int) -> float:
+    from upo.rewards.scoring import as_score
+
+    try:
+        return as_score(value)
+    except ValueError as error:
+        raise RewardFunctionError(f"reward function {name!r} returned {value!r:.60} for generated reply {index}: "
+                                  f"{error}.") from None
 
 
 def win_indicators(model_scores: Sequence[float], reference_scores: Sequence[float],

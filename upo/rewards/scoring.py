@@ -119,8 +119,9 @@ def score_designer_rewards(
             # None means "does not apply"; applying to no response at all turns the objective silently off.
             raise RewardFunctionError(
                 f"reward function {name!r} returned None for all {2 * len(chosen_scores)} responses: it applies to "
-                f"none of them, so its designer term would be silently off. Check the columns it reads (the data has "
-                f"{sorted(extra) or 'no columns besides prompt, chosen and rejected'}), or remove it from reward_funcs.")
+                f"none of them, so its designer term would be silently off. Check the columns it reads (the data "
+                f"has {sorted(extra) or 'no columns besides prompt, chosen and rejected'}), or remove it from "
+                "reward_funcs.")
     return scores
 
 
@@ -134,7 +135,7 @@ def _check_columns(prompts: list, chosen: list, rejected: list, extra: dict[str,
                             "argument; rename the column")
 
 
-def _as_score(value: Any) -> float | None:
+def as_score(value: Any) -> float | None:
     """A validated score; ValueError says why the value is not one."""
     if value is None:
         return None
@@ -162,7 +163,7 @@ def _read_precomputed(name: str, columns: tuple[str, str], extra: dict[str, list
     for column, column_scores in zip(columns, scores):
         for row, value in enumerate(extra[column]):
             try:
-                column_scores.append(_as_score(value))
+                column_scores.append(as_score(value))
             except ValueError as e:
                 raise DataError(f"column {column!r} holds {value!r} at row {row}: {e}; {_SCORE_HELP}") from None
     return scores
@@ -195,13 +196,15 @@ def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejec
 
     rows = f"rows {start}-{end - 1}"
     try:
-        values = _call(name, func, {**kwargs, "prompts": batch_prompts, "completions": completions}, timeout, rows)
+        values = call_reward_function(name, func, {**kwargs, "prompts": batch_prompts, "completions": completions},
+                                      rows, timeout, raising=False)
     except UserFunctionRaised as batch_error:
         # Re-run one completion at a time to name the exact row: costs calls only on this failure path.
         for i in range(2 * size):
             try:
-                _call(name, func, {**{k: [v[i]] for k, v in kwargs.items()}, "prompts": [batch_prompts[i]],
-                                   "completions": [completions[i]]}, timeout, where(i))
+                one = {**{k: [v[i]] for k, v in kwargs.items()}, "prompts": [batch_prompts[i]],
+                       "completions": [completions[i]]}
+                call_reward_function(name, func, one, where(i), timeout, raising=False)
             except UserFunctionRaised as row_error:
                 raise RewardFunctionError(f"reward function {name!r} raised on {where(i)}: "
                                           f"{row_error.reason}") from row_error.original
@@ -217,15 +220,16 @@ def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejec
     scores = []
     for i, value in enumerate(values):
         try:
-            scores.append(_as_score(value))
+            scores.append(as_score(value))
         except ValueError as e:
             raise RewardFunctionError(f"reward function {name!r} returned {value!r} for {where(i)}: {e}; "
                                       f"{_SCORE_HELP}") from None
     return scores[:size], scores[size:]
 
 
-def _call(name: str, func: RewardFunc, kwargs: dict, timeout: float | None, where: str):
-    """One guarded call (upo.rewards.guard); a timeout or an interruption names the function and the rows."""
+def call_reward_function(name: str, func: RewardFunc, kwargs: dict, where: str, timeout: float | None = None,
+                         raising: bool = True):
+    """One guarded call (upo.rewards.guard); a failure, timeout or interruption names the function and `where`."""
     try:
         return call_user_function(func, kwargs, timeout)
     except UserFunctionTimeout:
@@ -234,3 +238,7 @@ def _call(name: str, func: RewardFunc, kwargs: dict, timeout: float | None, wher
             "waiting for it. Make it faster, or raise reward_timeout.") from None
     except Interrupted as error:
         raise Interrupted(f"while reward function {name!r} scored {where}") from error
+    except UserFunctionRaised as error:
+        if not raising:
+            raise
+        raise RewardFunctionError(f"reward function {name!r} raised on {where}: {error.reason}") from error.original

@@ -31,7 +31,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from upo.errors import ConfigError, UPOError
+from upo.errors import ConfigError, Interrupted, UPOError
 from upo.files import atomic_write_json
 from upo.training.run_folder import CHECKPOINT_MARKER as MARKER_FILE
 
@@ -198,12 +198,30 @@ def explaining_save_failures(what: str, folder: str | os.PathLike, output_dir: s
                         f"written was removed. Free some space (or choose another output_dir){resume}.") from error
 
 
-def remove_written_since(folder: str | os.PathLike, start: float, names: set[str]) -> None:
-    """Delete the files of `names` in `folder` modified since `start`: the part of a final save that got written."""
-    for name in names:
-        path = Path(folder) / name
-        if path.is_file() and path.stat().st_mtime >= start:
+def remove_written_since(folder: str | os.PathLike, start: float) -> None:
+    """Delete the files directly in `folder` modified since `start` (the run lock's files excepted): the part of an
+    interrupted final save that got written, which would otherwise look like a trained model. The run holds the
+    folder's lock (upo.training.run_lock), so no other run wrote them."""
+    for path in Path(folder).iterdir():
+        if path.is_file() and not path.name.startswith(".upo-run") and path.stat().st_mtime >= start:
             path.unlink()
+
+
+@contextlib.contextmanager
+def noting_interruption(output_dir: str | os.PathLike, step):
+    """Around training: Ctrl-C becomes an `Interrupted` saying at which step, what was kept and how to go on.
+
+    Nothing is half-written by an interruption: a checkpoint counts only once its marker is written (see above).
+    """
+    try:
+        yield
+    except Interrupted:
+        raise
+    except KeyboardInterrupt as error:
+        last = last_complete_checkpoint(output_dir)
+        kept = (f"the last complete checkpoint is {last}: resume with resume_from_checkpoint=True "
+                "(--resume_from_checkpoint true)" if last else "no checkpoint was saved yet")
+        raise Interrupted(f"during training at step {step()} of {output_dir}; {kept}") from error
 
 
 @contextlib.contextmanager

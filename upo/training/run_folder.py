@@ -39,7 +39,14 @@ def read_run_config(folder: str | os.PathLike) -> dict | None:
     path = Path(folder) / UPO_CONFIG
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        config = json.loads(path.read_text())
+    except ValueError as error:
+        from upo.errors import DataError
+
+        raise DataError(f"{path}: not valid JSON ({error}); the run folder is damaged. Delete the file to use the "
+                        "folder as a plain model folder.") from None
+    return config
 
 
 def read_trainer_state(folder: str | os.PathLike) -> dict | None:

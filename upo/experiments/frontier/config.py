@@ -26,14 +26,10 @@ REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
 def load_frontier_config(path_or_dict) -> dict:
     """The config with its defaults filled in; a missing key or a bad run name is a `ConfigError`."""
     from upo.errors import ConfigError
+    from upo.experiments.frontier.checks import check_frontier_config, read_frontier_yaml
 
-    if isinstance(path_or_dict, dict):
-        config = dict(path_or_dict)
-    else:
-        import yaml
-
-        with open(path_or_dict) as f:
-            config = yaml.safe_load(f) or {}
+    config = dict(path_or_dict) if isinstance(path_or_dict, dict) else read_frontier_yaml(path_or_dict)
+    check_frontier_config(config)  # unknown keys, runs that are not mappings, eval settings (frontier/checks.py)
     for key in REQUIRED_KEYS:
         if key not in config:
             raise ConfigError(f"frontier config: missing {key!r} (see examples/frontier_chitchat.yaml).")

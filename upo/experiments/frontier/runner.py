@@ -17,6 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from upo.experiments.frontier.checks import check_run_options
 from upo.experiments.frontier.config import (
     eval_settings,
     frontier_runs,
@@ -112,6 +113,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
     """Trains and evaluates every run not done yet (of `only`, when given), then writes the report of every
     finished run. Returns the results (`upo.experiments.frontier.results.collect_results`)."""
     config = load_frontier_config(config)
+    check_run_options(config)  # every run's options, as `upo train` parses them, before the first run trains
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     key = settings_key(config)
