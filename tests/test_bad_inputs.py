@@ -259,7 +259,9 @@ def test_contradictory_or_out_of_range_options(tmp_path, data_file, capsys, toke
     ("reward_weights: [high]\n", "reward_weights holds 'high', not a number"),
     ("dataset: [unclosed\n", "is not valid YAML"),
     ("- a list\n- not a mapping\n", "must hold a mapping of option: value, got list"),
-], ids=["non-numeric-weights", "invalid-yaml", "yaml-list"])
+    ("alpha: 1.0\nbeta: 0.1\nalpha: 0.0\n", "the key(s) ['alpha'] appear more than once in one mapping (YAML readers "
+                                           "silently keep the last)"),
+], ids=["non-numeric-weights", "invalid-yaml", "yaml-list", "key-twice"])
 def test_bad_yaml_config(tmp_path, data_file, capsys, yaml_text, message):
     config = tmp_path / "run.yaml"
     config.write_text(yaml_text)

@@ -8,17 +8,17 @@ import typing
 import pytest
 
 from upo import UPOConfig
-from upo.cli import main
-from upo.config_checks import LIST_RANGES, NOT_RANGE_CHECKED, OPTION_RANGES
+from upo.cli import TRAIN_DATACLASSES, main
+from upo.config_checks import LIST_RANGES, MODEL_RANGES, NOT_RANGE_CHECKED, OPTION_RANGES
 from upo.errors import ConfigError
 
 BASE = dict(output_dir="unused", use_cpu=True, report_to="none")
 
 
-def numeric_fields() -> list[str]:
-    hints = typing.get_type_hints(UPOConfig)
+def numeric_fields(dataclass) -> list[str]:
+    hints = typing.get_type_hints(dataclass)
     names = []
-    for f in dataclasses.fields(UPOConfig):
+    for f in dataclasses.fields(dataclass):
         kinds = typing.get_args(hints[f.name]) or (hints[f.name],)
         inner = [a for k in kinds for a in (typing.get_args(k) or (k,))]
         if any(k in (int, float) for k in inner):
@@ -27,8 +27,9 @@ def numeric_fields() -> list[str]:
 
 
 def test_every_numeric_option_has_a_range_or_a_reason():
-    unchecked = [n for n in numeric_fields() if n not in OPTION_RANGES and n not in LIST_RANGES
-                 and n not in NOT_RANGE_CHECKED]
+    """Every numeric option of `upo train` (UPOConfig and the TRL script and model arguments)."""
+    checked = {**OPTION_RANGES, **LIST_RANGES, **MODEL_RANGES, **NOT_RANGE_CHECKED}
+    unchecked = [n for dc in (*TRAIN_DATACLASSES, UPOConfig) for n in numeric_fields(dc) if n not in checked]
     assert unchecked == [], f"add these options to upo.config_checks.OPTION_RANGES: {unchecked}"
     UPOConfig(**BASE)  # the defaults pass
 
@@ -98,8 +99,10 @@ def test_list_and_cross_option_checks(options, message):
     (["--weight_decay", "-0.01"], "weight_decay must be a finite number >= 0, got -0.01"),
     (["--max_steps", "-3", "--num_train_epochs", "0"], "max_steps must be an integer >= 1, or -1"),
     (["--reward_funcs", "length", "--reward_weights", "nan"], "reward_weights must hold a finite number each, got nan"),
+    (["--use_peft", "true", "--lora_r", "0", "--lora_dropout", "1.5"],
+     "lora_r must be an integer >= 1, got 0; lora_dropout must be a finite number in [0, 1)"),
 ], ids=["adam-beta1", "adam-beta2", "grad-accum-0", "precompute-batch", "chunk-0", "pad-multiple", "num-proc",
-        "value-lr", "weight-decay", "no-steps", "nan-weight"])
+        "value-lr", "weight-decay", "no-steps", "nan-weight", "lora"])
 def test_upo_train_refuses_out_of_range_options_before_loading_the_model(tmp_path, capsys, flags, message):
     # The model and data do not exist: the options are refused first.
     assert main(["train", "--model_name_or_path", str(tmp_path / "no-model"), "--dataset", str(tmp_path / "none.jsonl"),

@@ -68,6 +68,9 @@ def parse_train_options(values: dict, argv: list[str] = (), where: str | None = 
     parsed = parsed[:len(TRAIN_DATACLASSES) + 1]
     refuse_unimplemented(*parsed[:-1])
     script_args, model_args, _, config = parsed
+    from upo.config_checks import check_model_option_ranges
+
+    check_model_option_ranges(model_args)  # UPOConfig checks its own in __post_init__
     return script_args, model_args, config
 
 

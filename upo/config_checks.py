@@ -132,9 +132,26 @@ LIST_RANGES: dict[str, Range] = {
     "reward_weights": Range(),  # a negative weight penalises its objective
 }
 
+# `upo train`'s model options (upo.arguments.ModelArguments, TRL's ModelConfig names): checked by upo.cli.
+MODEL_RANGES: dict[str, Range] = {
+    "lora_r": POSITIVE_INT,
+    "lora_alpha": Range(low=0, low_open=True),
+    "lora_dropout": Range(low=0, high=1, high_open=True),
+}
+
 NOT_RANGE_CHECKED = {
     "local_rank": "set by the launcher (torchrun, accelerate), not by the user",
+    **dict.fromkeys(("router_aux_loss_coef", "ld_alpha", "f_alpha_divergence_coef", "discopop_tau",
+                     "ref_model_mixup_alpha", "ref_model_sync_steps", "test_split_size"),
+                    "a TRL option upo does not implement: refused by name unless left at TRL's default "
+                    "(upo.arguments)"),
 }
+
+
+def check_model_option_ranges(model_args) -> None:
+    problems = range_problems(model_args, MODEL_RANGES)
+    if problems:
+        raise ConfigError("; ".join(problems) + ".")
 
 
 def _as_list(value):

@@ -146,6 +146,10 @@ def _import_reward_func(spec: str) -> RewardFunc:
             f"reward function {spec!r} could not be imported ({e.msg} in {e.filename}, line {e.lineno}): "
             "fix that line of the module."
         ) from e
+    except (Exception, SystemExit) as e:  # the module's own code failed, or ended the program, while importing
+        what = f"called sys.exit({e.code!r})" if isinstance(e, SystemExit) else f"raised {type(e).__name__}: {e}"
+        raise ConfigError(f"reward function {spec!r}: importing {module_name!r} {what}. Importing a reward module "
+                          "must only define its functions: move the rest under `if __name__ == '__main__':`.") from e
     if isinstance(func, type) or not callable(func):
         raise ConfigError(f"reward function {spec!r} is {func!r}, not a function or a callable instance.{_SPEC_HELP}")
     return func

@@ -1,0 +1,68 @@
+"""The boundary of every command (upo.cli.main with upo.failures.explain): a known kind of failure is one line and
+status 1 (130 for Ctrl-C), told apart from a bug by its type; a bug keeps its full traceback and asks for a report."""
+
+import errno
+
+import pytest
+
+from upo import cli
+from upo.errors import DataError, Interrupted
+from upo.failures import BUG_NOTE, INTERRUPTED_STATUS, explain
+
+
+@pytest.mark.parametrize("error, message, status", [
+    (DataError("pairs.jsonl, line 3: not valid JSON"), "error: pairs.jsonl, line 3: not valid JSON", 1),
+    (OSError(errno.ENOSPC, "No space left on device", "runs/x/trainer_state.json"),
+     "error: No space left on device: runs/x/trainer_state.json (the disk is full: free some space", 1),
+    (PermissionError(errno.EACCES, "Permission denied", "/data/pairs.jsonl"),
+     "error: Permission denied: /data/pairs.jsonl (permission denied", 1),
+    (OSError("Can't load the configuration of 'x'.\nCheck the path."), "error: Can't load the configuration of 'x'. "
+                                                                       "Check the path.", 1),
+    (MemoryError(), "error: out of memory. Lower per_device_train_batch_size", 1),
+    (KeyboardInterrupt(), "interrupted (Ctrl-C).", INTERRUPTED_STATUS),
+    (Interrupted("while reward function 'r' scored rows 0-3"),
+     "interrupted (Ctrl-C) while reward function 'r' scored rows 0-3.", INTERRUPTED_STATUS),
+], ids=["upo-error", "full-disk", "permission", "library-oserror", "memory", "ctrl-c", "ctrl-c-named"])
+def test_known_failures_are_one_line(error, message, status):
+    known = explain(error)
+    assert known.message.startswith(message) and "\n" not in known.message and known.status == status
+
+
+@pytest.mark.parametrize("error", [KeyError("prompt"), TypeError("unsupported operand"), IndexError("list index"),
+                                   AttributeError("'NoneType' object has no attribute 'x'"), RuntimeError("CUDA")])
+def test_anything_else_is_a_bug(error):
+    assert explain(error) is None
+
+
+def test_a_bug_keeps_its_traceback_and_asks_for_a_report(monkeypatch, capsys):
+    def buggy(argv):
+        return {}["missing"]
+
+    monkeypatch.setitem(cli.COMMANDS, "score", buggy)
+    assert cli.main(["score"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "KeyError: 'missing'" in err
+    assert err.rstrip().endswith(f"upo score: {BUG_NOTE}")
+
+
+def test_ctrl_c_anywhere_in_a_command_exits_130(monkeypatch, capsys):
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "score", interrupted)
+    assert cli.main(["score"]) == 130
+    assert capsys.readouterr().err == "upo score: interrupted (Ctrl-C).\n"
+
+
+def test_a_reward_module_that_exits_or_fails_on_import(tmp_path, monkeypatch):
+    from upo.errors import ConfigError
+    from upo.rewards import resolve_reward_func
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "exiting_rewards.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "failing_rewards.py").write_text("import json\nSETTINGS = json.load(open('missing.json'))\n")
+    with pytest.raises(ConfigError, match=r"'exiting_rewards.polite': importing 'exiting_rewards' called "
+                       r"sys.exit\(0\)\. Importing a reward module must only define its functions"):
+        resolve_reward_func("exiting_rewards.polite")
+    with pytest.raises(ConfigError, match=r"importing 'failing_rewards' raised FileNotFoundError: .*missing.json"):
+        resolve_reward_func("failing_rewards.polite")
