@@ -1,7 +1,6 @@
 """`upo eval` on bad input: a missing or broken data file, out-of-range settings, a damaged model folder or run
 config, and reward functions that fail on the generated replies give one line naming the input, not a traceback."""
 
-import json
 import sys
 
 import pytest
@@ -11,23 +10,28 @@ from upo.cli import main
 from upo.errors import ConfigError, DataError, ModelResolutionError, RewardFunctionError
 from upo.eval.evaluate import EvalSettings, load_eval_rows, load_model
 from upo.eval.metrics import score_objectives
+from upo.eval.scorers import build_preference_scorer
 from upo.training.run_folder import read_run_config
 
 
 @pytest.fixture
 def files(tmp_path):
+    make_tiny_lm_dir(tmp_path / "model")
     return {"train": write_chitchat_rows(tmp_path / "train.jsonl", 6, seed=1),
             "eval": write_chitchat_rows(tmp_path / "eval.jsonl", 3, seed=2)}
 
 
 def run_eval(tmp_path, files, *flags):
     return main(["eval", "--model", str(tmp_path / "model"), "--reference", str(tmp_path / "model"),
-                 "--train_data", str(files["train"]), "--reward_funcs", "length", *flags])
+                 "--train_data", str(files["train"]), "--reward_funcs", "length", "--preference_scorer",
+                 "function:helpers.words_in_reply", *flags])
 
 
 def test_missing_eval_data(tmp_path, files, capsys):
     assert run_eval(tmp_path, files, "--eval_data", str(tmp_path / "missing.jsonl")) == 1
-    assert capsys.readouterr().err == f"upo eval: error: {tmp_path / 'missing.jsonl'}: no such file.\n"
+    err = capsys.readouterr().err
+    assert err.startswith(f"upo eval: error: {tmp_path / 'missing.jsonl'}: no such local file or folder.")
+    assert len(err.splitlines()) == 1
 
 
 def test_eval_data_with_a_bad_json_line(tmp_path, files, capsys):
@@ -36,7 +40,7 @@ def test_eval_data_with_a_bad_json_line(tmp_path, files, capsys):
     assert run_eval(tmp_path, files, "--eval_data", str(path)) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"upo eval: error: {path}, line 2: not valid JSON (Expecting property name enclosed in "
-                          "double quotes: column 2)") and "Traceback" not in err
+                          "double quotes: column 2)") and len(err.splitlines()) == 1
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -51,13 +55,10 @@ def test_out_of_range_settings_are_refused_before_anything_loads(tmp_path, files
     assert capsys.readouterr().err == f"upo eval: error: evaluation: {message}.\n"
 
 
-def test_eval_rows_without_a_human_reply_and_an_empty_file(tmp_path):
+def test_an_empty_eval_file(tmp_path):
     path = tmp_path / "eval.jsonl"
-    path.write_text(json.dumps({"prompt": "hi"}) + "\n")
-    with pytest.raises(DataError, match=r"eval.jsonl, line 1: evaluation rows need 'prompt' and 'human_reply'"):
-        load_eval_rows(path)
     path.write_text("\n")
-    with pytest.raises(DataError, match=r"eval.jsonl: no evaluation rows \(the file is empty\)"):
+    with pytest.raises(DataError, match=r"eval.jsonl: no rows"):
         load_eval_rows(path)
 
 
@@ -85,6 +86,11 @@ def test_reward_functions_failing_on_generated_replies_are_named():
             score_objectives(["p", "q"], ["a", "b"], ["eval_rewards.exits"], [{}, {}])
         with pytest.raises(RewardFunctionError, match=r"'short' returned list \[1.0\] for 2 replies: expected one"):
             score_objectives(["p", "q"], ["a", "b"], ["eval_rewards.short"], [{}, {}])
+        # the same guard around a preference scorer that is the user's function
+        scorer = build_preference_scorer("function:eval_rewards.exits")
+        with pytest.raises(RewardFunctionError, match=r"reward function 'exits' raised on the 2 replies \(preference "
+                           r"scorer function:eval_rewards.exits\): called sys.exit\(3\)"):
+            scorer.score_replies(["p", "q"], ["a", "b"], [{}, {}])
     finally:
         del sys.modules["eval_rewards"]
 

@@ -7,7 +7,7 @@ import pytest
 from upo.cli import main
 from upo.errors import ConfigError
 from upo.experiments.frontier import load_frontier_config
-from upo.experiments.frontier.checks import check_run_options
+from upo.experiments.frontier.checks import EVAL_KEYS, TOP_KEYS, check_run_options
 
 GOOD = """output_dir: {out}
 dataset: train.jsonl
@@ -25,6 +25,20 @@ def write(tmp_path, text):
     path = tmp_path / "frontier.yaml"
     path.write_text(text.format(out=tmp_path / "out"))
     return path
+
+
+def test_every_key_the_frontier_reads_is_a_known_key():
+    """The unknown-key check must never refuse a key the frontier's code reads: scan that code for the keys."""
+    import re
+    from pathlib import Path
+
+    import upo.experiments.frontier as frontier
+
+    code = "\n".join(p.read_text() for p in Path(frontier.__file__).parent.glob("*.py") if p.name != "checks.py")
+    top = set(re.findall(r'config(?:\.get\(|\[)"(\w+)"', code)) - {"eval", "train"} | {"eval", "train"}
+    evaluation = set(re.findall(r'(?:\be|config\["eval"\])\.get\("(\w+)"', code))
+    assert top - set(TOP_KEYS) == set() and evaluation - set(EVAL_KEYS) == set()
+    assert len(top) >= 10 and len(evaluation) >= 8  # the scan finds the keys at all
 
 
 def test_a_good_config_loads_and_its_runs_parse(tmp_path):

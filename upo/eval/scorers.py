@@ -27,7 +27,6 @@ from __future__ import annotations
 import importlib.machinery
 import json
 import math
-import numbers
 import re
 import urllib.error
 import urllib.request
@@ -254,7 +253,12 @@ class FunctionScorer(PreferenceScorer):
     def score_replies(self, prompts, replies, rows):
         columns = sorted({k for row in rows for k in row} - {"prompt", "prompts", "completions"})
         kwargs = {k: [row.get(k) for row in rows] for k in columns}
-        values = self.func(prompts=prompts, completions=reply_completions(prompts, replies), **kwargs)
+        from upo.rewards.scoring import as_score, call_reward_function
+
+        # under the guard: an exception, sys.exit or Ctrl-C in the user's function is named, never a silent exit
+        values = call_reward_function(self.name, self.func, {**kwargs, "prompts": prompts,
+                                      "completions": reply_completions(prompts, replies)},
+                                      f"the {len(replies)} replies (preference scorer {self.spec})")
         if not isinstance(values, (list, tuple)) or len(values) != len(replies):
             raise UPOError(f"preference scorer {self.spec}: returned {type(values).__name__} "
                            f"{'of ' + str(len(values)) + ' values ' if isinstance(values, (list, tuple)) else ''}"
@@ -263,11 +267,12 @@ class FunctionScorer(PreferenceScorer):
         for k, value in enumerate(values):
             if value is None:
                 scores.append(math.nan)
-            elif isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-                raise UPOError(f"preference scorer {self.spec}: returned {value!r} for row {k}; a score must be a "
-                               "finite number, or None for no opinion.")
             else:
-                scores.append(float(value))
+                try:
+                    scores.append(as_score(value))
+                except ValueError as error:  # not a number, a bool, not finite, too large for a float
+                    raise UPOError(f"preference scorer {self.spec}: returned {value!r:.60} for row {k} ({error}); a "
+                                   "score must be a finite number, or None for no opinion.") from None
         return scores
 
 

@@ -19,10 +19,11 @@ import os
 from upo.config_checks import check_eval_settings, read_yaml_mapping
 from upo.errors import ConfigError
 
+# Every key the frontier reads (tests/experiments/test_frontier_checks.py finds the ones its code reads in these).
 TOP_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs", "model_name_or_path", "train_pairs",
-            "reward_weights", "train", "eval")
-EVAL_KEYS = ("max_prompts", "max_new_tokens", "batch_size", "seed", "do_sample", "temperature",
-             "preference_scorer_model")
+            "reward_weights", "train", "eval", "accelerate_config", "accelerate_args")
+EVAL_KEYS = ("max_prompts", "max_new_tokens", "batch_size", "seed", "do_sample", "temperature", "preference_scorer",
+             "preference_scorer_model", "judge_model", "judge_template")
 RUN_KEYS = ("name", "options")
 # Set by the frontier for every run (upo.experiments.frontier.config.run_train_options), from the top level.
 FRONTIER_SET = ("model_name_or_path", "dataset", "reward_funcs", "reward_weights", "output_dir", "overwrite_output_dir")
