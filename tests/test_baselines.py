@@ -176,7 +176,7 @@ def test_the_designer_term_on_top_of_modpo_or_csft_is_refused(tokenizer, tmp_pat
 
 
 def test_expectile_tau_below_one_half_is_refused():
-    with pytest.raises(ConfigError, match=r"expectile_tau must be in \[0.5, 1\)"):
+    with pytest.raises(ConfigError, match=r"expectile_tau must be a finite number in \[0.5, 1\) \(0.5 fits the mean"):
         args(expectile_tau=0.3)
     assert args(expectile_tau=0.5).expectile_tau == 0.5
 
