@@ -50,7 +50,7 @@ def test_a_good_config_loads_and_its_runs_parse(tmp_path):
 @pytest.mark.parametrize("text, message", [
     (GOOD.replace("eval: {{max_prompts: 4}}", "eval: {{max_prompt: 4}}"),
      r"frontier config, eval: unknown key\(s\) \['max_prompt'\]; the keys are \['max_prompts'"),
-    (GOOD + "seeds: [0, 1]\n", r"frontier config: unknown key\(s\) \['seeds'\]"),
+    (GOOD + "seed: [0, 1]\n", r"frontier config: unknown key\(s\) \[.seed.\]"),
     (GOOD.replace("{{name: upo, options:", "{{name: upo, option:"),
      r"frontier config, runs\[1\]: unknown key\(s\) \['option'\]"),
     (GOOD.replace("  - {{name: upo, options: {{alpha: 1.0}}}}", "  - upo"),
