@@ -21,7 +21,7 @@ from upo.errors import ConfigError
 
 # Every key the frontier reads (tests/experiments/test_frontier_checks.py finds the ones its code reads in these).
 TOP_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs", "model_name_or_path", "train_pairs",
-            "reward_weights", "train", "eval", "accelerate_config", "accelerate_args", "seeds")
+            "reward_weights", "train", "eval", "accelerate_config", "accelerate_args", "seeds", "report_to")
 EVAL_KEYS = ("max_prompts", "max_new_tokens", "batch_size", "seed", "do_sample", "temperature", "preference_scorer",
              "preference_scorer_model", "judge_model", "judge_template")
 RUN_KEYS = ("name", "options")
