@@ -172,6 +172,8 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     assert report["designer_scale"]["weights"] == [2.0]
     assert report["preference_scorer"] == f"reward model {rm}"
     assert report["data"].startswith("6 evaluation prompts from") and "pairs, implicit prompt" in report["data"]
+    assert report["data"].endswith("; 6 HH-style text prompts asked as chat messages (--prompt_format text keeps "
+                                   "the text)")
     reference, model = report["summaries"]
     assert [reference["name"], model["name"]] == ["reference", "run"]
     # The tiny tokenizer has a chat template: HH prompts were asked as chat messages.

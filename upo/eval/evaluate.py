@@ -178,6 +178,10 @@ class Evaluator:
                                    settings.max_prompts, settings.prompt_column, settings.reference_column)
         chat = settings.prompt_format == "chat" or (settings.prompt_format == "auto" and self.tokenizer.chat_template)
         self.rows = rows_as_chat(self.data.rows) if chat else self.data.rows
+        converted = sum(isinstance(a["prompt"], str) and not isinstance(b["prompt"], str)
+                        for a, b in zip(self.data.rows, self.rows))
+        self.prompt_note = (f"{converted} HH-style text prompts asked as chat messages (--prompt_format text keeps "
+                            "the text)" if converted else "prompts as given")
         self.prompts = [r["prompt"] for r in self.rows]
         self.scale, self.scale_source = self._designer_standardization()
         if isinstance(scorer, HumanReplySimilarity):
@@ -283,7 +287,7 @@ class Evaluator:
 
     def describe(self) -> dict:
         return {"settings": asdict(self.settings), "reference_model": self.reference_name,
-                "data": self.data.describe(), "decoding": self.decoding.describe(),
+                "data": f"{self.data.describe()}; {self.prompt_note}", "decoding": self.decoding.describe(),
                 "designer_scale": self.scale.to_dict() if self.scale else None,
                 "designer_scale_source": self.scale_source, "preference_scorer": self.scorer.describe(),
                 "preference_scorer_spec": self.scorer.spec, "n_prompts": len(self.rows)}
@@ -409,7 +413,8 @@ def main(argv: list[str]) -> None:
                                      judge_api_key_env=args.judge_api_key_env, judge_concurrency=args.judge_concurrency)
     evaluator = Evaluator(settings, reference, scorer=scorer, device=args.device, dtype=args.dtype,
                           trust_remote_code=args.trust_remote_code)
-    print(f"Reference: {reference}. Data: {evaluator.data.describe()}. Preference scorer: {scorer.describe()}. "
+    print(f"Reference: {reference}. Data: {evaluator.data.describe()}; {evaluator.prompt_note}. "
+          f"Preference scorer: {scorer.describe()}. "
           f"Designer objectives standardised with {evaluator.scale_source}.", flush=True)
     records = {REFERENCE: evaluator.evaluate_reference()}
     for name, path in zip(names, args.model):
