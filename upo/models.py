@@ -327,7 +327,7 @@ def _convert_gguf(source: GGUFSource, out_dir: Path) -> None:
     # The loaded model stays flagged as gguf-quantized and save_pretrained refuses it, although its
     # weights are already dequantized: copy them into the same architecture built without that flag.
     config_dict = quantized.config.to_dict()
-    config_dict.pop("quantization_config")
+    config_dict.pop("quantization_config", None)
     config_dict.pop("_model_name_or_path", None)
     config = AutoConfig.for_model(**config_dict)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
