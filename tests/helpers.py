@@ -207,3 +207,14 @@ def words_in_reply(prompts, completions, **kwargs):
     from upo.rewards import completion_text
 
     return [float(len(completion_text(c).split())) or None for c in completions]
+
+
+def private_mounts_available() -> bool:
+    """Whether `unshare -rm` can make a private mount namespace here (a user namespace mapped to root), where a test
+    mounts a small tmpfs (a full disk) or a read-only bind mount; CI containers often forbid it."""
+    import shutil
+    import subprocess
+
+    if shutil.which("unshare") is None:
+        return False
+    return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0

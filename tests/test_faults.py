@@ -4,7 +4,6 @@ cached reward score. Each ends with one line (or a documented, tested behaviour)
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, private_mounts_available, tiny_model
 
 from upo.rewards import score_designer_rewards
 from upo.training.checkpointing import MARKER_FILE, last_complete_checkpoint
@@ -48,7 +47,10 @@ def upo_train(w, *flags, max_steps=8):
 
 
 def start(w, command, cwd) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=cwd, env=w["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C as in a terminal: a shell's background job starts with SIGINT ignored, and Python then never raises
+    # KeyboardInterrupt, so the child gets the default disposition back.
+    return subprocess.Popen(command, cwd=cwd, env=w["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, process, timeout=300):
@@ -94,6 +96,7 @@ def test_ctrl_c_during_reward_scoring_then_a_kill_then_a_clean_run(workspace, tm
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
+    print(last_line(err))
     assert last_line(err) == "upo train: interrupted (Ctrl-C) while reward function 'slow' scored rows 0-15."
     assert "Traceback" not in err
     # SIGKILL while it runs: no lock is left, no cache file was written, nothing half-written anywhere.
@@ -168,6 +171,7 @@ def test_ctrl_c_during_training_names_the_checkpoint_to_resume_from(workspace, t
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err[-3000:]
     last = last_complete_checkpoint(w["out"])
+    print(last_line(err))
     assert last_line(err).startswith("upo train: interrupted (Ctrl-C) during training at step ")
     assert f"the last complete checkpoint is {last}: resume with resume_from_checkpoint=True" in last_line(err)
     assert "Traceback" not in err and not (w["out"] / "model.safetensors").exists()
@@ -192,7 +196,7 @@ print(json.dumps({"rc": [failed.returncode, resumed.returncode], "stderr": [fail
 """
 
 
-@pytest.mark.skipif(shutil.which("unshare") is None, reason="needs a private mount namespace for a small full disk")
+@pytest.mark.skipif(not private_mounts_available(), reason="needs a private mount namespace for a small full disk")
 @pytest.mark.slow
 def test_full_disk_during_a_checkpoint_save_then_resume(workspace, tmp_path):
     """A real ENOSPC: a 3 MiB tmpfs in a private mount namespace (`unshare -rm`) holds the output folder. The save

@@ -4,7 +4,6 @@ anything; a killed run leaves no lock behind; an output_dir that is a file or re
 import gc
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, private_mounts_available, tiny_model
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
@@ -83,7 +82,7 @@ def test_output_dir_that_is_a_file_is_refused_before_loading(tmp_path, tokenizer
                    processing_class=tokenizer)
 
 
-@pytest.mark.skipif(os.geteuid() == 0 and shutil.which("unshare") is None, reason="needs a read-only folder")
+@pytest.mark.skipif(os.geteuid() == 0 and not private_mounts_available(), reason="needs a read-only folder")
 def test_read_only_output_dir_is_refused(tmp_path):
     """A read-only file system (mounted in a private namespace, as root ignores permission bits) or folder."""
     folder = tmp_path / "ro"
