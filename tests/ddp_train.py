@@ -100,13 +100,13 @@ def main(argv=None):
 
     rank = trainer.args.process_index
     out = Path(args.out)
-    state_dict = trainer.accelerator.get_state_dict(trainer.model)  # gathered from every rank's shards under FSDP
+    state_dict = trainer.accelerator.get_state_dict(trainer.model_wrapped)  # gathered from every shard (FSDP, ZeRO-3)
     if trainer.args.should_save:
         save_file({k: v.detach().contiguous() for k, v in state_dict.items()}, out / "final.safetensors")
     seen = {"world_size": trainer.args.world_size, "engine": str(trainer.accelerator.distributed_type),
             "sharded": any(type(p).__name__ == "DTensor" for p in trainer.model.parameters()),
-            "reference_sharded": trainer.ref_model is not None and any(
-                type(p).__name__ == "DTensor" for p in trainer.ref_model.parameters()),
+            "reference_sharded": trainer.ref_model is not None and any(  # FSDP2, or ZeRO-3 partitions (ds_id)
+                type(p).__name__ == "DTensor" or hasattr(p, "ds_id") for p in trainer.ref_model.parameters()),
             "reward_calls": CALLS["reward"],
             "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history,
             "ref_chosen_logps": trainer.train_dataset["ref_chosen_logps"][:]

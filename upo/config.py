@@ -221,6 +221,9 @@ class UPOConfig(TrainingArguments):
     )
 
     def __post_init__(self):
+        from upo.training.distributed import check_engine_installed
+
+        check_engine_installed()  # before transformers sets up the processes, where a missing one is a traceback
         if isinstance(self.model_init_kwargs, str):  # from the command line or a YAML string
             try:
                 self.model_init_kwargs = json.loads(self.model_init_kwargs)

@@ -88,7 +88,9 @@ def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None 
     )
     hidden = outputs.hidden_states[-1]
     flat = hidden.reshape(-1, hidden.shape[-1])
-    base = model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
+    base = model
+    while isinstance(getattr(base, "module", None), torch.nn.Module):  # DDP or a DeepSpeed engine: the model inside
+        base = base.module
     per_token = token_logps(
         flat[batch["logit_index"]], batch["target_ids"], base.get_output_embeddings(), chunk_size,
         logit_transform(base.config),

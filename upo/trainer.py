@@ -39,8 +39,7 @@ from upo.training.checkpointing import (
     resolve_resume_checkpoint,
     write_completion_marker,
 )
-from upo.training.distributed import check_launch
-from upo.training.fsdp import enable_fsdp2_on_cpu, shard_reference
+from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
 from upo.training.model_card import write_model_card
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
@@ -186,8 +185,8 @@ class UPOTrainer(Trainer):
         )
         self.ref_model = None
         if ref_model is not None:
-            self.ref_model = (shard_reference(ref_model, self.accelerator) if self.is_fsdp_enabled
-                              else self.accelerator.prepare_model(ref_model, evaluation_mode=True))
+            # Sharded as the policy is (FSDP2, ZeRO-3), unless it only serves the precomputation just below
+            self.ref_model = ref_model if self.precomputed_ref else prepare_reference_model(self, ref_model)
         if self.precomputed_ref:
             # Now that the Trainer has placed the model on its device: each process its share, then gathered
             # (upo.training.reference). No reference model is kept afterwards.
@@ -205,8 +204,8 @@ class UPOTrainer(Trainer):
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
-        # accelerate enables FSDP only on accelerators; on CPU (gloo) upo switches it on (upo.training.fsdp)
-        self.is_fsdp_enabled = self.is_fsdp_enabled or enable_fsdp2_on_cpu(self.accelerator, self.args)
+        # accelerate enables FSDP and DeepSpeed only on accelerators; on CPU (gloo) upo switches them on
+        enable_sharding_on_cpu(self)
 
     def train(self, resume_from_checkpoint=None, **kwargs):
         out = self.args.output_dir

@@ -159,25 +159,39 @@ def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
         check_launch(args)
 
 
-def test_deepspeed_or_fsdp1_requested_where_accelerate_cannot_enable_them_warns(tmp_path, monkeypatch):
+def test_fsdp1_requested_where_accelerate_cannot_enable_it_warns(tmp_path, monkeypatch):
     args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
-    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
-    with pytest.warns(UserWarning, match=r"asks for DEEPSPEED, but accelerate runs NO.*plain data parallel"):
-        check_launch(args)
-    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "1")
-    with pytest.warns(UserWarning, match=r"asks for FSDP1 \(fsdp_version: 1\).*Use fsdp_version: 2"):
+    with pytest.warns(UserWarning, match=r"asks for FSDP1 \(fsdp_version: 1\), but .* NO.*Use fsdp_version: 2"):
         check_launch(args)
 
 
-def test_fsdp2_requested_on_cpu_does_not_warn(tmp_path, monkeypatch):
-    """upo switches FSDP2 on where accelerate would fall back to data parallel (upo.training.fsdp)."""
+def test_missing_deepspeed_is_one_line_with_the_fix(tmp_path, monkeypatch):
+    """Without this, accelerate raises an ImportError from inside the Trainer (or, on GPUs, from transformers'
+    process setup). Where deepspeed is installed, it is hidden from the check."""
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "deepspeed" else find_spec(name, *a))
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    with pytest.raises(ConfigError, match=r"asks for DeepSpeed ZeRO-3, but the deepspeed package is not installed: pip "
+                                          r"install deepspeed .* or shard with FSDP2"):
+        UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+
+
+def test_fsdp2_or_deepspeed_requested_on_cpu_does_not_warn(tmp_path, monkeypatch):
+    """upo switches them on where accelerate would fall back to data parallel (enable_sharding_on_cpu)."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
     monkeypatch.setenv("FSDP_VERSION", "2")
     args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
+        check_launch(args)
+        monkeypatch.delenv("ACCELERATE_USE_FSDP")
+        monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
         check_launch(args)
 
 
@@ -262,6 +276,28 @@ def test_fsdp2_lora_equals_one_process(tmp_path, monkeypatch):
     trained = load_file(tmp_path / "two" / "final.safetensors")
     assert any(k.endswith("lora_B.default.weight") and v.abs().max() > 0 for k, v in trained.items())
     print(f"FSDP2 + LoRA (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
+    assert difference < 1e-5
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", [2, 3])
+def test_deepspeed_zero_equals_one_process(stage, tmp_path, monkeypatch):
+    """`accelerate launch --config_file examples/accelerate/deepspeed_zero{2,3}.yaml` on CPU (upo.training.zero):
+    UPO with the value head and a reference model (partitioned under ZeRO-3, as TRL does) equals one process.
+    Needs `pip install deepspeed`; its first CPU run compiles DeepSpeed's shared-memory op (minutes, once)."""
+    pytest.importorskip("deepspeed")
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--max_steps", "4"]
+    log = launch([BIN / "accelerate", "launch", "--config_file", f"examples/accelerate/deepspeed_zero{stage}.yaml",
+                  "tests/ddp_train.py", "--out", str(tmp_path / "two"), "--batch_size", "2", *common], tmp_path,
+                 tmp_path / "cache-two")
+    assert "asks for DEEPSPEED" not in log
+    first, _ = ranks(tmp_path / "two")
+    assert first["engine"] == "DistributedType.DEEPSPEED" and first["reference_sharded"] == (stage == 3)
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    difference = max_difference(tmp_path / "two" / "final.safetensors", tmp_path / "one" / "final.safetensors")
+    print(f"DeepSpeed ZeRO-{stage} (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
     assert difference < 1e-5
 
 

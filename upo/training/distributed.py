@@ -8,7 +8,9 @@ accelerate and `transformers.Trainer` wire them. Two of their fallbacks are sile
 * an accelerate config asking for DeepSpeed, or for FSDP1, on a machine where accelerate cannot enable them
   (CPU) runs plain data parallel instead, with no sharding. (FSDP2 runs on CPU: `upo.training.fsdp`.)
 
-`check_launch` turns the first into an error with the fix and the second into a warning.
+`check_launch` turns the first into an error with the fix and the second into a warning. On CPU, where
+accelerate would fall back to data parallel, `enable_sharding_on_cpu` switches FSDP2 (`upo.training.fsdp`) and
+DeepSpeed ZeRO (`upo.training.zero`) on; `prepare_reference_model` shards the reference as the policy is.
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import os
 import warnings
 
 from upo.errors import ConfigError
-from upo.training.fsdp import requested_fsdp_version
+from upo.training.fsdp import enable_fsdp2_on_cpu, requested_fsdp_version, shard_reference
+from upo.training.zero import enable_deepspeed_on_cpu
+from upo.training.zero import prepare_reference as prepare_deepspeed_reference
 
 
 def check_launch(args) -> None:
@@ -34,8 +38,8 @@ def check_launch(args) -> None:
     for requested, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
         if os.environ.get(requested, "false").lower() != "true" or engine == name:
             continue
-        if name == "FSDP" and engine in ("MULTI_CPU", "NO") and requested_fsdp_version(args) == 2:
-            continue  # upo enables FSDP2 on CPU itself (upo.training.fsdp); one process has nothing to shard
+        if engine in ("MULTI_CPU", "NO") and (name == "DEEPSPEED" or requested_fsdp_version(args) == 2):
+            continue  # upo enables them on CPU itself (enable_sharding_on_cpu); one process has nothing to shard
         what = "FSDP1 (fsdp_version: 1)" if name == "FSDP" else name
         fix = " Use fsdp_version: 2 (examples/accelerate/fsdp2.yaml), which runs on CPU too." if name == "FSDP" else ""
         warnings.warn(
@@ -44,3 +48,37 @@ def check_launch(args) -> None:
             f"plain data parallel, without sharding.{fix}",
             stacklevel=2,
         )
+
+
+def check_engine_installed() -> None:
+    """A launch asking for DeepSpeed where the package is missing: one line with the fix, not an ImportError from
+    inside accelerate (on GPUs it comes while transformers sets up the processes, on CPU when the Trainer starts)."""
+    import importlib.util
+
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true" or importlib.util.find_spec("deepspeed"):
+        return
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "")
+    raise ConfigError(
+        f"The accelerate config asks for DeepSpeed{f' ZeRO-{stage}' if stage else ''}, but the deepspeed package is "
+        "not installed: pip install deepspeed (on CPU it compiles one op on first use, a few minutes), or shard "
+        "with FSDP2, which needs nothing more: accelerate launch --config_file examples/accelerate/fsdp2.yaml."
+    )
+
+
+def enable_sharding_on_cpu(trainer) -> None:
+    """After the Trainer created its accelerator: FSDP2 or DeepSpeed on a CPU run whose config asks for it."""
+    trainer.is_fsdp_enabled = trainer.is_fsdp_enabled or enable_fsdp2_on_cpu(trainer.accelerator, trainer.args)
+    if not trainer.is_deepspeed_enabled and enable_deepspeed_on_cpu(trainer.accelerator, trainer.args):
+        from transformers.integrations.deepspeed import propagate_args_to_deepspeed
+
+        trainer.is_deepspeed_enabled = True
+        propagate_args_to_deepspeed(trainer.accelerator, trainer.args)  # what the Trainer does for DeepSpeed
+
+
+def prepare_reference_model(trainer, ref_model):
+    """The frozen reference, sharded like the policy under FSDP2 or DeepSpeed ZeRO-3, as TRL does."""
+    if trainer.is_fsdp_enabled:
+        return shard_reference(ref_model, trainer.accelerator)
+    if trainer.is_deepspeed_enabled:
+        return prepare_deepspeed_reference(ref_model, trainer.accelerator)
+    return trainer.accelerator.prepare_model(ref_model, evaluation_mode=True)
