@@ -73,6 +73,14 @@ def enable_sharding_on_cpu(trainer) -> None:
 
         trainer.is_deepspeed_enabled = True
         propagate_args_to_deepspeed(trainer.accelerator, trainer.args)  # what the Trainer does for DeepSpeed
+    if trainer.is_deepspeed_enabled and trainer.args.max_grad_norm and hasattr(trainer.model, "upo_value_head"):
+        warnings.warn(
+            "Under DeepSpeed the engine clips every gradient by one global norm (gradient_clipping = max_grad_norm), "
+            "the value head's included; elsewhere upo clips the value head on its own, so that its large fresh "
+            "gradient does not shrink the policy's steps. Use FSDP2 (examples/accelerate/fsdp2.yaml) to keep that, "
+            "or accept the joint clipping.",
+            stacklevel=2,
+        )
 
 
 def prepare_reference_model(trainer, ref_model):
