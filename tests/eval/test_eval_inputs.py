@@ -34,6 +34,13 @@ def test_missing_eval_data(tmp_path, files, capsys):
     assert len(err.splitlines()) == 1
 
 
+def test_the_data_is_read_before_the_reference_loads(tmp_path, files, capsys):
+    # The reference here is not a model at all: the missing data file is what is reported, before any model loads.
+    assert main(["eval", "--model", str(tmp_path / "model"), "--reference", str(tmp_path / "not-a-model"),
+                 "--eval_data", str(tmp_path / "missing.jsonl"), "--reward_funcs", "length"]) == 1
+    assert "missing.jsonl: no such local file or folder." in capsys.readouterr().err
+
+
 def test_eval_data_with_a_bad_json_line(tmp_path, files, capsys):
     path = tmp_path / "broken.jsonl"
     path.write_text(files["eval"].read_text().splitlines()[0] + "\n{'prompt': 'single quotes'}\n")

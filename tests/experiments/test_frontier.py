@@ -125,9 +125,17 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert sum("evaluated earlier" in line for line in logs) == 2  # no stored numbers: the table rescores them
 
-    # Changing a run's options makes it stale: it is trained again, the other is kept.
+    # Changing a run's options makes it stale: it is trained again, the other is kept. The model it trained before is
+    # never overwritten: its folder is set aside, whole.
     changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}
     assert not train_done(changed, changed["runs"][1]) and train_done(changed, dpo)
+    before = {p.relative_to(run_dir(grid, "upo")): p.read_bytes() for p in run_dir(grid, "upo").rglob("*") if p.is_file()}
+    logs.clear()
+    run_frontier(changed, progress=True, log=logs.append)
+    kept = [p for p in run_dir(grid, "upo").parent.iterdir() if p.name.startswith("upo.options-")]
+    assert len(kept) == 1 and any(f"kept in {kept[0]}" in line for line in logs), logs
+    assert {p.relative_to(kept[0]): p.read_bytes() for p in kept[0].rglob("*") if p.is_file()} == before
+    assert train_done(changed, changed["runs"][1])
 
 
 def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):

@@ -172,10 +172,11 @@ class Evaluator:
         self.settings = settings
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self.reference_name = reference
-        self.reference, self.tokenizer = load_model(reference, dtype, device, trust_remote_code)
+        # The data first: a missing file or a bad row is reported before minutes of model loading.
         self.data = load_eval_data(None if settings.dataset_name else settings.eval_data or DEFAULT_EVAL_DATA,
                                    settings.dataset_name, settings.dataset_config, settings.split,
                                    settings.max_prompts, settings.prompt_column, settings.reference_column)
+        self.reference, self.tokenizer = load_model(reference, dtype, device, trust_remote_code)
         chat = settings.prompt_format == "chat" or (settings.prompt_format == "auto" and self.tokenizer.chat_template)
         self.rows = rows_as_chat(self.data.rows) if chat else self.data.rows
         converted = sum(isinstance(a["prompt"], str) and not isinstance(b["prompt"], str)

@@ -36,6 +36,7 @@ from upo.experiments.frontier.state import (
     TRAIN_DONE,
     TRAIN_LOG,
     mark_train_done,
+    set_aside_finished,
     read_eval_summary,
     run_lock_file,
     stored_evaluation,
@@ -76,6 +77,9 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
 
     options = run_train_options(config, run)
     folder = Path(options["output_dir"])
+    kept = set_aside_finished(folder)  # trained before with other options: kept, never overwritten
+    if kept is not None and log is not None:
+        log(f"    [{run['name']}] its options changed: the run trained before is kept in {kept}")
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (TRAIN_DONE, EVAL_SUMMARY, TRAINER_STATE):
         (folder / stale).unlink(missing_ok=True)

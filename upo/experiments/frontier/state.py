@@ -11,7 +11,8 @@ Layout of `output_dir`:
 * `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`: the report (`upo.experiments.frontier.report`).
 
 A run is trained again when its `train_done.json` is missing (a kill interrupted it) or holds another options
-key; it is evaluated again when its `eval_summary.json` holds another settings key.
+key; it is evaluated again when its `eval_summary.json` holds another settings key. A run that finished with other
+options is never overwritten: its folder is first renamed `runs/{name}.options-{key}` (`set_aside_finished`).
 """
 
 from __future__ import annotations
@@ -54,6 +55,24 @@ def mark_train_done(folder: Path, options: dict, seconds: float, trainer_state: 
         "global_step": (trainer_state or {}).get("global_step"),
         "final_logs": [entry for entry in history if "loss" in entry][-1:] + [e for e in history if "train_loss" in e],
     })
+
+
+def set_aside_finished(folder: Path) -> Path | None:
+    """Rename `folder` to `{name}.options-{its options key}` when it holds a finished training (its `train_done.json`),
+    so that training the run again with other options cannot replace that model; returns the new place, or None."""
+    marker = folder / TRAIN_DONE
+    if not marker.is_file():
+        return None
+    try:
+        key = json.loads(marker.read_text()).get("options_key") or "unknown"
+    except ValueError:
+        key = "unknown"
+    kept, n = folder.with_name(f"{folder.name}.options-{key}"), 1
+    while kept.exists():
+        n += 1
+        kept = folder.with_name(f"{folder.name}.options-{key}-{n}")
+    folder.rename(kept)
+    return kept
 
 
 def read_eval_summary(folder: Path, settings_key: str) -> dict | None:
