@@ -4,7 +4,7 @@
 #
 #   bash scripts/check_report.sh runs/x/eval.html [screenshot.png] [width,height]
 #
-# Chromium comes from Debian: apt-get update && apt-get install -y chromium. The page is loaded with every host name
+# Chromium comes from Debian; run as root on Debian, the script installs it when missing (apt-get install chromium). The page is loaded with every host name
 # unresolvable, so a page that needed a fetch would show it broken in the screenshot; the DOM after the script ran
 # must say "N of N prompts" (the filter's count, written by the page's JavaScript).
 set -euo pipefail
@@ -12,6 +12,11 @@ page=${1:?usage: check_report.sh PAGE.html [SCREENSHOT.png] [WIDTH,HEIGHT]}
 shot=${2:-${page%.html}.png}
 size=${3:-1400,1800}
 browser=$(command -v chromium || command -v chromium-browser || true)
+if [ -z "$browser" ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "check_report: installing Debian's chromium (once)..." >&2
+  apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null
+  browser=$(command -v chromium || true)
+fi
 if [ -z "$browser" ]; then
   echo "check_report: no chromium; install it with: apt-get update && apt-get install -y chromium" >&2
   exit 2
