@@ -37,6 +37,11 @@ def _project(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     final norm, embeddings and head as one unit kept gathered): its weights are used as they are, since calling the
     module a second time would run FSDP's hooks again outside the model's forward (torch 2.13 then crashes in the
     backward pass)."""
+    weight = getattr(head, "weight", None)
+    if isinstance(weight, torch.Tensor) and weight.is_floating_point() and hidden.dtype != weight.dtype:
+        # bf16 weights under bf16 autocast (TRL's GPU recipe): accelerate hands the forward's outputs back in float32,
+        # and the head, applied outside that forward, runs in its weights' dtype as the model's own head would.
+        hidden = hidden.to(weight.dtype)
     if isinstance(head, FSDPModule) and isinstance(head, torch.nn.Linear):
         return F.linear(hidden, head.weight, head.bias)
     return head(hidden)

@@ -58,6 +58,18 @@ def test_one_step_with_bf16_weights_loaded_by_name(tokenizer, tmp_path):
     assert not torch.equal(params["model.layers.0.mlp.down_proj.weight"].detach(), reference)  # trained
 
 
+def test_one_step_with_bf16_weights_under_bf16_autocast(tokenizer, tmp_path):
+    """TRL's GPU recipe (`dtype: bfloat16` and `bf16: true`): the forward's outputs come back in float32 from
+    accelerate's autocast wrapper, the LM head (applied outside the forward) and the value head take bf16."""
+    folder = make_tiny_lm_dir(tmp_path / "model")
+    trainer = trained(str(folder), tokenizer, tmp_path, model_init_kwargs='{"dtype": "bfloat16"}', bf16=True,
+                      reward_funcs=[lambda prompts, completions, **kw: [float(len(c)) for c in completions]])
+    params = dict(trainer.model.named_parameters())
+    assert params["model.layers.0.mlp.down_proj.weight"].dtype == torch.bfloat16
+    assert all(torch.isfinite(p).all() for p in params.values())
+    assert torch.isfinite(torch.tensor(trainer.state.log_history[0]["loss"]))
+
+
 def test_one_activation_checkpointing_step_equals_a_plain_step(tokenizer, tmp_path):
     plain = weights(trained(tiny_model(), tokenizer, tmp_path / "plain"))
     checkpointed = trained(tiny_model(), tokenizer, tmp_path / "ckpt", activation_checkpointing=True)
