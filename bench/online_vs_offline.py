@@ -121,8 +121,8 @@ def main():
                 callbacks=[grpo_curve]).train()
     curves["GRPO (online, 4 samples per prompt)"] = grpo_curve.points
 
-    print(f"designer objective: {args.reward}; start (SFT) score {baseline:.2f}; {args.steps} steps of 8 prompts/pairs, "
-          f"lr {args.learning_rate}\n")
+    print(f"designer objective: {args.reward}; start (SFT) score {baseline:.2f}; "
+          f"{args.steps} steps of 8 prompts/pairs, lr {args.learning_rate}\n")
     print("| method | step | training wall time (s) | designer score | gain |\n|---|---|---|---|---|")
     for name, points in curves.items():
         for step, seconds, score in points:

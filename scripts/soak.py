@@ -73,8 +73,9 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    config = LlamaConfig(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, pad_token_id=0,
+                         eos_token_id=1, bos_token_id=1)
     model = LlamaForCausalLM(config)
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     recorder = MemoryRecorder()

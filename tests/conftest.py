@@ -1,4 +1,5 @@
-"""Fixtures only (shared code lives in helpers.py): offline Hub settings, an isolated upo cache per test, the tokenizer, pairs."""
+"""Fixtures only (shared code lives in helpers.py): offline Hub settings, an isolated upo cache per test, the tokenizer,
+pairs."""
 
 import os
 

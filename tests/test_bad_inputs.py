@@ -1,5 +1,5 @@
-"""Malformed inputs that tests/data/test_data_loading.py, tests/rewards/test_rewards.py and tests/test_cli.py do not cover yet:
-each gives a message naming the file (or option), the line, row or column, what is wrong and the fix, or a
+"""Malformed inputs that tests/data/test_data_loading.py, tests/rewards/test_rewards.py and tests/test_cli.py do not
+cover yet: each gives a message naming the file (or option), the line, row or column, what is wrong and the fix, or a
 documented warning with counts, and never a traceback from inside a library.
 
 Already covered elsewhere (not repeated here): non-UTF-8 bytes, truncated last JSONL line, unparsable line,
@@ -23,7 +23,8 @@ from upo.data import load_preference_pairs
 from upo.errors import ConfigError, DataError, RewardFunctionError
 from upo.rewards import score_designer_rewards
 
-FAST = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, max_length=64, disable_tqdm=True, max_steps=1)
+FAST = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, max_length=64, disable_tqdm=True,
+            max_steps=1)
 ROWS = make_pairs(8)
 
 
@@ -111,16 +112,20 @@ def test_capitalised_column_names(tmp_path):
 
 
 def test_message_without_a_role(tmp_path):
-    path = jsonl(tmp_path / "chat.jsonl", [{"prompt": [{"content": "Hi"}], "chosen": [{"role": "assistant", "content": "a"}],
-                                            "rejected": [{"role": "assistant", "content": "b"}]}])
-    with pytest.raises(DataError, match=r"chat\.jsonl, row 0 \(line 1\), column 'prompt', message 0: role None is not one"):
+    row = {"prompt": [{"content": "Hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "assistant", "content": "b"}]}
+    path = jsonl(tmp_path / "chat.jsonl", [row])
+    with pytest.raises(DataError, match=r"chat\.jsonl, row 0 \(line 1\), column 'prompt', message 0: "
+                       r"role None is not one"):
         load_preference_pairs(path)
 
 
 def test_messages_given_as_plain_strings(tmp_path):
-    path = jsonl(tmp_path / "chat.jsonl", [{"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant",
-                                            "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}, "bye"]}])
-    with pytest.raises(DataError, match=r"row 0 \(line 1\), column 'rejected', message 1: a str \('bye'\), expected a dict"):
+    row = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "assistant", "content": "b"}, "bye"]}
+    path = jsonl(tmp_path / "chat.jsonl", [row])
+    with pytest.raises(DataError, match=r"row 0 \(line 1\), column 'rejected', message 1: a str \('bye'\), "
+                       r"expected a dict"):
         load_preference_pairs(path)
 
 
@@ -136,10 +141,11 @@ def test_conversational_data_with_a_tokenizer_without_chat_template(tmp_path, to
                                               (float("nan"), "nan", 3)])
 def test_bad_weight(tmp_path, tokenizer, weight, shown, row):
     """A whole column of text or booleans, or one negative or NaN weight (JSON allows NaN)."""
-    path = jsonl(tmp_path / "pairs.jsonl", [{**r, "weight": weight if row in (None, i) else 1.0} for i, r in enumerate(ROWS)])
+    rows = [{**r, "weight": weight if row in (None, i) else 1.0} for i, r in enumerate(ROWS)]
+    path = jsonl(tmp_path / "pairs.jsonl", rows)
     row = row or 0
-    with pytest.raises(DataError, match=rf"pairs\.jsonl, pair {row} \(prompt 'Human: .*'\), column 'weight': {shown} is "
-                       r"not a finite number >= 0"):
+    with pytest.raises(DataError, match=rf"pairs\.jsonl, pair {row} \(prompt 'Human: .*'\), column 'weight': "
+                       rf"{shown} is not a finite number >= 0"):
         trainer(tmp_path, tokenizer, str(path))
 
 
@@ -152,7 +158,8 @@ def test_one_reference_column_without_the_other(tmp_path, tokenizer):
 @pytest.mark.parametrize("value", [3.5, "n/a", float("-inf")])
 def test_bad_precomputed_reference_logps(tmp_path, tokenizer, value):
     data = Dataset.from_list([{**r, "ref_chosen_logps": value, "ref_rejected_logps": -10.0} for r in ROWS])
-    with pytest.raises(DataError, match=r"pair 0 .*column 'ref_chosen_logps': .* is not a finite sum of log-probabilities"):
+    with pytest.raises(DataError, match=r"pair 0 .*column 'ref_chosen_logps': .* "
+                       r"is not a finite sum of log-probabilities"):
         trainer(tmp_path, tokenizer, data)
 
 
@@ -198,7 +205,8 @@ def test_reward_function_returning_a_column_vector():
     def column(prompts, completions, **kwargs):
         return np.zeros((len(completions), 1))
 
-    with pytest.raises(RewardFunctionError, match=r"'column' returned array\(\[0\.\]\) for row 0 \(the chosen response\)"):
+    with pytest.raises(RewardFunctionError,
+                       match=r"'column' returned array\(\[0\.\]\) for row 0 \(the chosen response\)"):
         score(column)
 
 
@@ -274,7 +282,8 @@ def test_yaml_option_of_the_wrong_type(tmp_path, data_file, capsys):
     config.write_text("learning_rate: fast\n")
     assert run_cli(tmp_path, data_file, "--config", str(config)) == 1
     err = capsys.readouterr().err
-    assert err == f"upo train: error: {config}: argument --learning_rate/--learning-rate: invalid float value: 'fast'.\n"
+    assert err == (f"upo train: error: {config}: argument --learning_rate/--learning-rate: "
+                   "invalid float value: 'fast'.\n")
 
 
 def test_missing_config_file(tmp_path, data_file, capsys):
@@ -299,15 +308,16 @@ def test_misspelt_flag(tmp_path, data_file, capsys):
 def test_jsonl_object_with_a_key_twice(tmp_path):
     path = tmp_path / "pairs.jsonl"
     path.write_text(json.dumps(ROWS[0]) + "\n" + '{"prompt": "q", "chosen": "a", "rejected": "b", "chosen": "c"}\n')
-    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: the key 'chosen' appears 2 times in one object \(values "
-                       r"\"a\", \"c\"\); JSON readers silently keep the last one"):
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: the key 'chosen' appears 2 times in one object "
+                       r"\(values \"a\", \"c\"\); JSON readers silently keep the last one"):
         load_preference_pairs(path)
 
 
 def test_json_message_with_a_key_twice(tmp_path):
     path = tmp_path / "chat.json"
     path.write_text('[{"prompt": [{"role": "user", "content": "Hi", "role": "system"}], '
-                    '"chosen": [{"role": "assistant", "content": "a"}], "rejected": [{"role": "assistant", "content": "b"}]}]')
+                    '"chosen": [{"role": "assistant", "content": "a"}], '
+                    '"rejected": [{"role": "assistant", "content": "b"}]}]')
     with pytest.raises(DataError, match=r"chat\.json: the key 'role' appears 2 times in one object"):
         load_preference_pairs(path)
 
@@ -315,15 +325,15 @@ def test_json_message_with_a_key_twice(tmp_path):
 def test_csv_with_a_duplicated_header(tmp_path):
     path = tmp_path / "pairs.csv"
     path.write_text("prompt,chosen,rejected,chosen\nq,a,b,c\n")
-    with pytest.raises(DataError, match=r"pairs\.csv, line 1: the header names column\(s\) \['chosen'\] more than once; "
-                       r"readers silently rename the second one \('chosen\.1'\)"):
+    with pytest.raises(DataError, match=r"pairs\.csv, line 1: the header names column\(s\) \['chosen'\] "
+                       r"more than once; readers silently rename the second one \('chosen\.1'\)"):
         load_preference_pairs(path)
 
 
 def test_every_weight_zero(tmp_path, tokenizer):
     path = jsonl(tmp_path / "pairs.jsonl", [{**r, "weight": 0} for r in ROWS])
-    with pytest.raises(DataError, match=r"pairs\.jsonl, column 'weight': every pair's weight is 0, so the loss is 0 and "
-                       r"nothing would be learned"):
+    with pytest.raises(DataError, match=r"pairs\.jsonl, column 'weight': every pair's weight is 0, "
+                       r"so the loss is 0 and nothing would be learned"):
         trainer(tmp_path, tokenizer, str(path))
 
 
@@ -360,15 +370,16 @@ def test_dataset_folder_holding_files_save_to_disk_did_not_write(tmp_path, damag
         (folder / "state.json").write_text("{not json")
     else:
         next(folder.glob("*.arrow")).write_text("notes, not Arrow data")
-    with pytest.raises(DataError, match=r"saved: a save_to_disk folder whose files cannot be read \(.*\)\. It holds files "
-                       r"save_to_disk did not write, or they were damaged"):
+    with pytest.raises(DataError, match=r"saved: a save_to_disk folder whose files cannot be read \(.*\)\. "
+                       r"It holds files save_to_disk did not write, or they were damaged"):
         load_preference_pairs(folder)
 
 
 def test_integer_too_large_for_arrow(tmp_path):
-    path = jsonl(tmp_path / "pairs.jsonl", [{**r, "meta": {"id": 2 ** 70 if i == 5 else i}} for i, r in enumerate(ROWS)])
-    with pytest.raises(DataError, match=r"pairs\.jsonl, row 5 \(line 6\), column 'meta': the integer 1180591620717411303424 "
-                       r"does not fit in 64 bits"):
+    rows = [{**r, "meta": {"id": 2 ** 70 if i == 5 else i}} for i, r in enumerate(ROWS)]
+    path = jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=r"pairs\.jsonl, row 5 \(line 6\), column 'meta': "
+                       r"the integer 1180591620717411303424 does not fit in 64 bits"):
         load_preference_pairs(path)
 
 
@@ -392,8 +403,8 @@ def model_folder(tmp_path, tokenizer):
     ("corrupt", r"Cannot load the model '.*model': Error while deserializing header"),
     ("truncated", r"Cannot load the model '.*model': Error while deserializing header"),
     ("no-weights", r"Cannot load the model '.*model': Error no file named model.safetensors"),
-    ("config-not-json", r"Cannot load the (model|tokenizer of) '.*model': It looks like the config file at .*config.json' "
-                        r"is not a valid JSON file"),
+    ("config-not-json", r"Cannot load the (model|tokenizer of) '.*model': "
+                        r"It looks like the config file at .*config.json' is not a valid JSON file"),
     ("pickle-with-code", r"Cannot load the model '.*model': its weights file is a pickle holding more than tensors"),
 ])
 def test_model_folders_that_cannot_be_loaded(tmp_path, data_file, capsys, model_folder, damage, message):

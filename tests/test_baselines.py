@@ -200,7 +200,8 @@ def test_pairs_are_unpaired_and_mismatched_with_another_prompt():
     laid_out = with_mismatched_completions(rows)
     assert laid_out.column_names == ["prompt", "chosen", "rejected", "label"]
     for i, row in enumerate(laid_out):
-        source = [j for j in range(len(rows)) if rows["completion"][j] == row["rejected"] and rows["prompt"][j] != row["prompt"]]
+        source = [j for j in range(len(rows))
+                  if rows["completion"][j] == row["rejected"] and rows["prompt"][j] != row["prompt"]]
         assert source, f"row {i}: the mismatched completion must come from another prompt"
 
 
@@ -222,7 +223,8 @@ def test_unpaired_file_errors_name_file_line_and_fix(tmp_path):
     lines = [{"prompt": "Hi?", "completion": "Hello!", "label": "good"},
              {"prompt": "Bye?", "completion": "Go away.", "label": "bad"}]
     path.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
-    with pytest.raises(DataError, match=r"feedback.jsonl, row 0 \(line 1\), column 'label': 'good' is not true or false"):
+    with pytest.raises(DataError,
+                       match=r"feedback.jsonl, row 0 \(line 1\), column 'label': 'good' is not true or false"):
         load_unpaired(str(path))
     lines[1]["completion"] = ""
     lines[0]["label"] = lines[1]["label"] = True
@@ -238,7 +240,8 @@ def test_unpaired_file_errors_name_file_line_and_fix(tmp_path):
 
 
 def test_control_tags_open_responses():
-    text = add_control_tags(Dataset.from_list([{"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}]), ["[good]", "[bad]"])
+    pairs = Dataset.from_list([{"prompt": "Q?", "chosen": "Yes.", "rejected": "No."}])
+    text = add_control_tags(pairs, ["[good]", "[bad]"])
     assert text[0]["chosen"] == "[good] Yes." and text[0]["rejected"] == "[bad] No."
     messages = add_control_tags(Dataset.from_list([{
         "prompt": [{"role": "user", "content": "Q?"}],

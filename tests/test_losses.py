@@ -111,7 +111,8 @@ def test_advantage_weights_are_capped():
 
 
 def test_advantage_weighted_nll_normalises_by_batch_tokens():
-    loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0), torch.tensor([True, True, False]))
+    loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0),
+                                  torch.tensor([True, True, False]))
     assert loss.item() == pytest.approx(10 / 6)
 
 
@@ -161,7 +162,8 @@ def test_designer_loss_pair_mean_by_hand():
 
 def test_designer_loss_batch_mean_and_not_applicable():
     # Two pairs, chosen (2, NaN), rejected (0, 1): batch mean of defined rewards = 1.
-    out = designer_loss(t(-1.0, -1.0, -1.0, -1.0), t(1.0, 1.0, 1.0, 1.0), t(2.0, NAN, 0.0, 1.0), value_baseline="batch_mean")
+    out = designer_loss(t(-1.0, -1.0, -1.0, -1.0), t(1.0, 1.0, 1.0, 1.0), t(2.0, NAN, 0.0, 1.0),
+                        value_baseline="batch_mean")
     assert out.mask.tolist() == [True, False, True, True]
     assert out.advantages.tolist() == pytest.approx([1.0, 0.0, -1.0, 0.0])
     assert out.aux_loss.item() == pytest.approx((math.e + 1 / math.e + 1) / 3)

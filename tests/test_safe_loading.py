@@ -44,7 +44,8 @@ def plant(path, marker):
 
 def train(tmp_path, tokenizer, **options):
     args = UPOConfig(output_dir=str(tmp_path / "run"), **{**FAST, **options})
-    trainer = UPOTrainer(tiny_model(), args=args, train_dataset=Dataset.from_list(make_pairs(8)), processing_class=tokenizer)
+    trainer = UPOTrainer(tiny_model(), args=args, train_dataset=Dataset.from_list(make_pairs(8)),
+                         processing_class=tokenizer)
     return trainer
 
 

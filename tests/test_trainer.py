@@ -26,7 +26,8 @@ def train(tokenizer, data, tmp_path, name="run", reward_funcs=None, **kwargs):
     if isinstance(reward_funcs, list) and all(isinstance(f, str) for f in reward_funcs):
         options["reward_funcs"], reward_funcs = reward_funcs, None
     trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path / name), **options),
-                         train_dataset=data, processing_class=tokenizer, callbacks=[recorder], reward_funcs=reward_funcs)
+                         train_dataset=data, processing_class=tokenizer, callbacks=[recorder],
+                         reward_funcs=reward_funcs)
     trainer.train()
     return trainer, recorder.logs
 
@@ -35,7 +36,8 @@ def test_output_folder_loads_with_from_pretrained(tokenizer, pairs, tmp_path):
     trainer, logs = train(tokenizer, pairs, tmp_path, reward_funcs=["readability", "length"], reward_weights=[1.0, 0.5])
     trainer.save_model()
     out = tmp_path / "run"
-    for name in ("model.safetensors", "config.json", "tokenizer.json", "value_head.safetensors", "upo_config.json", "README.md"):
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "value_head.safetensors", "upo_config.json",
+                 "README.md"):
         assert (out / name).is_file(), name
     assert not any(k.startswith("upo_value_head") for k in load_file(out / "model.safetensors"))
     loaded = AutoModelForCausalLM.from_pretrained(out)
@@ -93,7 +95,8 @@ def test_precomputed_reference_equals_reference_model(tokenizer, pairs, tmp_path
 
 def test_modpo_and_ipo_train(tokenizer, pairs, tmp_path):
     _, dpo = train(tokenizer, pairs, tmp_path, "dpo", max_steps=1)
-    _, modpo = train(tokenizer, pairs, tmp_path, "modpo", max_steps=1, loss_type=["modpo"], reward_funcs=["readability"], alpha=0.0)
+    _, modpo = train(tokenizer, pairs, tmp_path, "modpo", max_steps=1, loss_type=["modpo"],
+                     reward_funcs=["readability"], alpha=0.0)
     _, ipo = train(tokenizer, pairs, tmp_path, "ipo", max_steps=1, loss_type=["ipo", "sft"], loss_weights=[1.0, 0.5])
     assert modpo[0]["loss"] != pytest.approx(dpo[0]["loss"])  # the designer margin shifts the logit
     assert "loss/aux" not in modpo[0]

@@ -9,7 +9,8 @@ from upo import UPOConfig, UPOTrainer
 
 trl = pytest.importorskip("trl")
 
-KEYS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected"]
+KEYS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
+        "logps/rejected"]
 COMMON = dict(per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3, logging_steps=1, seed=0,
               report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=64, beta=0.1,
               disable_tqdm=True)
@@ -17,7 +18,8 @@ COMMON = dict(per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3, lo
 
 def run_trl(model, tokenizer, dataset, tmp_path):
     recorder = Recorder()
-    config = trl.DPOConfig(output_dir=str(tmp_path / "trl"), gradient_checkpointing=False, pad_to_multiple_of=None, **COMMON)
+    config = trl.DPOConfig(output_dir=str(tmp_path / "trl"), gradient_checkpointing=False, pad_to_multiple_of=None,
+                           **COMMON)
     trainer = trl.DPOTrainer(model=model, ref_model=copy.deepcopy(model), args=config, train_dataset=dataset,
                              processing_class=tokenizer, callbacks=[recorder])
     trainer.train()
@@ -27,7 +29,8 @@ def run_trl(model, tokenizer, dataset, tmp_path):
 def run_upo(model, tokenizer, dataset, tmp_path, name, **kwargs):
     recorder = Recorder()
     config = UPOConfig(output_dir=str(tmp_path / name), **COMMON, **kwargs)
-    trainer = UPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer, callbacks=[recorder])
+    trainer = UPOTrainer(model=model, args=config, train_dataset=dataset, processing_class=tokenizer,
+                         callbacks=[recorder])
     trainer.train()
     return recorder.logs, trainer
 

@@ -263,8 +263,9 @@ class UPOConfig(TrainingArguments):
                 raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(LOSS_TYPES)}.")
         baselines = [name for name in self.loss_type if name in BASELINE_LOSS_TYPES]
         if baselines and len(self.loss_type) > 1:
+            others = [n for n in self.loss_type if n != baselines[0]]
             raise ConfigError(f"loss_type {baselines[0]!r} replaces the preference loss: use it alone "
-                              f"(loss_type: [{baselines[0]}]), not with {[n for n in self.loss_type if n != baselines[0]]}.")
+                              f"(loss_type: [{baselines[0]}]), not with {others}.")
         if self.loss_weights is not None and len(self.loss_weights) != len(self.loss_type):
             raise ConfigError(
                 f"loss_weights has {len(self.loss_weights)} values but loss_type has {len(self.loss_type)}: "
@@ -284,7 +285,8 @@ class UPOConfig(TrainingArguments):
                 and self.csft_tags[0] != self.csft_tags[1]):
             raise ConfigError(f"csft_tags must be two different non-empty tags without surrounding spaces, got "
                               f"{self.csft_tags!r}.")
-        if self.reward_weights is not None and self.reward_funcs is not None and len(self.reward_weights) != len(self.reward_funcs):
+        if (self.reward_weights is not None and self.reward_funcs is not None
+                and len(self.reward_weights) != len(self.reward_funcs)):
             raise ConfigError(
                 f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
                 f"{len(self.reward_funcs)}: give one weight per reward function."

@@ -67,7 +67,8 @@ def token_logps(hidden, targets, head, chunk_size: int | None = None, transform=
     if not chunk_size or len(targets) <= chunk_size or not torch.is_grad_enabled():
         return _token_logps(hidden, targets, head, transform)
     chunks = [
-        checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, transform, use_reentrant=False)
+        checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, transform,
+                   use_reentrant=False)
         for i in range(0, len(targets), chunk_size)
     ]
     return torch.cat(chunks)

@@ -161,7 +161,8 @@ class UPOTrainer(Trainer):
             self.designer_stats = train.stats
             eval_data = None
             if eval_dataset is not None:
-                prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats, "eval")
+                prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats,
+                                                   "eval")
                 print(prepared.report.summary())
                 check_numeric_columns(prepared.dataset, prepared.report.source)
                 eval_data = prepared.dataset
@@ -216,7 +217,8 @@ class UPOTrainer(Trainer):
                     f"output_dir {out} already holds a trained model or checkpoints ({', '.join(sorted(taken)[:3])}). "
                     "Choose a new output_dir, resume with resume_from_checkpoint, or set overwrite_output_dir."
                 )
-        # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last folder.
+        # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last
+        # folder.
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
         with refusing_unsafe_pickles(resume_from_checkpoint), noting_interruption(out, lambda: self.state.global_step):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
@@ -398,7 +400,8 @@ class UPOTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         if state_dict is None:
             state_dict = self.accelerator.unwrap_model(self.model).state_dict()
-        head = {k[len(VALUE_HEAD_PREFIX):]: v.contiguous() for k, v in state_dict.items() if k.startswith(VALUE_HEAD_PREFIX)}
+        head = {k[len(VALUE_HEAD_PREFIX):]: v.contiguous()
+                for k, v in state_dict.items() if k.startswith(VALUE_HEAD_PREFIX)}
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(VALUE_HEAD_PREFIX)}
         if CHECKPOINT_PATTERN.match(os.path.basename(os.path.normpath(output_dir))):
             self._save_files(output_dir, state_dict, head)  # _save_checkpoint explains a failure

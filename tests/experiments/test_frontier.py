@@ -129,7 +129,8 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     # never overwritten: its folder is set aside, whole.
     changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}
     assert not train_done(changed, changed["runs"][1]) and train_done(changed, dpo)
-    before = {p.relative_to(run_dir(grid, "upo")): p.read_bytes() for p in run_dir(grid, "upo").rglob("*") if p.is_file()}
+    upo_dir = run_dir(grid, "upo")
+    before = {p.relative_to(upo_dir): p.read_bytes() for p in upo_dir.rglob("*") if p.is_file()}
     logs.clear()
     run_frontier(changed, progress=True, log=logs.append)
     kept = [p for p in run_dir(grid, "upo").parent.iterdir() if p.name.startswith("upo.options-")]

@@ -69,7 +69,8 @@ def test_length_is_one_at_target_and_decays_symmetrically():
 
 
 def test_sentiment_orders_positive_neutral_negative():
-    positive, neutral, negative = score(sentiment, ["I love this, it is wonderful!", "", "This is awful and I hate it."])
+    texts = ["I love this, it is wonderful!", "", "This is awful and I hate it."]
+    positive, neutral, negative = score(sentiment, texts)
     assert -1 <= negative < 0 == neutral < positive <= 1
 
 
@@ -95,7 +96,8 @@ def test_conversational_completions_score_the_assistant_text():
                     {"role": "assistant", "content": "three"}]
     assert completion_text(conversation) == "one two\nthree"
     assert completion_text([{"content": "a"}, {"content": "b"}]) == "a\nb"  # no roles: every content
-    assert completion_text([{"role": "assistant", "content": [{"type": "text", "text": "x"}, {"type": "image"}]}]) == "x"
+    parts = [{"type": "text", "text": "x"}, {"type": "image"}]
+    assert completion_text([{"role": "assistant", "content": parts}]) == "x"
     assert Length(target_words=3)(prompts=[[{"role": "user", "content": "q"}]], completions=[conversation]) == [1.0]
     assert score(non_offensive, [[{"role": "assistant", "content": "Thank you"}]])[0] > 0.9
 

@@ -44,7 +44,8 @@ def equal_length_pairs(n=16):
     averages the ranks' gradients. That equals one process on the joint batch only when the ranks' token
     counts are equal; see test_designer_term_with_unequal_lengths_differs_across_ranks.
     """
-    chosen = [" Long sentences with complicated terminology impede comprehension.", " Water boils at one hundred degrees."]
+    chosen = [" Long sentences with complicated terminology impede comprehension.",
+              " Water boils at one hundred degrees."]
     rejected = [" Short words help.", " Please explain.", " No."]
     return [{"prompt": f"Human: {QUESTIONS[i % len(QUESTIONS)]} Assistant:", "chosen": chosen[i % 2],
              "rejected": rejected[i % 3]} for i in range(n)]
@@ -139,7 +140,8 @@ def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokeni
 
 
 def test_shipped_accelerate_configs_name_their_engines():
-    engines = {path.name: yaml.safe_load(path.read_text()) for path in (ROOT / "examples" / "accelerate").glob("*.yaml")}
+    configs = (ROOT / "examples" / "accelerate").glob("*.yaml")
+    engines = {path.name: yaml.safe_load(path.read_text()) for path in configs}
     assert {name: config["distributed_type"] for name, config in engines.items()} == {
         "ddp.yaml": "MULTI_GPU", "fsdp2.yaml": "FSDP", "multi_node.yaml": "MULTI_GPU",
         "deepspeed_zero1.yaml": "DEEPSPEED", "deepspeed_zero2.yaml": "DEEPSPEED", "deepspeed_zero3.yaml": "DEEPSPEED"}

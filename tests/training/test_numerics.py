@@ -45,8 +45,8 @@ def nan_on_poison(model, tokenizer):
     """The model returns NaN hidden states for any batch holding the POISON token."""
     poison = tokenizer.convert_tokens_to_ids(POISON)
     seen = {}
-    model.register_forward_pre_hook(lambda m, args, kwargs: seen.update(hit=bool((kwargs["input_ids"] == poison).any())),
-                                    with_kwargs=True)
+    model.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.update(hit=bool((kwargs["input_ids"] == poison).any())), with_kwargs=True)
     model.model.norm.register_forward_hook(lambda m, i, out: out * math.nan if seen["hit"] else out)
     return model
 
@@ -81,8 +81,9 @@ def test_value_head_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path
     trainer, _ = make_trainer(tmp_path, tokenizer, reward_funcs=[length], value_learning_rate=1e30,
                               save_strategy="steps", save_steps=1)
     checkpoint = tmp_path / "run" / "checkpoint-1"
-    with pytest.raises(NonFiniteError, match=rf"step 2: the value \(loss/value = (inf|nan)\) term\. .*value_learning_rate\. "
-                       rf".*the last good checkpoint is {checkpoint} \(resume with resume_from_checkpoint=True\)"):
+    with pytest.raises(NonFiniteError, match=rf"step 2: the value \(loss/value = (inf|nan)\) term\. "
+                       rf".*value_learning_rate\. .*the last good checkpoint is {checkpoint} "
+                       rf"\(resume with resume_from_checkpoint=True\)"):
         trainer.train()
     assert sorted(p.name for p in (tmp_path / "run").iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-1"]
     saved = {**load_file(checkpoint / "model.safetensors"),
@@ -93,8 +94,8 @@ def test_value_head_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path
 def test_nan_from_the_model_names_every_term_it_reaches(tmp_path, tokenizer):
     model = nan_on_poison(tiny_model(), tokenizer)
     trainer, _ = make_trainer(tmp_path, tokenizer, data=poisoned(make_pairs(8)), model=model, reward_funcs=[length])
-    with pytest.raises(NonFiniteError, match=r"step 1: the preference \(loss/pref = nan\), designer \(loss/aux = nan\), "
-                       r"value \(loss/value = nan\) terms\."):
+    with pytest.raises(NonFiniteError, match=r"step 1: the preference \(loss/pref = nan\), "
+                       r"designer \(loss/aux = nan\), value \(loss/value = nan\) terms\."):
         trainer.train()
 
 
@@ -148,7 +149,8 @@ def test_skipping_batches_counts_them_and_trains_on_the_rest(tmp_path, tokenizer
 def test_a_step_whose_batches_are_all_skipped_does_not_move_the_weights(tmp_path, tokenizer):
     model = nan_on_poison(tiny_model(), tokenizer)
     trainer, logs = make_trainer(tmp_path, tokenizer, data=poisoned(make_pairs(16)), model=model, reward_funcs=[length],
-                                 skip_nonfinite_batches=True, gradient_accumulation_steps=2, per_device_train_batch_size=2)
+                                 skip_nonfinite_batches=True, gradient_accumulation_steps=2,
+                                 per_device_train_batch_size=2)
     before = weights(trainer.model)
     trainer.train()
     assert [log for log in logs if "loss" in log][-1]["nonfinite/skipped_batches"] == 6  # 3 steps x 2 micro-batches
@@ -179,15 +181,17 @@ def test_two_processes_stop_together_or_skip_together(tmp_path, skip):
     data = tmp_path / "pairs.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
     command = [Path(sys.executable).parent / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
-               "--out", str(tmp_path / "out"), "--data", str(data), "--batch_size", "2", "--designer", "--max_steps", "4",
-               "--option", "value_learning_rate=1e30", "--option", f"skip_nonfinite_batches={json.dumps(skip)}"]
+               "--out", str(tmp_path / "out"), "--data", str(data), "--batch_size", "2", "--designer",
+               "--max_steps", "4", "--option", "value_learning_rate=1e30",
+               "--option", f"skip_nonfinite_batches={json.dumps(skip)}"]
     result = subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300,
                             env={**os.environ, "UPO_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(root)})
     output = result.stdout + result.stderr
     if skip:
         assert result.returncode == 0, output[-3000:]
         logs = json.loads((tmp_path / "out" / "rank0.json").read_text())["log_history"]
-        assert [log.get("nonfinite/skipped_batches") for log in logs if "loss" in log] == [None, 1, 2, 3]  # steps 2-4, cumulative
+        skipped = [log.get("nonfinite/skipped_batches") for log in logs if "loss" in log]
+        assert skipped == [None, 1, 2, 3]  # steps 2-4, cumulative
     else:
         assert result.returncode != 0
         for rank in (0, 1):

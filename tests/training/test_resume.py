@@ -55,7 +55,8 @@ def test_sigkill_during_a_save_then_resume_gives_the_same_final_weights(tmp_path
     # The save of step 6 stalls after the model file and before the optimizer, the trainer state and the marker.
     process = subprocess.Popen(
         [sys.executable, "tests/ddp_train.py", "--out", str(killed), "--data", str(data), *RUN, "--slow_save_at", "6"],
-        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
     try:
         wait_for(killed / "run" / "checkpoint-6" / "model.safetensors", process)
     finally:
@@ -99,8 +100,9 @@ def flip_one_byte(path: Path) -> None:
 
 
 def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pairs):
-    args = UPOConfig(output_dir=str(tmp_path / "run"), max_steps=4, save_strategy="steps", save_steps=2, report_to="none",
-                     use_cpu=True, max_length=64, per_device_train_batch_size=4, disable_tqdm=True, save_total_limit=1)
+    args = UPOConfig(output_dir=str(tmp_path / "run"), max_steps=4, save_strategy="steps", save_steps=2,
+                     report_to="none", use_cpu=True, max_length=64, per_device_train_batch_size=4, disable_tqdm=True,
+                     save_total_limit=1)
     trainer = UPOTrainer(tiny_model(), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.train()
     run = tmp_path / "run"
@@ -131,7 +133,8 @@ def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pai
     shutil.rmtree(run / "checkpoint-10")
 
     shutil.rmtree(run / "checkpoint-4")
-    with pytest.raises(ConfigError, match=r"no complete checkpoint in .*only incomplete ones \(checkpoint-6, checkpoint-8\)"):
+    with pytest.raises(ConfigError,
+                       match=r"no complete checkpoint in .*only incomplete ones \(checkpoint-6, checkpoint-8\)"):
         resolve_resume_checkpoint(True, run)
     with pytest.raises(ConfigError, match="not a folder"):
         resolve_resume_checkpoint(str(tmp_path / "nowhere"), run)
@@ -172,7 +175,8 @@ def test_repeated_kills_at_random_moments_lose_nothing(tmp_path, monkeypatch):
     ddp_train.main(["--out", str(tmp_path / "uninterrupted"), "--data", str(data), *run_args])
     a, b = load_file(out / "final.safetensors"), load_file(tmp_path / "uninterrupted" / "final.safetensors")
     difference = max((a[k] - b[k]).abs().max().item() for k in a)
-    print(f"{kills} kills (last complete checkpoint after each: {steps_at_kill}): max weight difference {difference:.1e}")
+    print(f"{kills} kills (last complete checkpoint after each: {steps_at_kill}): "
+          f"max weight difference {difference:.1e}")
     assert kills == 5
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -60,7 +60,8 @@ class PreferenceCollator:
 
     def _separate(self, rows):
         n = len(rows)
-        sequences = [r["prompt_ids"] + r["chosen_ids"] for r in rows] + [r["prompt_ids"] + r["rejected_ids"] for r in rows]
+        sequences = ([r["prompt_ids"] + r["chosen_ids"] for r in rows]
+                     + [r["prompt_ids"] + r["rejected_ids"] for r in rows])
         length = _round_up(max(map(len, sequences)), self.pad_to_multiple_of)
         input_ids = torch.full((2 * n, length), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((2 * n, length), dtype=torch.long)

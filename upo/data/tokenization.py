@@ -96,7 +96,8 @@ def tokenize_dataset(dataset: Dataset, tokenizer, max_length: int | None, trunca
     if max_length is not None:
         dataset = _drop_and_truncate(dataset, max_length, report, num_proc)
     # Tokens of prompt + chosen + rejected, for `group_by_length` batches.
-    lengths = [len(p) + len(c) + len(r) for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
+    lengths = [len(p) + len(c) + len(r)
+               for p, c, r in zip(dataset["prompt_ids"], dataset["chosen_ids"], dataset["rejected_ids"])]
     return dataset.add_column("length", lengths)
 
 

@@ -70,7 +70,9 @@ def normalize_unpaired_rows(
     return dataset.select_columns([*UNPAIRED_COLUMNS, *extra]), report
 
 
-def load_unpaired_rows(dataset: Dataset, source_name: str, line_numbers: list[int] | None) -> tuple[Dataset, DataReport]:
+def load_unpaired_rows(
+    dataset: Dataset, source_name: str, line_numbers: list[int] | None
+) -> tuple[Dataset, DataReport]:
     """Unpaired rows from either layout: validated as they are, or validated as pairs and then unpaired."""
     columns = dataset.column_names
     if "completion" in columns or "label" in columns:
@@ -78,7 +80,8 @@ def load_unpaired_rows(dataset: Dataset, source_name: str, line_numbers: list[in
     if "chosen" in columns and "rejected" in columns:
         pairs, report = normalize_preference_rows(dataset, source_name, line_numbers)
         unpaired = unpair_preference_dataset(pairs)
-        report.loaded, report.dropped_identical, report.unit = len(unpaired), 2 * report.dropped_identical, "unpaired rows"
+        report.loaded, report.dropped_identical = len(unpaired), 2 * report.dropped_identical
+        report.unit = "unpaired rows"
         return unpaired, report
     raise DataError(f"{source_name}: loss_type 'kto' reads unpaired rows, but the columns found are {columns}. "
                     f"{UNPAIRED_HELP}")

@@ -74,7 +74,7 @@ def read_scores(path: Path, n: int) -> tuple[list[float | None], list[float | No
         problem = "wrong number or type of scores"
     except (OSError, ValueError, KeyError, TypeError) as e:
         problem = str(e)
-    warnings.warn(f"ignoring corrupt designer-reward cache file {path} ({problem}); scoring again")
+    warnings.warn(f"ignoring corrupt designer-reward cache file {path} ({problem}); scoring again", stacklevel=2)
     return None
 
 
@@ -84,4 +84,4 @@ def write_scores(path: Path, identity: dict[str, Any], chosen: list, rejected: l
         atomic_write(path, lambda f: json.dump({"function": identity, "chosen": chosen, "rejected": rejected}, f,
                                                allow_nan=False))
     except OSError as e:
-        warnings.warn(f"could not write designer-reward cache file {path} ({e})")
+        warnings.warn(f"could not write designer-reward cache file {path} ({e})", stacklevel=2)

@@ -19,7 +19,9 @@ class Keywords:
     from Python. At least one pattern is needed.
     """
 
-    def __init__(self, required: str | list[str] | tuple[str, ...] = (), banned: str | list[str] | tuple[str, ...] = ()):
+    def __init__(
+        self, required: str | list[str] | tuple[str, ...] = (), banned: str | list[str] | tuple[str, ...] = ()
+    ):
         self.required = _as_patterns(required)
         self.banned = _as_patterns(banned)
         if not self.required and not self.banned:

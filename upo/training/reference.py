@@ -85,22 +85,24 @@ def _read_cache(path: Path, n: int) -> tuple[list[float], list[float]] | None:
     try:
         stored = load_file(path)
         chosen, rejected = stored["chosen"], stored["rejected"]
-        if chosen.shape == rejected.shape == (n,) and bool(torch.isfinite(chosen).all() & torch.isfinite(rejected).all()):
+        if (chosen.shape == rejected.shape == (n,)
+                and bool(torch.isfinite(chosen).all() & torch.isfinite(rejected).all())):
             return chosen.tolist(), rejected.tolist()
         problem = f"shapes {tuple(chosen.shape)}, {tuple(rejected.shape)} for {n} pairs, or non-finite values"
     except (OSError, SafetensorError, KeyError) as error:
         problem = str(error)
-    warnings.warn(f"ignoring corrupt reference log-prob cache file {path} ({problem}); computing again")
+    warnings.warn(f"ignoring corrupt reference log-prob cache file {path} ({problem}); computing again", stacklevel=2)
     return None
 
 
 def _write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None:
     """Atomic; a failure (read-only or full disk) only warns: the run goes on without the cache."""
-    tensors = {"chosen": torch.tensor(chosen, dtype=torch.float32), "rejected": torch.tensor(rejected, dtype=torch.float32)}
+    tensors = {"chosen": torch.tensor(chosen, dtype=torch.float32),
+               "rejected": torch.tensor(rejected, dtype=torch.float32)}
     try:
         atomic_write(path, lambda f: f.write(save(tensors, metadata={"format": "upo-reference-logps"})), mode="wb")
     except (OSError, SafetensorError) as error:
-        warnings.warn(f"could not write reference log-prob cache file {path} ({error})")
+        warnings.warn(f"could not write reference log-prob cache file {path} ({error})", stacklevel=2)
 
 
 @torch.no_grad()

@@ -36,9 +36,9 @@ from upo.experiments.frontier.state import (
     TRAIN_DONE,
     TRAIN_LOG,
     mark_train_done,
-    set_aside_finished,
     read_eval_summary,
     run_lock_file,
+    set_aside_finished,
     stored_evaluation,
     train_done,
 )
