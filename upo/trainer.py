@@ -41,6 +41,7 @@ from upo.training.checkpointing import (
 )
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
 from upo.training.model_card import write_model_card
+from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
 from upo.training.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, VALUE_HEAD
@@ -53,12 +54,6 @@ MODEL_COLUMNS = [
     "length", "prompt_ids", "chosen_ids", "rejected_ids", "ref_chosen_logps", "ref_rejected_logps", "weight", "label",
     "designer_reward_chosen", "designer_reward_rejected", "designer_scores_chosen", "designer_scores_rejected",
 ]
-
-
-def _disable_dropout(model: torch.nn.Module) -> None:
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
 
 
 class UPOTrainer(Trainer):
@@ -91,51 +86,8 @@ class UPOTrainer(Trainer):
                               "(--eval_dataset PATH), or set eval_strategy='no'.")
         self.model_name_or_path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
         self.data_sources = (train_dataset, eval_dataset)  # the model card names the Hub datasets among them
-        if isinstance(model, str) or isinstance(ref_model, str):
-            from upo.models import load_causal_lm, load_tokenizer
-
-            # As TRL: fp32 weights unless model_init_kwargs says otherwise (bf16 then comes from autocast), and code
-            # shipped with a model runs only when asked (transformers would otherwise prompt for it on a terminal).
-            init_kwargs = {"dtype": "float32", "trust_remote_code": args.trust_remote_code,
-                           **(args.model_init_kwargs or {})}
-            if str(args.distributed_state.distributed_type).endswith(("MULTI_GPU", "DEEPSPEED")):
-                init_kwargs["device_map"] = None  # each process holds its own copy: "auto" would spread it over all
-            if isinstance(ref_model, str):
-                ref_model = load_causal_lm(ref_model, quantization=quantization_config, **init_kwargs)
-        if isinstance(model, str):
-            processing_class = processing_class or load_tokenizer(
-                model, revision=init_kwargs.get("revision"), trust_remote_code=init_kwargs["trust_remote_code"])
-            model = load_causal_lm(model, quantization=quantization_config, **init_kwargs)
-        elif quantization_config is not None:
-            raise ConfigError("quantization_config applies when the model is loaded by name: pass `model` as a name or "
-                              "folder, or quantize the model object yourself.")
-        if processing_class is None:
-            raise ConfigError("Pass the tokenizer as `processing_class` when `model` is a model object.")
-        tokenizer = processing_class
-        if tokenizer.pad_token is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        quantized = getattr(model, "is_loaded_in_4bit", False) or getattr(model, "is_loaded_in_8bit", False)
-        if quantized and peft_config is None and not hasattr(model, "peft_config"):
-            raise ConfigError("A model loaded in 4-bit or 8-bit trains only through an adapter: set use_peft "
-                              "(peft_config), as in QLoRA.")
-        if peft_config is not None:
-            from peft import get_peft_model, prepare_model_for_kbit_training
-            from transformers import set_seed
-
-            if quantized:  # QLoRA: norms and head in fp32, base frozen, input grads for checkpointing
-                model = prepare_model_for_kbit_training(
-                    model, use_gradient_checkpointing=bool(args.gradient_checkpointing),
-                    gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
-            set_seed(args.seed)  # the adapter's random init follows `seed`, not whatever ran before
-            model = get_peft_model(model, peft_config)
-        if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads") and (
-                peft_config is not None or hasattr(model, "peft_config")):
-            # The frozen embeddings' output needs a grad, or a checkpointed layer passes none to the adapters inside
-            # it (reentrant checkpointing). transformers 5.24 does it when it turns checkpointing on, earlier versions
-            # did not (transformers#42489); TRL does it here too.
-            model.enable_input_require_grads()
-        if args.disable_dropout:  # after the adapter is added, as TRL does: its LoRA dropout too
-            _disable_dropout(model)
+        model, ref_model, tokenizer = prepare_models(model, ref_model, args, processing_class, peft_config,
+                                                     quantization_config)
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
         if args.reward_weights is not None and len(args.reward_weights) != len(self.reward_funcs):
@@ -172,9 +124,7 @@ class UPOTrainer(Trainer):
         if ref_model is None and not self.is_peft and not self.precomputed_ref:
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
-            ref_model.eval().requires_grad_(False)
-            if args.disable_dropout:
-                _disable_dropout(ref_model)
+            freeze_reference(ref_model, args)
 
         if needs_value_head(args, bool(self.reward_funcs)):
             model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
