@@ -149,7 +149,7 @@ def test_kto_objective_with_the_designer_term():
     out = compute_objective(config, logps, lengths, ref, rewards=rewards, labels=t(1, 0))
     kto, _ = kto_loss(t(0.5, -0.5), t(-1.0, 1.0), t(1, 0), 0.1)
     w = [math.exp(1.0), math.exp(-1.0)]  # advantages r - mean(r) = +1, -1 at temperature 1
-    aux = -(w[0] * -1.0 + w[1] * -2.0) / (2.0 + 3.0)
+    aux = -(w[0] * -1.0 + w[1] * -2.0) / 2  # per sequence (the default): over the two completions
     assert out.loss.item() == pytest.approx(kto.mean().item() + 0.5 * aux, abs=1e-12)
 
 
@@ -282,7 +282,7 @@ LEARN = dict(max_steps=12, learning_rate=1e-3, per_device_train_batch_size=4)
 
 @pytest.mark.parametrize("method,options", [
     ("kto", {}),
-    ("kto", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),
+    ("kto", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5, "aux_normalization": "per_token"}),
     ("aoppo", {}),
     ("drov", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),
     ("alol", {"reward_funcs": ["length:target_words=3"], "alpha": 0.5}),

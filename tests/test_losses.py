@@ -111,8 +111,9 @@ def test_advantage_weights_are_capped():
 
 
 def test_advantage_weighted_nll_normalises_by_batch_tokens():
-    loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0),
-                                  torch.tensor([True, True, False]))
+    mask = torch.tensor([True, True, False])
+    loss = advantage_weighted_nll(t(-2.0, -4.0, -9.0), t(2.0, 4.0, 3.0), t(1.0, 2.0, 5.0), mask,
+                                  normalization="per_token")
     assert loss.item() == pytest.approx(10 / 6)
 
 
@@ -128,7 +129,8 @@ def test_advantage_weighted_nll_per_sequence_averages_summed_log_probs_over_resp
 
 def test_designer_loss_per_sequence_is_per_token_times_the_mean_length():
     kwargs = dict(value_baseline="pair_mean")
-    per_token = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), **kwargs).aux_loss.item()
+    per_token = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), normalization="per_token", **kwargs)
+    per_token = per_token.aux_loss.item()
     per_sequence = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), normalization="per_sequence", **kwargs)
     assert per_token == pytest.approx((2 * math.e + 4 / math.e) / 6)
     assert per_sequence.aux_loss.item() == pytest.approx((2 * math.e + 4 / math.e) / 2)
@@ -154,7 +156,8 @@ def test_explained_variance_by_hand():
 
 def test_designer_loss_pair_mean_by_hand():
     # One pair: r_aux chosen 1, rejected -1 -> baseline 0 -> advantages (1, -1) -> weights (e, 1/e).
-    out = designer_loss(t(-2.0, -4.0), t(2.0, 2.0), t(1.0, -1.0), value_baseline="pair_mean")
+    out = designer_loss(t(-2.0, -4.0), t(2.0, 2.0), t(1.0, -1.0), value_baseline="pair_mean",
+                        normalization="per_token")
     assert out.aux_loss.item() == pytest.approx((2 * math.e + 4 / math.e) / 4)
     assert out.value_loss.item() == 0.0
     assert out.advantages.tolist() == pytest.approx([1.0, -1.0])
@@ -163,7 +166,7 @@ def test_designer_loss_pair_mean_by_hand():
 def test_designer_loss_batch_mean_and_not_applicable():
     # Two pairs, chosen (2, NaN), rejected (0, 1): batch mean of defined rewards = 1.
     out = designer_loss(t(-1.0, -1.0, -1.0, -1.0), t(1.0, 1.0, 1.0, 1.0), t(2.0, NAN, 0.0, 1.0),
-                        value_baseline="batch_mean")
+                        value_baseline="batch_mean", normalization="per_token")
     assert out.mask.tolist() == [True, False, True, True]
     assert out.advantages.tolist() == pytest.approx([1.0, 0.0, -1.0, 0.0])
     assert out.aux_loss.item() == pytest.approx((math.e + 1 / math.e + 1) / 3)
@@ -172,7 +175,7 @@ def test_designer_loss_batch_mean_and_not_applicable():
 def test_designer_loss_value_head_by_hand():
     values = t(0.5).requires_grad_()
     out = designer_loss(t(-2.0, -4.0), t(2.0, 2.0), t(1.0, -1.0), value_baseline="value_head", values=values,
-                        expectile_tau=0.7, aw_temperature=2.0)
+                        expectile_tau=0.7, aw_temperature=2.0, normalization="per_token")
     # advantages (0.5, -1.5), weights exp(A / 2); u = (0.5, -1.5): value loss (0.7 * 0.25 + 0.3 * 2.25) / 2
     assert out.advantages.tolist() == pytest.approx([0.5, -1.5])
     assert out.aux_loss.item() == pytest.approx((2 * math.exp(0.25) + 4 * math.exp(-0.75)) / 4)
@@ -182,7 +185,8 @@ def test_designer_loss_value_head_by_hand():
 def test_designer_gradients_reach_only_their_own_inputs():
     logps = t(-2.0, -4.0).requires_grad_()
     values = t(0.5).requires_grad_()
-    out = designer_loss(logps, t(2.0, 2.0), t(1.0, -1.0), value_baseline="value_head", values=values)
+    out = designer_loss(logps, t(2.0, 2.0), t(1.0, -1.0), value_baseline="value_head", values=values,
+                        normalization="per_token")
     (aux_logps, aux_values) = torch.autograd.grad(out.aux_loss, (logps, values), allow_unused=True)
     assert aux_values is None and aux_logps.abs().sum() > 0  # the advantage is detached
     (value_logps, value_values) = torch.autograd.grad(out.value_loss, (logps, values), allow_unused=True)

@@ -166,13 +166,34 @@ def test_upo_pushes_the_designer_objective_more_than_dpo(tokenizer, tmp_path):
     opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1)
     before = suffix_preference(tiny_model(), tokenizer)
     dpo, _ = train(tokenizer, data, tmp_path, "dpo", **opts)
-    upo, logs = train(tokenizer, data, tmp_path, "upo", **opts, reward_funcs=[nice_day], alpha=1.0)
+    # Per token: this model starts from random weights, so the likelihood of the data is far from fitted and the
+    # per-sequence term (the default) would outweigh the preference here (see the next test).
+    upo, logs = train(tokenizer, data, tmp_path, "upo", **opts, reward_funcs=[nice_day], alpha=1.0,
+                      aux_normalization="per_token")
     dpo_gain = suffix_preference(dpo.model, tokenizer) - before
     upo_gain = suffix_preference(upo.model, tokenizer) - before
     print(f"suffix preference gain: DPO {dpo_gain:+.3f}, UPO {upo_gain:+.3f}")
     assert upo_gain > dpo_gain + 0.3
     recent = [log["rewards/accuracies"] for log in logs[-6:]]
     assert sum(recent) / len(recent) >= 0.6  # and the preference is still learnt
+
+
+def test_per_sequence_designer_term_is_stronger_and_can_outweigh_the_preference(tokenizer, tmp_path):
+    """`aux_normalization: per_sequence` (the default, the paper's log pi(y|x)) weighs each response's summed
+    log-prob: about a response's length times the per-token term. On data far from the policy, as here, that
+    likelihood term outweighs DPO's at alpha 1 (docs/METHOD.md: lower alpha there)."""
+    data = learning_data()
+    opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1, reward_funcs=[nice_day])
+    before = suffix_preference(tiny_model(), tokenizer)
+    gains, accuracy = {}, {}
+    for normalization, alpha in (("per_token", 1.0), ("per_sequence", 1.0), ("per_sequence", 0.01)):
+        trainer, logs = train(tokenizer, data, tmp_path, f"{normalization}-{alpha}", **opts, alpha=alpha,
+                              aux_normalization=normalization)
+        gains[normalization, alpha] = suffix_preference(trainer.model, tokenizer) - before
+        accuracy[normalization, alpha] = sum(log["rewards/accuracies"] for log in logs[-6:]) / 6
+    print(f"suffix preference gains {gains}, last training accuracies {accuracy}")
+    assert gains["per_sequence", 1.0] > gains["per_token", 1.0] + 0.1
+    assert accuracy["per_sequence", 1.0] < 0.5 and accuracy["per_sequence", 0.01] >= 0.9
 
 
 def test_gradient_accumulation_equals_one_big_batch(tokenizer, pairs, tmp_path):

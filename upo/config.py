@@ -173,10 +173,11 @@ class UPOConfig(TrainingArguments):
     )
     aw_max_weight: float = field(default=20.0, metadata={"help": "Cap on the advantage weights."})
     aux_normalization: str = field(
-        default="per_token",
-        metadata={"help": "How L_aux averages w * log pi(y|x): 'per_token' (over the batch's response tokens) or "
-                  "'per_sequence' (each response's log-prob summed over its tokens, averaged over the responses, as "
-                  "DPO's log-ratios and the KTO/HALOs code; about a response's length times stronger)."},
+        default="per_sequence",
+        metadata={"help": "How L_aux averages w * log pi(y|x): 'per_sequence' (each response's log-prob summed over "
+                  "its tokens, averaged over the responses: the paper's log pi(y|x), as DPO's log-ratios and the "
+                  "KTO/HALOs code) or 'per_token' (over the batch's response tokens; about a response's length times "
+                  "weaker). docs/RESULTS.md measures both."},
     )
     value_learning_rate: float = field(
         default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}

@@ -361,14 +361,14 @@ def advantage_weighted_nll(
     weights: torch.Tensor,
     mask: torch.Tensor,
     num_tokens=None,
-    normalization: str = "per_token",
+    normalization: str = "per_sequence",
 ) -> torch.Tensor:
     """`L_aux = -sum_i w_i * logp_i / D` over the responses that have a designer reward.
 
-    `normalization` chooses `D`: "per_token", the batch's response tokens `sum_i n_i` (every token weighs the
-    same, and long responses do not dominate); "per_sequence", the number of responses (each response's summed
-    log-prob weighs the same, as in DPO's log-ratios and the KTO/HALOs code: the term's gradient is then about
-    a response's length times larger).
+    `normalization` chooses `D`: "per_sequence" (the default), the number of responses: each response's summed
+    log-prob, `log pi(y|x)` as the paper writes it, weighs the same, as DPO's log-ratios and the KTO/HALOs code
+    do; "per_token", the batch's response tokens `sum_i n_i` (every token weighs the same, long responses do not
+    dominate, and the term is about a response's length times weaker against `L_pref`).
 
     Args:
         logps: summed log-probs of each response. Shape: (M,)
@@ -457,7 +457,7 @@ def designer_loss(
     aw_temperature: float = 1.0,
     aw_max_weight: float = 20.0,
     num_tokens=None,
-    normalization: str = "per_token",
+    normalization: str = "per_sequence",
 ) -> DesignerOutput:
     """UPO's designer term: advantage-weighted likelihood on both responses of every pair, plus the value loss.
 

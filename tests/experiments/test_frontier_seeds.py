@@ -109,3 +109,19 @@ def test_the_shipped_seeds_grid_has_every_family_it_compares():
     assert families == {"dpo": "DPO", "modpo-w0.5": "MODPO", "upo-seq-a1": "UPO", "upo-tok-a1": "UPO",
                         "drov-a1": "DRO-V", "alol-a1": "A-LOL"}
     assert len(frontier_runs(config)) == 18
+
+
+def test_the_value_fit_is_read_from_the_run_folder(tmp_path):
+    import json
+
+    from upo.experiments.frontier.seeds import value_fit
+
+    (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": [
+        {"value/explained_variance": 0.1, "step": 8}, {"value/explained_variance": 0.2, "step": 16},
+        {"eval_value/explained_variance": -0.3, "step": 16}]}))
+    assert value_fit(tmp_path) == {"held_out": -0.3, "train": 0.2}
+    older = tmp_path / "older"  # trained before run folders held trainer_state.json: what it printed
+    older.mkdir()
+    (older / "train.log").write_text("{'loss': 1.0, 'value/explained_variance': 0.05}\n"
+                                     "{'eval_loss': 2.0, 'eval_value/explained_variance': -0.1779, 'epoch': 1.0}\n")
+    assert value_fit(older) == {"held_out": -0.1779, "train": 0.05}

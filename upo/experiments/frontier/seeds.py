@@ -64,12 +64,18 @@ def _sd(values: list[float]) -> float:
 def value_fit(run_folder: Path) -> dict:
     """The value's explained variance the run logged: on the evaluation pairs (`eval_value/explained_variance`, when
     it was trained with an `eval_dataset`) and over its last logging window (`value/explained_variance`)."""
+    import re
+
     from upo.training.run_folder import read_trainer_state
 
-    history = (read_trainer_state(run_folder) or {}).get("log_history") or []
+    state = read_trainer_state(run_folder)
+    history = (state or {}).get("log_history") or []
     found = {}
     for key, name in (("eval_value/explained_variance", "held_out"), ("value/explained_variance", "train")):
         values = [entry[key] for entry in history if key in entry]
+        log = Path(run_folder) / "train.log"
+        if state is None and log.is_file():  # a run trained before run folders held trainer_state.json
+            values = [float(v) for v in re.findall(rf"'{re.escape(key)}': (-?[0-9.e+-]+|nan)", log.read_text())]
         if values:
             found[name] = values[-1]
     return found
