@@ -138,6 +138,16 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert {p.relative_to(kept[0]): p.read_bytes() for p in kept[0].rglob("*") if p.is_file()} == before
     assert train_done(changed, changed["runs"][1])
 
+    # Where the logs go is not how the model trained: another tracker or run name keeps a finished run, and so does
+    # a run finished before the frontier passed them on (its stored options lack them).
+    assert train_done({**grid, "report_to": "none"}, dpo) and train_done(grid, {**dpo, "options": {
+        "alpha": 0.0, "run_name": "mine"}})
+    marker = run_dir(grid, "upo") / TRAIN_DONE
+    done = json.loads(marker.read_text())
+    older = {name: value for name, value in done["options"].items() if name not in ("report_to", "run_name")}
+    marker.write_text(json.dumps({**done, "options_key": "written-by-an-older-upo", "options": older}))
+    assert train_done(changed, changed["runs"][1])
+
 
 def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
     with try_lock(run_lock_file(run_dir(grid, "upo"))) as locked:

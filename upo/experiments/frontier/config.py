@@ -140,9 +140,15 @@ def settings_key(config: dict) -> str:
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+# Options that only say where the run's logs go: changing them never makes a finished run stale.
+TRACKER_OPTIONS = ("report_to", "run_name")
+
+
 def train_key(options: dict) -> str:
-    """Changes whenever a run's `upo train` options do: a finished run with another key is trained again."""
-    return hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    """Changes whenever a run's `upo train` options do, except the tracker's (`TRACKER_OPTIONS`): a finished run
+    with another key is trained again."""
+    trained = {name: value for name, value in options.items() if name not in TRACKER_OPTIONS}
+    return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "alol": "A-LOL", "csft": "CSFT"}

@@ -42,9 +42,12 @@ def train_done(config: dict, run: dict) -> bool:
     if not marker.is_file():
         return False
     try:
-        return json.loads(marker.read_text()).get("options_key") == train_key(run_train_options(config, run))
+        done = json.loads(marker.read_text())
     except ValueError:
         return False
+    key = train_key(run_train_options(config, run))
+    # The options it stored are keyed again: a run finished before a tracker option was added or changed stays done.
+    return key in (done.get("options_key"), train_key(done.get("options") or {}))
 
 
 def mark_train_done(folder: Path, options: dict, seconds: float, trainer_state: dict | None) -> None:
