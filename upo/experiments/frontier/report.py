@@ -5,6 +5,7 @@ DPO marked) and `frontier.html` (all of it on one self-contained page, with ever
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 
 from upo.files import atomic_write_json, atomic_write_text
@@ -127,7 +128,7 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
         ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
                    zorder=2)
     ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
-    ax.set_ylabel(results.get("preference_scorer") or "preference score")
+    ax.set_ylabel(textwrap.fill(results.get("preference_scorer") or "preference score", 55))
     ax.set_title(title or "UPO and the baselines: preference against designer score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes

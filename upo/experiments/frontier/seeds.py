@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import textwrap
 from pathlib import Path
 
 SUMMARY_NUMBERS = ("designer_score", "preference_score", "win_rate", "kl", "implicit_accuracy", "length_words")
@@ -224,7 +225,8 @@ def plot_seed_means(groups: list[dict], reference: dict | None, path: Path, styl
                    label="reference", zorder=2)
     seeds = max((len(g["seeds"]) for g in groups), default=0)
     ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts and seeds)")
-    ax.set_ylabel(f"{ylabel or 'preference score'} (mean over prompts and seeds)")
+    # wrapped: a scorer's description is longer than the plot is high
+    ax.set_ylabel(textwrap.fill(f"{ylabel or 'preference score'} (mean over prompts and seeds)", 55))
     ax.set_title(title or f"Mean over {seeds} seeds (faint: each seed; bars: ±1 sd over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
