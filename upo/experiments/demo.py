@@ -62,7 +62,7 @@ def compare_line(dpo: dict, upo: dict, results: dict) -> str:
     if low > 0:
         return text + "\nThe designer gain is measurable: its interval excludes 0."
     return text + ("\nAt this budget the designer scores differ within the noise (the interval includes 0). "
-                   "docs/RESULTS.md reports longer runs, over three seeds.")
+                   "docs/RESULTS.md reports longer runs, over seeds.")
 
 
 def main(argv: list[str]) -> None:
