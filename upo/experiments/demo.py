@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 
-def demo_config(output_dir: str, steps: int = 32, eval_prompts: int = 64, alpha: float = 1.0,
+def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha: float = 1.0,
                 aw_temperature: float = 1.0, learning_rate: float = 2e-4,
                 train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
@@ -68,7 +68,7 @@ def compare_line(dpo: dict, upo: dict, results: dict) -> str:
 def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="upo demo", description=__doc__.split("\n\n")[0])
     parser.add_argument("--output_dir", default=None, help="Default: runs/demo-<date>-<time>.")
-    parser.add_argument("--steps", type=int, default=32, help="Training steps of 4 pairs, for each of DPO and UPO.")
+    parser.add_argument("--steps", type=int, default=48, help="Training steps of 4 pairs, for each of DPO and UPO.")
     parser.add_argument("--eval_prompts", type=int, default=64, help="Held-out prompts to evaluate on.")
     parser.add_argument("--alpha", type=float, default=1.0, help="UPO's weight of the designer term.")
     parser.add_argument("--aw_temperature", type=float, default=1.0, help="UPO's advantage-weight temperature.")
