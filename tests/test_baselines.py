@@ -181,6 +181,13 @@ def test_expectile_tau_below_one_half_is_refused():
     assert args(expectile_tau=0.5).expectile_tau == 0.5
 
 
+def test_unknown_aux_normalization_is_refused_by_name():
+    with pytest.raises(ConfigError, match=r"Unknown aux_normalization 'per_word'; choose among \['per_token', "
+                                          r"'per_sequence'\]"):
+        args(aux_normalization="per_word")
+    assert args().aux_normalization == "per_sequence"
+
+
 def test_baselines_replace_the_preference_loss():
     with pytest.raises(ConfigError, match="use it alone"):
         args(loss_type=["kto", "sft"])
