@@ -125,6 +125,18 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert sum("evaluated earlier" in line for line in logs) == 2  # no stored numbers: the table rescores them
 
+    # A run trained when a method option it left unset had another default is kept, and the frontier says so.
+    saved = run_dir(grid, "upo") / "upo_config.json"
+    original = saved.read_text()
+    saved.write_text(json.dumps({**json.loads(original), "aw_temperature": 0.5}))
+    logs.clear()
+    run_frontier(grid, progress=False, log=logs.append)
+    warned = [line for line in logs if "trained with aw_temperature=0.5, whose default is now 1.0" in line]
+    assert len(warned) == 1 and "run upo:" in warned[0] and "set aw_temperature in its options" in warned[0], logs
+    assert not any("training" in line for line in logs), logs
+    assert {p: p.stat().st_mtime_ns for p in stamps if p != saved} == {p: t for p, t in stamps.items() if p != saved}
+    saved.write_text(original)
+
     # Changing a run's options makes it stale: it is trained again, the other is kept. The model it trained before is
     # never overwritten: its folder is set aside, whole.
     changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}

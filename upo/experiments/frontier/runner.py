@@ -35,6 +35,7 @@ from upo.experiments.frontier.state import (
     RUN_OPTIONS,
     TRAIN_DONE,
     TRAIN_LOG,
+    changed_defaults,
     mark_train_done,
     read_eval_summary,
     run_lock_file,
@@ -160,6 +161,10 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
             if not train_done(config, run):
                 log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: training ({run['options']})")
                 train_run(config, run, num_threads, log=log if progress else None)
+            for name, (then, now) in changed_defaults(folder, run_train_options(config, run)).items():
+                log(f"[frontier {elapsed()}] run {run['name']}: trained with {name}={then!r}, whose default is now "
+                    f"{now!r}; its results stand for {then!r}. To train it at the new default, set {name} in its "
+                    f"options or move {folder} away.")
             if read_eval_summary(folder, key) is not None:  # the report rescores its designer columns
                 log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluated earlier")
                 continue

@@ -12,16 +12,20 @@ Layout of `output_dir`:
 
 A run is trained again when its `train_done.json` is missing (a kill interrupted it) or holds another options
 key; it is evaluated again when its `eval_summary.json` holds another settings key. A run that finished with other
-options is never overwritten: its folder is first renamed `runs/{name}.options-{key}` (`set_aside_finished`).
+options is never overwritten: its folder is first renamed `runs/{name}.options-{key}` (`set_aside_finished`). A
+finished run that left a method option at a default that has changed since (`changed_defaults`) is kept, and the
+frontier says so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 from upo.experiments.frontier.config import run_dir, run_train_options, train_key
 from upo.files import atomic_write_json
+from upo.training.run_folder import read_run_config
 
 TRAIN_DONE = "train_done.json"
 EVAL_SUMMARY = "eval_summary.json"
@@ -48,6 +52,31 @@ def train_done(config: dict, run: dict) -> bool:
     key = train_key(run_train_options(config, run))
     # The options it stored are keyed again: a run finished before a tracker option was added or changed stays done.
     return key in (done.get("options_key"), train_key(done.get("options") or {}))
+
+
+def method_defaults() -> dict:
+    """The defaults of the options `UPOConfig` adds to `TrainingArguments` (None-valued ones left out: those are
+    resolved when the run starts, so their stored values are not defaults)."""
+    from transformers import TrainingArguments
+
+    from upo.config import UPOConfig
+
+    inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
+    return {f.name: f.default for f in dataclasses.fields(UPOConfig)
+            if f.name not in inherited and f.default is not dataclasses.MISSING and f.default is not None}
+
+
+def changed_defaults(folder: Path, options: dict) -> dict:
+    """`{option: (value it trained with, default now)}` for each method option the run in `folder` left at its
+    default when that default has changed since (read from its `upo_config.json`): the run stands for the old
+    default. Empty when the folder records nothing."""
+    stored = read_run_config(folder) or {}
+    changed = {}
+    for name, default in method_defaults().items():
+        now = json.loads(json.dumps(default, default=str))
+        if name not in options and name in stored and stored[name] != now:
+            changed[name] = (stored[name], now)
+    return changed
 
 
 def mark_train_done(folder: Path, options: dict, seconds: float, trainer_state: dict | None) -> None:
