@@ -1,6 +1,8 @@
 """`upo frontier` with `seeds`: each run once per seed, the means over seeds with intervals over prompts and seeds,
 the target over seeds, and the plot of the means with each seed's point."""
 
+from pathlib import Path
+
 import pytest
 
 from upo.errors import ConfigError
@@ -125,3 +127,15 @@ def test_the_value_fit_is_read_from_the_run_folder(tmp_path):
     (older / "train.log").write_text("{'loss': 1.0, 'value/explained_variance': 0.05}\n"
                                      "{'eval_loss': 2.0, 'eval_value/explained_variance': -0.1779, 'epoch': 1.0}\n")
     assert value_fit(older) == {"held_out": -0.1779, "train": 0.05}
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("frontier_*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_frontier_config_parses_as_its_runs_would_train(path):
+    from upo.experiments.frontier.checks import check_run_options
+
+    config = load_frontier_config(path)
+    check_run_options(config)  # every run's options, as `upo train` parses them; raises on the first bad one
+    assert frontier_runs(config)
