@@ -54,6 +54,21 @@ def test_target_check():
     assert check["met"]
     runs.append(_run("modpo-2", "MODPO", 1.3, 0.30, 0.60))  # now dominates upo-a
     assert not target_check(runs, reference)["met"]
+    # Any other method's run counts, not only MODPO's: a DRO-V run with more of both dominates too.
+    runs[-1] = _run("drov", "DRO-V", 1.3, 0.31, 0.55)
+    assert target_check(runs, reference)["candidates"][0]["dominated_by"] == ["drov"]
+
+
+def test_target_check_compares_each_upo_run_with_the_dpo_run_of_its_seed():
+    reference = {"designer_score_std": 1.0}
+    runs = [_run("dpo-s0", "DPO", 0.0, 0.30, 0.60), _run("dpo-s1", "DPO", 1.0, 0.30, 0.70),
+            _run("upo-s0", "UPO", 0.6, 0.30, 0.60), _run("upo-s1", "UPO", 1.2, 0.30, 0.60)]
+    for run, seed in zip(runs, (0, 1, 0, 1)):
+        run["options"] = {"seed": seed}
+    by_name = {c["name"]: c for c in target_check(runs, reference)["candidates"]}
+    assert by_name["upo-s0"]["dpo"] == "dpo-s0" and by_name["upo-s0"]["met"]
+    assert by_name["upo-s1"]["dpo"] == "dpo-s1" and by_name["upo-s1"]["gain_std"] == pytest.approx(0.2)
+    assert not by_name["upo-s1"]["met"] and by_name["upo-s1"]["win_rate_gap"] == pytest.approx(-0.1)
 
 
 @pytest.fixture

@@ -85,32 +85,41 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
 
 def target_check(runs: list[dict], reference: dict | None, win_rate_tolerance: float = 0.02,
                  min_gain_std: float = 0.5) -> dict:
-    """The target: a UPO run within 2 points of DPO's win rate whose designer score beats DPO's by at least 0.5
-    std (std of the reference's designer score over the prompts), not dominated by a MODPO run."""
+    """The target, run by run: a UPO run within 2 points of the win rate of DPO (the DPO run of the same seed, else
+    the first) whose designer score beats DPO's by at least 0.5 std (std of the reference's designer score over the
+    prompts), and that no run of another method with the same seed dominates (designer and preference scores both at
+    least as high, one higher: MODPO, DRO-V, A-LOL, DPO or any other baseline). A grid over seeds is judged on its
+    means instead (`upo.experiments.frontier.seeds.seeds_target_check`)."""
     from upo.eval.metrics import paired_intervals
 
-    dpo = next((r for r in runs if r["family"] == "DPO"), None)
-    if dpo is None or reference is None:
+    dpo_runs = [r for r in runs if r["family"] == "DPO"]
+    if not dpo_runs or reference is None:
         return {"met": None, "reason": "needs a finished DPO run and the reference"}
     unit = reference["designer_score_std"] or 1.0
-    modpo = [r for r in runs if r["family"] == "MODPO"]
     candidates = []
     for r in runs:
         if r["family"] != "UPO":
             continue
         s = r["summary"]
+        seed = r.get("options", {}).get("seed")
+        dpo = next((d for d in dpo_runs if d.get("options", {}).get("seed") == seed), dpo_runs[0])
         gain = (s["designer_score"] - dpo["summary"]["designer_score"]) / unit
         same_preference = abs(s["win_rate"] - dpo["summary"]["win_rate"]) <= win_rate_tolerance + 1e-9
-        dominated_by = [m for m in modpo if m["summary"]["designer_score"] >= s["designer_score"]
-                        and m["summary"]["preference_score"] >= s["preference_score"]]
+        dominated_by = [o["name"] for o in runs if o["family"] != "UPO" and _dominates(o["summary"], s)
+                        and o.get("options", {}).get("seed") == seed]
         intervals = paired_intervals(r.get("designer") or [], dpo.get("designer") or [], unit, r.get("wins"),
                                      dpo.get("wins"))
-        candidates.append({"name": r["name"], "gain_std": round(gain, 3),
+        candidates.append({"name": r["name"], "dpo": dpo["name"], "gain_std": round(gain, 3),
                            "win_rate_gap": round(s["win_rate"] - dpo["summary"]["win_rate"], 4), **intervals,
-                           "same_preference": same_preference,
-                           "dominated_by_modpo": [m["name"] for m in dominated_by],
+                           "same_preference": same_preference, "dominated_by": dominated_by,
                            "met": same_preference and gain >= min_gain_std and not dominated_by})
     return {"met": any(c["met"] for c in candidates), "unit_std": unit, "candidates": candidates}
+
+
+def _dominates(a: dict, b: dict) -> bool:
+    """Summary `a` has designer and preference scores both at least `b`'s, and one of them higher."""
+    x, y = (a["designer_score"], a["preference_score"]), (b["designer_score"], b["preference_score"])
+    return x[0] >= y[0] and x[1] >= y[1] and x != y
 
 
 def preference_axis_label(config: dict) -> str:
