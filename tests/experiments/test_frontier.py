@@ -6,6 +6,7 @@ import json
 import pytest
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 
+from upo.config import UPOConfig
 from upo.experiments.frontier import (
     EVAL_SUMMARY,
     REFERENCE_EVAL,
@@ -22,6 +23,7 @@ from upo.experiments.frontier import (
     target_check,
     train_done,
 )
+from upo.experiments.frontier.state import changed_defaults
 from upo.files import try_lock
 
 
@@ -143,10 +145,11 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     # A run trained when a method option it left unset had another default is kept, and the frontier says so.
     saved = run_dir(grid, "upo") / "upo_config.json"
     original = saved.read_text()
-    saved.write_text(json.dumps({**json.loads(original), "aw_temperature": 0.5}))
+    saved.write_text(json.dumps({**json.loads(original), "aw_temperature": 7.0}))
     logs.clear()
     run_frontier(grid, progress=False, log=logs.append)
-    warned = [line for line in logs if "trained with aw_temperature=0.5, whose default is now 1.0" in line]
+    now = UPOConfig.aw_temperature
+    warned = [line for line in logs if f"trained with aw_temperature=7.0, whose default is now {now}" in line]
     assert len(warned) == 1 and "run upo:" in warned[0] and "set aw_temperature in its options" in warned[0], logs
     assert not any("training" in line for line in logs), logs
     assert {p: p.stat().st_mtime_ns for p in stamps if p != saved} == {p: t for p, t in stamps.items() if p != saved}
@@ -250,3 +253,15 @@ def test_a_run_under_accelerate_launch_uses_both_processes(grid):
     state = json.loads((run_dir(config, "upo") / "trainer_state.json").read_text())
     assert state["global_step"] == 1 and state["log_history"][0]["epoch"] == 0.5
     assert (run_dir(config, "upo") / EVAL_SUMMARY).exists()
+
+
+def test_changed_defaults_leave_out_the_designer_term_of_a_run_without_it(tmp_path):
+    """A DPO or DRO-V run did not use UPO's temperature: its changed default is no reason to warn about that run."""
+    now = UPOConfig.aw_temperature
+    for alpha, loss_type, expected in [(1.0, ["sigmoid"], {"aw_temperature": (7.0, now)}), (0.0, ["sigmoid"], {}),
+                                       (1.0, ["drov"], {})]:
+        (tmp_path / "upo_config.json").write_text(json.dumps(
+            {"alpha": alpha, "loss_type": loss_type, "aw_temperature": 7.0, "expectile_tau": 0.7}))
+        options = {"alpha": alpha, "loss_type": loss_type}
+        assert changed_defaults(tmp_path, options) == expected
+        assert changed_defaults(tmp_path, {**options, "aw_temperature": 7.0}) == {}

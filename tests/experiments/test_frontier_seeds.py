@@ -109,8 +109,8 @@ def test_the_shipped_seeds_grid_has_every_family_it_compares():
     config = load_frontier_config("examples/frontier_chitchat_seeds.yaml")
     families = {run["group"]: run_family(run) for run in frontier_runs(config)}
     assert families == {"dpo": "DPO", "modpo-w0.5": "MODPO", "upo-seq-a1": "UPO", "upo-tok-a1": "UPO",
-                        "drov-a1": "DRO-V", "alol-a1": "A-LOL"}
-    assert len(frontier_runs(config)) == 18
+                        "upo-seq-a1-t0.5": "UPO", "drov-a1": "DRO-V", "alol-a1": "A-LOL"}
+    assert len(frontier_runs(config)) == 21
 
 
 def test_the_value_fit_is_read_from_the_run_folder(tmp_path):

@@ -20,12 +20,14 @@ from pathlib import Path
 
 
 def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha: float = 1.0,
-                aw_temperature: float = 1.0, learning_rate: float = 2e-4,
+                aw_temperature: float | None = None, learning_rate: float = 2e-4,
                 train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
     """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
-    temperature of its advantage weights). UPO runs at UPOConfig's defaults (alpha 1, temperature 1, the designer
-    term per sequence), chosen on the seeds grid of docs/RESULTS.md, not on the demo."""
+    temperature of its advantage weights). UPO runs at UPOConfig's defaults (alpha 1, the temperature of
+    `aw_temperature` when None, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on
+    the demo."""
+    upo_options = {"alpha": alpha} if aw_temperature is None else {"alpha": alpha, "aw_temperature": aw_temperature}
     return {
         "output_dir": output_dir,
         "model_name_or_path": model,
@@ -40,7 +42,7 @@ def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha:
                   "use_cpu": True, "seed": 0},
         "eval": {"max_prompts": eval_prompts, "max_new_tokens": 24, "batch_size": 32},
         "runs": [{"name": "DPO", "options": {"alpha": 0.0}},
-                 {"name": "UPO", "options": {"alpha": alpha, "aw_temperature": aw_temperature}}],
+                 {"name": "UPO", "options": upo_options}],
     }
 
 
@@ -71,7 +73,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps", type=int, default=48, help="Training steps of 4 pairs, for each of DPO and UPO.")
     parser.add_argument("--eval_prompts", type=int, default=64, help="Held-out prompts to evaluate on.")
     parser.add_argument("--alpha", type=float, default=1.0, help="UPO's weight of the designer term.")
-    parser.add_argument("--aw_temperature", type=float, default=1.0, help="UPO's advantage-weight temperature.")
+    parser.add_argument("--aw_temperature", type=float, default=None,
+                        help="UPO's advantage-weight temperature (default: UPOConfig's).")
     parser.add_argument("--learning_rate", type=float, default=2e-4)
     parser.add_argument("--num_threads", default="auto",
                         help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy, "
@@ -92,7 +95,10 @@ def main(argv: list[str]) -> None:
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
     config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
-    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={args.aw_temperature}) with "
+    from upo.config import UPOConfig
+
+    temperature = UPOConfig.aw_temperature if args.aw_temperature is None else args.aw_temperature
+    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={temperature}) with "
           f"LoRA, {args.steps} steps of 4 pairs each, "
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 

@@ -19,6 +19,7 @@ frontier says so.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 from pathlib import Path
@@ -66,14 +67,24 @@ def method_defaults() -> dict:
             if f.name not in inherited and f.default is not dataclasses.MISSING and f.default is not None}
 
 
+DESIGNER_TERM_OPTIONS = ("aw_temperature", "aw_max_weight", "aux_normalization")  # read by UPO's designer term only
+
+
 def changed_defaults(folder: Path, options: dict) -> dict:
     """`{option: (value it trained with, default now)}` for each method option the run in `folder` left at its
     default when that default has changed since (read from its `upo_config.json`): the run stands for the old
-    default. Empty when the folder records nothing."""
+    default. Options of UPO's designer term are left out for a run without it (DPO, MODPO, DRO-V, ...), which
+    they did not change. Empty when the folder records nothing."""
+    from upo.objective import uses_designer_term
+
     stored = read_run_config(folder) or {}
+    without_term = "alpha" in stored and "loss_type" in stored and not uses_designer_term(
+        argparse.Namespace(alpha=stored["alpha"], loss_type=stored["loss_type"]), True)
     changed = {}
     for name, default in method_defaults().items():
         now = json.loads(json.dumps(default, default=str))
+        if without_term and name in DESIGNER_TERM_OPTIONS:
+            continue
         if name not in options and name in stored and stored[name] != now:
             changed[name] = (stored[name], now)
     return changed
