@@ -166,10 +166,11 @@ def test_upo_pushes_the_designer_objective_more_than_dpo(tokenizer, tmp_path):
     opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1)
     before = suffix_preference(tiny_model(), tokenizer)
     dpo, _ = train(tokenizer, data, tmp_path, "dpo", **opts)
-    # Per token: this model starts from random weights, so the likelihood of the data is far from fitted and the
-    # per-sequence term (the default) would outweigh the preference here (see the next test).
+    # Per token and at temperature 1: this model starts from random weights, so the likelihood of the data is far
+    # from fitted, and the per-sequence term (the default) or the default temperature's larger weights (0.5) would
+    # outweigh the preference here (see the next test).
     upo, logs = train(tokenizer, data, tmp_path, "upo", **opts, reward_funcs=[nice_day], alpha=1.0,
-                      aux_normalization="per_token")
+                      aux_normalization="per_token", aw_temperature=1.0)
     dpo_gain = suffix_preference(dpo.model, tokenizer) - before
     upo_gain = suffix_preference(upo.model, tokenizer) - before
     print(f"suffix preference gain: DPO {dpo_gain:+.3f}, UPO {upo_gain:+.3f}")
@@ -181,9 +182,11 @@ def test_upo_pushes_the_designer_objective_more_than_dpo(tokenizer, tmp_path):
 def test_per_sequence_designer_term_is_stronger_and_can_outweigh_the_preference(tokenizer, tmp_path):
     """`aux_normalization: per_sequence` (the default, the paper's log pi(y|x)) weighs each response's summed
     log-prob: about a response's length times the per-token term. On data far from the policy, as here, that
-    likelihood term outweighs DPO's at alpha 1 (docs/METHOD.md: lower alpha there)."""
+    likelihood term outweighs DPO's at alpha 1 (docs/METHOD.md: lower alpha there). At temperature 1, where the
+    mean advantage weight is near 1, so that the two normalisations alone differ."""
     data = learning_data()
-    opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1, reward_funcs=[nice_day])
+    opts = dict(max_steps=24, learning_rate=5e-4, per_device_train_batch_size=8, beta=0.1, reward_funcs=[nice_day],
+                aw_temperature=1.0)
     before = suffix_preference(tiny_model(), tokenizer)
     gains, accuracy = {}, {}
     for normalization, alpha in (("per_token", 1.0), ("per_sequence", 1.0), ("per_sequence", 0.01)):
