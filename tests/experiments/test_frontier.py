@@ -202,6 +202,9 @@ def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
     # One epoch over exactly the pairs the budget reaches (3 steps of 4).
     assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]
+    # Without a temperature, UPO trains at UPOConfig's: the demo follows the method's default.
+    default = demo_config(str(tmp_path / "demo"), train_data=str(train))
+    assert default["runs"][1]["options"] == {"alpha": 1.0}
 
 
 def test_progress_shows_a_logged_metrics_entry_as_one_short_line():

@@ -24,9 +24,8 @@ def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha:
                 train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
     """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
-    temperature of its advantage weights). UPO runs at UPOConfig's defaults (alpha 1, the temperature of
-    `aw_temperature` when None, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on
-    the demo."""
+    temperature of its advantage weights). UPO runs at UPOConfig's defaults (alpha 1, its `aw_temperature` unless one
+    is given, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on the demo."""
     upo_options = {"alpha": alpha} if aw_temperature is None else {"alpha": alpha, "aw_temperature": aw_temperature}
     return {
         "output_dir": output_dir,
@@ -82,6 +81,7 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     import torch
 
+    from upo.config import UPOConfig
     from upo.eval.tables import side_by_side
     from upo.experiments.frontier import collect_results, run_frontier
     from upo.models import resolve_model_path
@@ -95,8 +95,6 @@ def main(argv: list[str]) -> None:
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
     config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
-    from upo.config import UPOConfig
-
     temperature = UPOConfig.aw_temperature if args.aw_temperature is None else args.aw_temperature
     print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={temperature}) with "
           f"LoRA, {args.steps} steps of 4 pairs each, "
