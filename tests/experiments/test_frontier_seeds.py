@@ -31,6 +31,17 @@ def test_each_run_is_trained_once_per_seed_seed_by_seed():
     assert [r["group"] for r in frontier_runs(load_frontier_config(CONFIG))] == ["dpo", "upo"]  # no seeds: as before
 
 
+def test_only_names_a_run_with_all_its_seeds_or_one_seed_and_refuses_a_name_that_matches_nothing():
+    from upo.experiments.frontier.config import select_runs
+
+    config = load_frontier_config({**CONFIG, "seeds": [0, 1, 2]})
+    assert [r["name"] for r in select_runs(config, ["upo"])] == ["upo-s0", "upo-s1", "upo-s2"]
+    assert [r["name"] for r in select_runs(config, ["dpo-s2", "upo"])] == ["upo-s0", "upo-s1", "dpo-s2", "upo-s2"]
+    assert len(select_runs(config, None)) == 6
+    with pytest.raises(ConfigError, match=r"--only upo-t0.5: no such run.*Its runs: dpo, upo \(each also by seed"):
+        select_runs(config, ["upo", "upo-t0.5"])
+
+
 @pytest.mark.parametrize("seeds, message", [
     ([0, 0], "distinct integers"), ("0,1", "distinct integers"), ([], "distinct integers"), ([0, True], "distinct"),
 ])

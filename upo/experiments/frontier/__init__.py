@@ -54,7 +54,8 @@ def main(argv: list[str]) -> None:
     parser = argparse.ArgumentParser(prog="upo frontier", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", required=True, help="A frontier YAML (see examples/frontier_chitchat.yaml).")
     parser.add_argument("--output_dir", default=None, help="Overrides the config's output_dir.")
-    parser.add_argument("--only", nargs="+", default=None, help="Run only these runs of the config (by name).")
+    parser.add_argument("--only", nargs="+", default=None,
+                        help="Run only these runs of the config: by name (upo), or one seed of a run (upo-s1).")
     parser.add_argument("--report_only", action="store_true", help="Write the table and plot from finished runs.")
     parser.add_argument("--accelerate_config", default=None,
                         help="Launch each run with `accelerate launch --config_file` this file (overrides the config's "

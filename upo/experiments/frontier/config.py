@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -68,6 +69,23 @@ def frontier_runs(config: dict) -> list[dict]:
 
     runs = [{"name": run["name"], "options": dict(run.get("options", {}))} for run in config["runs"]]
     return expand_seeds(runs, config.get("seeds"))
+
+
+def select_runs(config: dict, only: Sequence[str] | None) -> list[dict]:
+    """The runs of `frontier_runs` that `only` names, by a run's name (`upo-s1`) or its config name (`upo`: every
+    seed of it); every run when `only` is None. A name that matches no run is a `ConfigError` listing the names."""
+    from upo.errors import ConfigError
+
+    runs = frontier_runs(config)
+    if only is None:
+        return runs
+    known = {run["name"] for run in runs} | {run["group"] for run in runs}
+    unknown = [name for name in only if name not in known]
+    if unknown:
+        raise ConfigError(f"--only {' '.join(unknown)}: no such run in the frontier config. Its runs: "
+                          f"{', '.join(dict.fromkeys(run['group'] for run in runs))}"
+                          + (" (each also by seed, as {name}-s{seed})" if config.get("seeds") else "") + ".")
+    return [run for run in runs if run["name"] in only or run["group"] in only]
 
 
 def run_dir(config: dict, name: str) -> Path:

@@ -20,10 +20,10 @@ from pathlib import Path
 from upo.experiments.frontier.checks import check_run_options
 from upo.experiments.frontier.config import (
     eval_settings,
-    frontier_runs,
     load_frontier_config,
     run_dir,
     run_train_options,
+    select_runs,
     settings_key,
 )
 from upo.experiments.frontier.report import one_line, write_report
@@ -119,6 +119,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
     finished run. Returns the results (`upo.experiments.frontier.results.collect_results`)."""
     config = load_frontier_config(config)
     check_run_options(config)  # every run's options, as `upo train` parses them, before the first run trains
+    todo = select_runs(config, only)
     out = Path(config["output_dir"])
     out.mkdir(parents=True, exist_ok=True)
     key = settings_key(config)
@@ -151,7 +152,6 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
             log(f"[frontier {elapsed()}] reference: {one_line(reference['summary'])}")
         return reference
 
-    todo = [run for run in frontier_runs(config) if only is None or run["name"] in only]
     for k, run in enumerate(todo, 1):
         folder = run_dir(config, run["name"])
         with try_lock(run_lock_file(folder)) as locked:
