@@ -93,3 +93,10 @@ def test_upo_frontier_with_a_missing_or_bad_config_is_one_line(tmp_path, capsys)
     assert main(["frontier", "--config", str(write(tmp_path, GOOD.replace("{{alpha: 1.0}}", "{{alpah: 1}}")))]) == 1
     assert "upo frontier: error: frontier config, run 'upo': unknown options ['alpah']" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+    # --only with a name that matches no run, or with --report_only (which reports every run), is refused.
+    good = str(write(tmp_path, GOOD))
+    assert main(["frontier", "--config", good, "--only", "upo-t0.5"]) == 1
+    assert "--only upo-t0.5: no such run in the frontier config. Its runs: " in capsys.readouterr().err
+    assert main(["frontier", "--config", good, "--report_only", "--only", "upo"]) == 1
+    assert "give one or the other" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -76,6 +76,11 @@ def main(argv: list[str]) -> None:
     from upo.threads import choose_num_threads
 
     threads = choose_num_threads(args.num_threads)
+    if args.report_only and args.only:
+        from upo.errors import ConfigError
+
+        raise ConfigError("--report_only writes the report of every finished run and --only chooses runs to train: "
+                          "give one or the other.")
     if args.report_only:
         results = collect_results(config)
         write_report(config, results)
