@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 
 from transformers import TrainingArguments
 
+from upo import methods
 from upo.config_checks import check_option_ranges
 from upo.errors import ConfigError
-from upo.losses import AUX_NORMALIZATIONS, BASELINE_LOSS_TYPES, LOSS_TYPES, VALUE_BASELINES
+from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 
 
 @dataclass
@@ -67,15 +68,7 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "Strength of the KL regularisation to the reference: higher stays closer to it."},
     )
     loss_type: list[str] = field(
-        default_factory=lambda: ["sigmoid"],
-        metadata={
-            "help": "Preference loss types, combined with `loss_weights`: 'sigmoid' (DPO), 'ipo', 'hinge', "
-            "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO), 'modpo' (MODPO's margin loss, needs reward_funcs). "
-            "Baselines, each alone: 'kto' (unpaired rows prompt/completion/label; pairs are unpaired "
-            "automatically), 'csft' (conditional SFT with control tags), 'aoppo' (one-step offline PPO), "
-            "'drov' (DRO-V) and 'alol' (A-LOL); the last three take `label + alpha * r_aux` as their reward, +1 "
-            "chosen / -1 rejected."
-        },
+        default_factory=lambda: [methods.DEFAULT_LOSS_TYPE], metadata={"help": methods.loss_type_help()},
     )
     loss_weights: list[float] | None = field(
         default=None, metadata={"help": "One weight per `loss_type`; default 1.0 each."}
@@ -263,9 +256,9 @@ class UPOConfig(TrainingArguments):
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 setattr(self, name, [value])
         for name in self.loss_type:
-            if name not in LOSS_TYPES:
-                raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(LOSS_TYPES)}.")
-        baselines = [name for name in self.loss_type if name in BASELINE_LOSS_TYPES]
+            if name not in methods.METHODS:
+                raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(methods.METHODS)}.")
+        baselines = [name for name in self.loss_type if methods.METHODS[name].alone]
         if baselines and len(self.loss_type) > 1:
             others = [n for n in self.loss_type if n != baselines[0]]
             raise ConfigError(f"loss_type {baselines[0]!r} replaces the preference loss: use it alone "
@@ -280,10 +273,12 @@ class UPOConfig(TrainingArguments):
         if self.aux_normalization not in AUX_NORMALIZATIONS:
             raise ConfigError(f"Unknown aux_normalization {self.aux_normalization!r}; choose among "
                               f"{list(AUX_NORMALIZATIONS)}.")
-        if self.loss_type == ["kto"] and self.value_baseline == "pair_mean" and self.alpha > 0:
-            raise ConfigError("value_baseline 'pair_mean' with loss_type ['kto']: a KTO row has one completion with a "
-                              "designer reward, so the pair mean is its own reward and every advantage is 0 (plain "
-                              "likelihood training). Use value_baseline: value_head or batch_mean.")
+        unpaired = methods.lead_method(self.loss_type).rows == methods.UNPAIRED
+        if unpaired and self.value_baseline == "pair_mean" and self.alpha > 0:
+            raise ConfigError(f"value_baseline 'pair_mean' with loss_type {self.loss_type}: a row of unpaired feedback "
+                              "has one completion with a designer reward, so the pair mean is its own reward and every "
+                              "advantage is 0 (plain likelihood training). Use value_baseline: value_head or "
+                              "batch_mean.")
         if not (isinstance(self.csft_tags, (list, tuple)) and len(self.csft_tags) == 2 and all(
                 isinstance(t, str) and t.strip() and t == t.strip() for t in self.csft_tags)
                 and self.csft_tags[0] != self.csft_tags[1]):

@@ -15,11 +15,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")
-# Baselines that each replace the preference term (see `upo.objective`): KTO on unpaired rows, conditional SFT,
-# and three offline RL methods whose reward is the preference label plus `alpha` times the designer reward.
-BASELINE_LOSS_TYPES = ("kto", "csft", "aoppo", "drov", "alol")
-LOSS_TYPES = PREFERENCE_LOSS_TYPES + BASELINE_LOSS_TYPES
+PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")  # those `preference_loss` combines
 VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
 # How `L_aux` averages `w * log pi(y|x)`: over the response tokens of the batch, or over its responses (each
 # response's log-prob summed over its tokens, as DPO's log-ratios are).

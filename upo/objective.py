@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from upo import methods
 from upo.errors import ConfigError
 from upo.losses import (
     alol_loss,
@@ -28,37 +29,24 @@ from upo.losses import (
     sft_loss,
 )
 
-REWARD_IN_LOSS = ("aoppo", "drov", "alol")  # their reward is `label + alpha * r_aux`: no separate designer term
-UNWEIGHTED = ("csft", *REWARD_IN_LOSS)  # no per-pair `weight`: the trainer refuses a weight column for them
-UNPAIRED = ("kto",)  # rows of one completion and a label; the second response slot holds a mismatched completion
-
-
-def method_of(args) -> str:
-    """`kto`, `csft`, `aoppo`, `drov`, `alol`, or `pairwise` for the DPO family (sigmoid, ipo, hinge, sft, modpo)."""
-    return args.loss_type[0] if args.loss_type[0] in ("kto", "csft", *REWARD_IN_LOSS) else "pairwise"
-
 
 def uses_designer_term(args, has_rewards: bool) -> bool:
-    return args.alpha > 0 and has_rewards and method_of(args) not in REWARD_IN_LOSS
+    return methods.uses_designer_term(args.loss_type, args.alpha, has_rewards)
 
 
 def check_designer_term(args, has_rewards: bool) -> None:
-    """Refuses UPO's designer term on top of MODPO or CSFT: with the default `alpha = 1` a `loss_type: [modpo]` run
-    would otherwise silently be MODPO + UPO (the designer rewards counted twice) and be reported as MODPO."""
-    if not uses_designer_term(args, has_rewards):
+    """Refuses UPO's designer term on top of a method that must not get it (`upo.methods.refused_designer_term`)."""
+    method = methods.refused_designer_term(args.loss_type, args.alpha, has_rewards)
+    if method is None:
         return
-    for name in ("modpo", "csft"):
-        if name in args.loss_type:
-            raise ConfigError(
-                f"loss_type {args.loss_type} with alpha={args.alpha} would add UPO's designer term to {name.upper()}"
-                f"{', which already optimises the designer rewards' if name == 'modpo' else ''}: set alpha: 0 for "
-                f"{name.upper()} alone, or use loss_type [sigmoid] (UPO) instead.")
+    reason = ", which already optimises the designer rewards" if method.designer == methods.MARGIN else ""
+    raise ConfigError(
+        f"loss_type {args.loss_type} with alpha={args.alpha} would add UPO's designer term to {method.family}{reason}: "
+        f"set alpha: 0 for {method.family} alone, or use loss_type [sigmoid] (UPO) instead.")
 
 
 def needs_value_head(args, has_rewards: bool) -> bool:
-    if method_of(args) in REWARD_IN_LOSS:
-        return True
-    return uses_designer_term(args, has_rewards) and args.value_baseline == "value_head"
+    return methods.needs_value_head(args.loss_type, args.alpha, has_rewards, args.value_baseline)
 
 
 @dataclass
@@ -99,11 +87,11 @@ def compute_objective(
             averaged over them, as in TRL); None in one process.
     """
     n = len(logps) // 2
-    method = method_of(args)
+    method = methods.lead_method(args.loss_type)
     tokens = (None, None, None, None) if step_tokens is None else step_tokens
     logratios = logps - ref_logps
     metrics: dict[str, torch.Tensor] = {}
-    if method == "kto":
+    if method.rows == methods.UNPAIRED:  # KTO
         kl_logratios = logratios[n:].detach()
         kl_mean = mean_over_processes(kl_logratios.mean()) if mean_over_processes is not None else None
         per_row, kl = kto_loss(logratios[:n], kl_logratios, labels, args.beta, args.desirable_weight,
@@ -112,18 +100,18 @@ def compute_objective(
             per_row = per_row * pair_weights
         loss = per_row.mean()
         metrics["kl"] = kl  # the mismatched completions carry no designer reward (`upo.data.unpaired`)
-    elif method == "csft":
+    elif method.rows == methods.TAGGED:  # conditional SFT
         loss = sft_loss(logps, lengths, tokens[1])
-    elif method in REWARD_IN_LOSS:
+    elif method.designer == methods.REWARD:
         reward = label_rewards(n, logps)
         if rewards is not None and args.alpha:
             reward = reward + args.alpha * torch.nan_to_num(rewards, nan=0.0)
         v = values.repeat(2)
-        if method == "aoppo":
+        if method.loss_type == "aoppo":
             loss, value_loss, _ = aoppo_loss(logratios, lengths, reward, v, args.cliprange)
             metrics["loss/value"] = value_loss
             loss_total = loss + value_loss
-        elif method == "alol":
+        elif method.loss_type == "alol":
             loss, value_loss, advantages, ratio = alol_loss(logps, ref_logps, reward, v, args.alol_clip)
             metrics.update({"loss/value": value_loss, "alol/positive_frac": (advantages > 0).float().mean(),
                             "alol/ratio_mean": ratio.mean()})

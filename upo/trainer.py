@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
+from upo import methods
 from upo.config import UPOConfig
 from upo.data.collator import PreferenceCollator
 from upo.data.pipeline import prepare_preference_data
@@ -20,15 +21,7 @@ from upo.errors import ConfigError
 from upo.files import atomic_write_json
 from upo.logps import forward_logps
 from upo.losses import explained_variance, step_token_counts
-from upo.objective import (
-    UNPAIRED,
-    UNWEIGHTED,
-    check_designer_term,
-    compute_objective,
-    method_of,
-    needs_value_head,
-    uses_designer_term,
-)
+from upo.objective import check_designer_term, compute_objective, needs_value_head, uses_designer_term
 from upo.training.checkpointing import (
     CHECKPOINT_PATTERN,
     explaining_save_failures,
@@ -95,8 +88,9 @@ class UPOTrainer(Trainer):
                 f"reward_weights has {len(args.reward_weights)} values for {len(self.reward_funcs)} reward "
                 "functions: give one weight per reward function."
             )
-        if "modpo" in args.loss_type and not self.reward_funcs:
-            raise ConfigError("loss_type 'modpo' needs designer rewards: set reward_funcs.")
+        method = methods.lead_method(args.loss_type)
+        if method.needs_rewards and not self.reward_funcs:
+            raise ConfigError(f"loss_type {method.loss_type!r} needs designer rewards: set reward_funcs.")
         check_designer_term(args, bool(self.reward_funcs))
         self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
 
@@ -106,10 +100,11 @@ class UPOTrainer(Trainer):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
             print(train.report.summary())
             check_numeric_columns(train.dataset, train.report.source)
-            if "weight" in train.dataset.column_names and method_of(args) in UNWEIGHTED:
+            if "weight" in train.dataset.column_names and not method.weighted:
+                weighted = ", ".join(m.loss_type for m in methods.METHODS.values() if m.weighted)
                 raise ConfigError(f"{train.report.source}: a 'weight' column, but loss_type {args.loss_type} has no "
-                                  "per-pair weights (only sigmoid, ipo, hinge, modpo and kto do). Remove the column, "
-                                  "or choose one of those loss types.")
+                                  f"per-pair weights (only {weighted} do). Remove the column, or choose one of those "
+                                  "loss types.")
             self.designer_stats = train.stats
             eval_data = None
             if eval_dataset is not None:
@@ -280,7 +275,8 @@ class UPOTrainer(Trainer):
         chosen_logps, rejected_logps = out.logps.chunk(2)
         chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
         rejected_rewards = self.args.beta * (rejected_logps - ref_rejected).detach()
-        if method_of(self.args) in UNPAIRED:  # one completion per row, labelled; the second slot is for KL only
+        # Unpaired rows (KTO): one completion per row, labelled; the second slot is for KL only
+        if methods.lead_method(self.args.loss_type).rows == methods.UNPAIRED:
             desirable = gather(inputs["label"]).bool()  # gathered before selecting: equal shapes on every process
             rewards, logps = gather(chosen_rewards), gather(chosen_logps.detach())
             per_row = {"rewards/desirable": rewards[desirable], "rewards/undesirable": rewards[~desirable],

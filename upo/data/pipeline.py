@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from datasets import Dataset
 
+from upo import methods
 from upo.data.control_tags import add_control_tags
 from upo.data.loading import load_preference_pairs, load_unpaired
 from upo.data.tokenization import tokenize_dataset
@@ -73,11 +74,12 @@ def prepare_preference_data(
 ) -> PreparedData:
     """Loads, validates, scores and tokenises a preference dataset, and prints what was kept and why.
 
-    For `loss_type: [kto]` the rows are unpaired (`upo.data.unpaired`), for `[csft]` the responses get their
-    control tags (`upo.data.control_tags`); either way the result has the pair layout the collator reads.
+    A method that reads unpaired rows (KTO) gets them (`upo.data.unpaired`), one that reads tagged pairs (conditional
+    SFT) gets its control tags (`upo.data.control_tags`): either way the result has the pair layout the collator
+    reads (`upo.methods`).
     """
-    method = args.loss_type[0]
-    if method == "kto":
+    rows = methods.lead_method(args.loss_type).rows
+    if rows == methods.UNPAIRED:
         dataset, report = load_unpaired(source, split=split)
         dataset = with_mismatched_completions(dataset, args.seed)
     else:
@@ -85,11 +87,11 @@ def prepare_preference_data(
     if reward_funcs:
         dataset, stats = add_designer_rewards(
             dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir,
-            fit_on_rejected=method != "kto", reward_timeout=args.reward_timeout,
+            fit_on_rejected=rows != methods.UNPAIRED, reward_timeout=args.reward_timeout,
         )
-        if method == "kto":
+        if rows == methods.UNPAIRED:
             dataset = drop_mismatched_rewards(dataset)
-    if method == "csft":
+    if rows == methods.TAGGED:
         dataset = add_control_tags(dataset, args.csft_tags)
     dataset = tokenize_dataset(
         dataset, tokenizer, args.max_length, args.truncation_mode, report, num_proc=args.dataset_num_proc

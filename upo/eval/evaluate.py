@@ -30,6 +30,7 @@ from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
+from upo.methods import generation_prefix
 from upo.rewards.standardization import DesignerStandardization
 from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
@@ -115,9 +116,9 @@ def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_r
 
 
 def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
-    """The good control tag for a model trained with conditional SFT (read from its run config), else None."""
-    config = read_run_config(model_path) or {}
-    return config["csft_tags"][0] if config.get("loss_type") == ["csft"] else None
+    """What generation starts with for the model in `model_path` (`upo.methods.generation_prefix` of its run
+    config): the good control tag for conditional SFT, else None."""
+    return generation_prefix(read_run_config(model_path) or {})
 
 
 def same_vocabulary(a, b) -> bool:

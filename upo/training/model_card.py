@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 
 import upo
+from upo import methods
 from upo.training.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
 # The Hub IDs and licences of the models upo knows by a short name (upo.models.KNOWN_MODELS).
@@ -164,13 +165,7 @@ def build_model_card(output_dir: str, trainer, extra_eval_results: list | None =
     stats = trainer.designer_stats
     objectives = [{"name": n, "weight": f"{w:g}", "mean": f"{m:.4g}", "std": f"{s:.4g}"}
                   for n, w, m, s in zip(stats.names, stats.weights, stats.mean, stats.std)] if stats else []
-    term = (f"UPO designer term on (alpha = {args.alpha}, value baseline `{args.value_baseline}`, expectile tau = "
-            f"{args.expectile_tau}, temperature = {args.aw_temperature}, max weight = {args.aw_max_weight})."
-            if trainer.use_designer_term else "No designer term (plain preference optimisation).")
-    if args.loss_type[0] in ("aoppo", "drov"):
-        term = f"Reward of each response: preference label (+1 / -1) + {args.alpha} x the designer reward."
-    if args.loss_type == ["csft"]:
-        term += f" Conditional SFT: generate after the control tag `{args.csft_tags[0]}` (`upo eval` does)."
+    term = methods.designer_card_text(args, trainer.use_designer_term)
     load = ("A LoRA adapter: load it with `peft.AutoPeftModelForCausalLM.from_pretrained(folder)` (merge with "
             "`merge_and_unload()`)" if trainer.is_peft else
             "Load it with `transformers.AutoModelForCausalLM.from_pretrained(folder)`")

@@ -16,9 +16,10 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import MISSING, asdict
 from pathlib import Path
 
+from upo import methods
 from upo.files import atomic_write_text
 
 REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
@@ -169,20 +170,18 @@ def train_key(options: dict) -> str:
     return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-BASELINE_FAMILIES = {"modpo": "MODPO", "aoppo": "aoPPO", "drov": "DRO-V", "alol": "A-LOL", "csft": "CSFT"}
-
-
 def run_family(run: dict) -> str:
-    """DPO, UPO, RPO (DPO + NLL), MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL or CSFT, from the run's options."""
+    """DPO, UPO, RPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, CSFT, ... (`upo.methods.family_of`), from the run's
+    options and `UPOConfig`'s defaults."""
     options = run.get("options", {})
-    loss_type = options.get("loss_type", ["sigmoid"])
+    loss_type = options.get("loss_type", upo_default("loss_type"))
     loss_type = [loss_type] if isinstance(loss_type, str) else loss_type
-    designer = float(options.get("alpha", 1.0)) > 0
-    for name, family in BASELINE_FAMILIES.items():
-        if name in loss_type:
-            return family
-    if "kto" in loss_type:
-        return "KTO-UPO" if designer else "KTO"
-    if designer:
-        return "UPO"
-    return "RPO" if "sft" in loss_type else "DPO"
+    return methods.family_of(loss_type, float(options.get("alpha", upo_default("alpha"))))
+
+
+def upo_default(name: str):
+    """The default of a `UPOConfig` option: the one place it is stated."""
+    from upo.config import UPOConfig
+
+    field = UPOConfig.__dataclass_fields__[name]
+    return field.default_factory() if field.default_factory is not MISSING else field.default

@@ -8,6 +8,7 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
+from upo import methods
 from upo.files import atomic_write_json, atomic_write_text
 
 FRONTIER_JSON = "frontier.json"
@@ -19,6 +20,7 @@ FAMILY_STYLES = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODP
                  "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
                  "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "A-LOL": ("h", "tab:pink", 80),
                  "CSFT": ("X", "tab:brown", 80)}
+OTHER_FAMILY_STYLE = ("o", "tab:gray", 70)
 
 
 def one_line(s: dict) -> str:
@@ -106,14 +108,14 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     if len(front) > 1:
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="grey", lw=1,
                 label="Pareto front", zorder=1)
-    for family, (marker, color, size) in styles.items():
+    for family in dict.fromkeys(r["family"] for r in runs):  # a family without a style of its own is drawn too
+        marker, color, size = styles.get(family, OTHER_FAMILY_STYLE)
         members = [k for k, r in enumerate(runs) if r["family"] == family]
-        if members:
-            ax.scatter([points[k][0] for k in members], [points[k][1] for k in members], marker=marker, c=color, s=size,
-                       label=family, zorder=3, edgecolors="white" if family != "DPO" else "black")
+        ax.scatter([points[k][0] for k in members], [points[k][1] for k in members], marker=marker, c=color, s=size,
+                   label=family, zorder=3, edgecolors="white" if family != methods.DPO_FAMILY else "black")
     for (x, y), r in zip(points, runs):
         ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    dpo = next((r for r in runs if r["family"] == "DPO"), None)
+    dpo = next((r for r in runs if r["family"] == methods.DPO_FAMILY), None)
     if dpo is not None and len(dpo.get("designer") or []) > 1 and len(dpo.get("preference") or []) > 1:
         import statistics
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from upo import methods
 from upo.experiments.frontier.config import (
     eval_settings,
     frontier_runs,
@@ -92,20 +93,20 @@ def target_check(runs: list[dict], reference: dict | None, win_rate_tolerance: f
     means instead (`upo.experiments.frontier.seeds.seeds_target_check`)."""
     from upo.eval.metrics import paired_intervals
 
-    dpo_runs = [r for r in runs if r["family"] == "DPO"]
+    dpo_runs = [r for r in runs if r["family"] == methods.DPO_FAMILY]
     if not dpo_runs or reference is None:
         return {"met": None, "reason": "needs a finished DPO run and the reference"}
     unit = reference["designer_score_std"] or 1.0
     candidates = []
     for r in runs:
-        if r["family"] != "UPO":
+        if r["family"] != methods.UPO_FAMILY:
             continue
         s = r["summary"]
         seed = r.get("options", {}).get("seed")
         dpo = next((d for d in dpo_runs if d.get("options", {}).get("seed") == seed), dpo_runs[0])
         gain = (s["designer_score"] - dpo["summary"]["designer_score"]) / unit
         same_preference = abs(s["win_rate"] - dpo["summary"]["win_rate"]) <= win_rate_tolerance + 1e-9
-        dominated_by = [o["name"] for o in runs if o["family"] != "UPO" and _dominates(o["summary"], s)
+        dominated_by = [o["name"] for o in runs if o["family"] != methods.UPO_FAMILY and _dominates(o["summary"], s)
                         and o.get("options", {}).get("seed") == seed]
         intervals = paired_intervals(r.get("designer") or [], dpo.get("designer") or [], unit, r.get("wins"),
                                      dpo.get("wins"))

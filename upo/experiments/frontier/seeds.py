@@ -19,6 +19,8 @@ import statistics
 import textwrap
 from pathlib import Path
 
+from upo import methods
+
 SUMMARY_NUMBERS = ("designer_score", "preference_score", "win_rate", "kl", "implicit_accuracy", "length_words")
 
 
@@ -95,7 +97,7 @@ def seed_summaries(runs: list[dict], reference: dict | None, run_folders: dict[s
     for run in runs:
         groups.setdefault(run.get("group", run["name"]), []).append(run)
     unit = (reference or {}).get("designer_score_std") or 1.0
-    dpo = next((members for members in groups.values() if members[0]["family"] == "DPO"), None)
+    dpo = next((members for members in groups.values() if members[0]["family"] == methods.DPO_FAMILY), None)
     dpo_by_seed = {r["seed"]: r for r in dpo or []}
     out = []
     for name, members in groups.items():
@@ -115,7 +117,7 @@ def seed_summaries(runs: list[dict], reference: dict | None, run_folders: dict[s
             if held_out:
                 entry["value_explained_variance"] = statistics.fmean(held_out)
         paired = [(r, dpo_by_seed[r["seed"]]) for r in members if r["seed"] in dpo_by_seed]
-        if paired and entry["family"] != "DPO":
+        if paired and entry["family"] != methods.DPO_FAMILY:
             entry["paired_seeds"] = [r["seed"] for r, _ in paired]
             for key, field, scale in (("designer", "gain_std", unit), ("wins", "win_rate_gap", 1.0),
                                       ("preference", "preference_gap", 1.0)):
@@ -134,12 +136,12 @@ def seeds_target_check(groups: list[dict], min_gain_std: float = 0.5) -> dict:
     higher: MODPO, DRO-V, A-LOL, DPO or any other baseline of the grid)."""
     candidates = []
     for g in groups:
-        if g["family"] != "UPO" or "gain_std" not in g:
+        if g["family"] != methods.UPO_FAMILY or "gain_std" not in g:
             continue
         gap_ci = g.get("win_rate_gap_ci90")
         at_dpo_preference = gap_ci is not None and gap_ci[0] <= 0 <= gap_ci[1]
         x, y = g["designer_score"], g["preference_score"]
-        dominated_by = [o["name"] for o in groups if o["family"] != "UPO" and "designer_score" in o
+        dominated_by = [o["name"] for o in groups if o["family"] != methods.UPO_FAMILY and "designer_score" in o
                         and o["designer_score"] >= x and o["preference_score"] >= y
                         and (o["designer_score"] > x or o["preference_score"] > y)]
         candidates.append({"name": g["name"], "gain_std": round(g["gain_std"], 3),
@@ -216,8 +218,9 @@ def plot_seed_means(groups: list[dict], reference: dict | None, path: Path, styl
                    s=size * 0.35, alpha=0.35, zorder=2, edgecolors="none")
         ax.errorbar([x], [y], xerr=[g["designer_score_sd"]], yerr=[g["preference_score_sd"]], fmt="none", ecolor=color,
                     elinewidth=0.8, capsize=2, zorder=2)
-        ax.scatter([x], [y], marker=marker, c=color, s=size, zorder=3, edgecolors="black" if g["family"] == "DPO"
-                   else "white", label=None if g["family"] in labelled else g["family"])
+        edge = "black" if g["family"] == methods.DPO_FAMILY else "white"
+        ax.scatter([x], [y], marker=marker, c=color, s=size, zorder=3, edgecolors=edge,
+                   label=None if g["family"] in labelled else g["family"])
         labelled.add(g["family"])
         ax.annotate(g["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     if reference:

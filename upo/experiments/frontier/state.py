@@ -19,11 +19,11 @@ frontier says so.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 from pathlib import Path
 
+from upo import methods
 from upo.experiments.frontier.config import run_dir, run_train_options, train_key
 from upo.files import atomic_write_json
 from upo.training.run_folder import read_run_config
@@ -75,11 +75,9 @@ def changed_defaults(folder: Path, options: dict) -> dict:
     default when that default has changed since (read from its `upo_config.json`): the run stands for the old
     default. Options of UPO's designer term are left out for a run without it (DPO, MODPO, DRO-V, ...), which
     they did not change. Empty when the folder records nothing."""
-    from upo.objective import uses_designer_term
-
     stored = read_run_config(folder) or {}
-    without_term = "alpha" in stored and "loss_type" in stored and not uses_designer_term(
-        argparse.Namespace(alpha=stored["alpha"], loss_type=stored["loss_type"]), True)
+    without_term = "alpha" in stored and "loss_type" in stored and not methods.uses_designer_term(
+        stored["loss_type"], stored["alpha"], True)
     changed = {}
     for name, default in method_defaults().items():
         now = json.loads(json.dumps(default, default=str))

@@ -1,0 +1,78 @@
+"""The method records (`upo.methods`): each method trains and is named from its record, and no other module of the
+package names a method."""
+
+import ast
+from pathlib import Path
+
+import pytest
+from datasets import Dataset
+from helpers import make_pairs
+from test_trainer import train
+
+import upo
+from upo import methods
+from upo.config import UPOConfig
+
+PACKAGE = Path(upo.__file__).parent
+# The only modules that may spell a method's `loss_type`: its record, the losses, and their dispatch.
+MAY_NAME_METHODS = {"methods.py", "losses.py", "objective.py"}
+
+
+def alpha_for(method: methods.Method) -> float:
+    return 1.0 if method.designer in (methods.TERM, methods.REWARD) else 0.0
+
+
+@pytest.mark.parametrize("name", list(methods.METHODS))
+def test_each_method_trains_a_step_and_its_card_says_what_its_record_says(tokenizer, tmp_path, name):
+    method = methods.METHODS[name]
+    trainer, logs = train(tokenizer, Dataset.from_list(make_pairs(8)), tmp_path, name, loss_type=[name],
+                          alpha=alpha_for(method), reward_funcs=["length"], max_steps=1)
+    assert logs and all(v == v for v in logs[0].values())  # one step logged, nothing NaN
+    trainer.save_model()
+    card = (tmp_path / name / "README.md").read_text()
+    line = methods.designer_card_text(trainer.args, trainer.use_designer_term)
+    assert line in card
+    expected = {methods.TERM: "UPO designer term on", methods.REWARD: "preference label (+1 / -1) + 1.0 x the designer",
+                methods.MARGIN: "designer reward margin, weighted 0.5", methods.NONE: "control tag `[good]`"}
+    assert expected[method.designer] in line  # an A-LOL card once said "No designer term"
+    assert (trainer.value_head is not None) == (method.value_head or trainer.use_designer_term)
+
+
+def test_families_of_runs():
+    family = methods.family_of
+    assert family(["sigmoid"], 1.0) == methods.UPO_FAMILY and family(["sigmoid"], 0.0) == methods.DPO_FAMILY
+    assert family(["sigmoid"], 1.0, has_rewards=False) == "DPO"
+    assert family(["sigmoid", "sft"], 0.0) == "RPO" and family(["sigmoid", "sft"], 1.0) == "UPO"
+    assert family(["kto"], 1.0) == "KTO-UPO" and family(["kto"], 0.0) == "KTO"
+    assert family(["modpo"], 0.0) == "MODPO" and family(["sft", "modpo"], 0.0) == "MODPO"
+    assert [family([n], 1.0) for n in ("aoppo", "drov", "alol")] == ["aoPPO", "DRO-V", "A-LOL"]
+    assert family(["csft"], 0.0) == "CSFT" and family(["ipo"], 0.0) == "IPO"
+    assert family(["sigmoid", "hinge"], 0.0) == "DPO+SLiC"
+
+
+def test_loss_type_help_names_every_method():
+    help_text = {f.name: f for f in UPOConfig.__dataclass_fields__.values()}["loss_type"].metadata["help"]
+    for name in methods.METHODS:
+        assert f"'{name}'" in help_text
+
+
+def test_generation_prefix_is_the_good_tag_for_tagged_rows_only():
+    assert methods.generation_prefix({"loss_type": ["csft"], "csft_tags": ["<g>", "<b>"]}) == "<g>"
+    assert methods.generation_prefix({"loss_type": "csft", "csft_tags": ["<g>", "<b>"]}) == "<g>"
+    assert methods.generation_prefix({"loss_type": ["sigmoid"], "csft_tags": ["<g>", "<b>"]}) is None
+    assert methods.generation_prefix({"loss_type": ["renamed-since"]}) is None
+    assert methods.generation_prefix({}) is None
+
+
+def test_no_other_module_names_a_method():
+    """A string literal equal to a method's `loss_type` outside the records, losses and objective means knowledge of
+    that method stated a second time (messages that mention a name inside a sentence are fine)."""
+    names = set(methods.METHODS)
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name in MAY_NAME_METHODS and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in names:
+                found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
+    assert not found, "method names outside upo/methods.py, losses.py, objective.py:\n" + "\n".join(found)

@@ -1,0 +1,143 @@
+"""Every training method upo offers, stated once: what it reads, what it does with the designer reward, and how
+runs, model cards and generation name it.
+
+A method is selected by `loss_type`. The DPO family (`sigmoid`, `ipo`, `hinge`, `sft`, `modpo`) combines in a list
+with `loss_weights`, as in TRL; a baseline that replaces the preference term (`kto`, `csft`, `aoppo`, `drov`, `alol`)
+is used alone. UPO's designer term, `alpha * L_aux + L_value`, is added on top of the methods whose `designer` is
+`TERM`; the others use the designer reward in their own way (or not at all) and take `alpha: 0`, or read `alpha` as
+the weight of the designer reward inside their reward.
+
+The losses themselves live in `upo.losses` and their dispatch in `upo.objective`; everything else (options, data
+pipeline, trainer, model card, evaluation, frontier) asks this module.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+# What a method trains on (`rows`).
+PAIRS = "pairs"  # prompt, chosen, rejected
+UNPAIRED = "unpaired"  # prompt, completion, label; pairs are split into such rows (upo.data.unpaired)
+TAGGED = "tagged"  # pairs whose responses get control tags before tokenisation (upo.data.control_tags)
+
+# What a method does with the designer reward (`designer`).
+TERM = "term"  # UPO's designer term can be added on top (alpha > 0)
+MARGIN = "margin"  # the designer reward margin shifts the preference logit (weight `modpo_weight`); alpha: 0
+REWARD = "reward"  # the method's reward is `label + alpha * r_aux` (+1 chosen, -1 rejected); no separate term
+NONE = "none"  # the method ignores the designer reward; alpha: 0
+
+# The family labels that reports compare against: the preference-only anchor and UPO itself.
+DPO_FAMILY = "DPO"
+UPO_FAMILY = "UPO"
+
+
+@dataclass(frozen=True)
+class Method:
+    loss_type: str  # the `loss_type` value that selects it
+    family: str  # label of a run of this method alone, without UPO's designer term
+    summary: str  # one line for `loss_type`'s help
+    rows: str = PAIRS
+    designer: str = TERM
+    alone: bool = False  # replaces the preference term: `loss_type: [name]`, never combined with others
+    weighted: bool = True  # honours a per-pair `weight` column
+    value_head: bool = False  # trains a value head of its own (`V(x)` of its reward)
+    needs_rewards: bool = False  # refuses to train without designer rewards
+    term_family: str | None = None  # label of a run with UPO's designer term on top (designer == TERM)
+    card: str = ""  # what the model card says about the designer reward; formatted with the `UPOConfig`
+
+
+_UPO_TERM_CARD = ("UPO designer term on (alpha = {a.alpha}, value baseline `{a.value_baseline}`, expectile tau = "
+                  "{a.expectile_tau}, temperature = {a.aw_temperature}, max weight = {a.aw_max_weight}).")
+_REWARD_CARD = "Reward of each response: preference label (+1 / -1) + {a.alpha} x the designer reward."
+
+METHODS: dict[str, Method] = {m.loss_type: m for m in (
+    Method("sigmoid", "DPO", "'sigmoid' (DPO)", term_family=UPO_FAMILY),
+    Method("ipo", "IPO", "'ipo'", term_family=UPO_FAMILY),
+    Method("hinge", "SLiC", "'hinge' (SLiC)", term_family=UPO_FAMILY),
+    Method("sft", "SFT", "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO)", term_family=UPO_FAMILY),
+    Method("modpo", "MODPO", "'modpo' (MODPO's margin loss, needs reward_funcs; its designer weight is modpo_weight)",
+           designer=MARGIN, needs_rewards=True,
+           card="MODPO: the designer reward margin, weighted {a.modpo_weight}, shifts the DPO logit."),
+    Method("kto", "KTO", "'kto' (unpaired rows prompt/completion/label; pairs are unpaired automatically)",
+           rows=UNPAIRED, alone=True, term_family="KTO-UPO"),
+    Method("csft", "CSFT", "'csft' (conditional SFT with control tags)", rows=TAGGED, designer=NONE, alone=True,
+           weighted=False,
+           card="Conditional SFT: generate after the control tag `{a.csft_tags[0]}` (`upo eval` does)."),
+    Method("aoppo", "aoPPO", "'aoppo' (one-step offline PPO)", designer=REWARD, alone=True, weighted=False,
+           value_head=True, card=_REWARD_CARD),
+    Method("drov", "DRO-V", "'drov' (DRO-V)", designer=REWARD, alone=True, weighted=False, value_head=True,
+           card=_REWARD_CARD),
+    Method("alol", "A-LOL", "'alol' (A-LOL)", designer=REWARD, alone=True, weighted=False, value_head=True,
+           card=_REWARD_CARD),
+)}
+
+DEFAULT_LOSS_TYPE = "sigmoid"
+
+# Lists of loss types that have a name of their own.
+COMBINED_FAMILIES = {("sigmoid", "sft"): "RPO"}
+
+
+def loss_type_help() -> str:
+    family = ", ".join(m.summary for m in METHODS.values() if not m.alone)
+    alone = ", ".join(m.summary for m in METHODS.values() if m.alone)
+    rewarded = ", ".join(f"'{m.loss_type}'" for m in METHODS.values() if m.designer == REWARD)
+    return (f"Preference loss types, combined with `loss_weights`: {family}. Baselines, each alone: {alone}; "
+            f"{rewarded} take `label + alpha * r_aux` as their reward, +1 chosen / -1 rejected.")
+
+
+def lead_method(loss_type: Sequence[str]) -> Method:
+    """The method that decides how a run's rows, designer reward and value head are handled: the first loss type
+    that is not of the plain DPO family (`designer == TERM`, pairs), else the first."""
+    methods = [METHODS[name] for name in loss_type]
+    return next((m for m in methods if m.designer != TERM or m.rows != PAIRS), methods[0])
+
+
+def uses_designer_term(loss_type: Sequence[str], alpha: float, has_rewards: bool) -> bool:
+    """UPO's designer term is on: `alpha > 0`, designer rewards, and a method that takes the term."""
+    return alpha > 0 and has_rewards and lead_method(loss_type).designer == TERM
+
+
+def refused_designer_term(loss_type: Sequence[str], alpha: float, has_rewards: bool) -> Method | None:
+    """The method that would get UPO's designer term although it must not (MODPO already optimises the designer
+    rewards; CSFT ignores them): with the default `alpha = 1`, `loss_type: [modpo]` would silently be MODPO + UPO
+    and be reported as MODPO. None when nothing is refused."""
+    if not (alpha > 0 and has_rewards):
+        return None
+    return next((METHODS[n] for n in loss_type if METHODS[n].designer in (MARGIN, NONE)), None)
+
+
+def needs_value_head(loss_type: Sequence[str], alpha: float, has_rewards: bool, value_baseline: str) -> bool:
+    if lead_method(loss_type).value_head:
+        return True
+    return uses_designer_term(loss_type, alpha, has_rewards) and value_baseline == "value_head"
+
+
+def family_of(loss_type: Sequence[str], alpha: float, has_rewards: bool = True) -> str:
+    """The label of a run in reports: DPO, UPO, RPO, IPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, CSFT, ..."""
+    lead = lead_method(loss_type)
+    if lead.designer == TERM and uses_designer_term(loss_type, alpha, has_rewards):
+        return lead.term_family
+    if lead.designer != TERM or lead.rows != PAIRS or len(loss_type) == 1:
+        return lead.family
+    return COMBINED_FAMILIES.get(tuple(loss_type)) or "+".join(METHODS[n].family for n in loss_type)
+
+
+def designer_card_text(args, uses_term: bool) -> str:
+    """What a model card says about the designer reward of a run trained with `args` (a `UPOConfig`)."""
+    lead = lead_method(args.loss_type)
+    if lead.designer == TERM:
+        return _UPO_TERM_CARD.format(a=args) if uses_term else "No designer term (plain preference optimisation)."
+    return lead.card.format(a=args)
+
+
+def generation_prefix(run_config: dict) -> str | None:
+    """What generation starts with for a model trained with `run_config` (its `upo_config.json`): the good control
+    tag for conditional SFT, else None."""
+    loss_type = run_config.get("loss_type") or []
+    if isinstance(loss_type, str):
+        loss_type = [loss_type]
+    known = [name for name in loss_type if name in METHODS]
+    if not known or len(known) != len(loss_type) or lead_method(known).rows != TAGGED:
+        return None
+    return run_config["csft_tags"][0]
