@@ -11,6 +11,7 @@ from upo import methods
 from upo.config_checks import check_option_ranges
 from upo.errors import ConfigError
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
+from upo.rewards.builtin import builtin_names
 
 
 @dataclass
@@ -141,9 +142,9 @@ class UPOConfig(TrainingArguments):
     )
     reward_funcs: list[str] | None = field(
         default=None,
-        metadata={"help": "Designer reward functions: built-in names (readability, non_offensive, length, "
-                  "sentiment, keywords; parameters as 'length:target_words=30') or dotted import paths "
-                  "'my_pkg.my_module.my_reward' with TRL GRPO's signature f(prompts, completions, **kwargs)."},
+        metadata={"help": f"Designer reward functions: built-in names ({', '.join(builtin_names())}; parameters as "
+                  "'length:target_words=30') or dotted import paths 'my_pkg.my_module.my_reward' with TRL GRPO's "
+                  "signature f(prompts, completions, **kwargs)."},
     )
     reward_weights: list[float] | None = field(
         default=None, metadata={"help": "One weight per reward function (after standardisation); default 1.0 each."}

@@ -347,3 +347,21 @@ def test_default_cache_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("UPO_CACHE")
     monkeypatch.setenv("HOME", str(tmp_path))
     assert default_cache_dir() == tmp_path / ".cache" / "upo"
+
+
+def test_a_built_in_is_one_file_named_for_it(tmp_path, monkeypatch):
+    import upo.rewards.builtin as builtin
+    from upo.config import UPOConfig
+
+    help_text = UPOConfig.__dataclass_fields__["reward_funcs"].metadata["help"]
+    for name in BUILTIN_REWARD_NAMES:  # every file is a built-in: resolvable by name, listed in the option's help
+        assert name in help_text and callable(builtin_reward_funcs()[name])
+    (tmp_path / "shout_count.py").write_text(
+        "class ShoutCount:\n"
+        "    def __init__(self, mark='!'):\n        self.mark, self.__name__ = mark, 'shout_count'\n"
+        "    def __call__(self, prompts, completions, **kwargs):\n"
+        "        return [-c.count(self.mark) for c in completions]\n")
+    monkeypatch.setattr(builtin, "__path__", [*builtin.__path__, str(tmp_path)])
+    assert "shout_count" in builtin.builtin_names()
+    shout = builtin.load_builtin("shout_count")(mark="?")
+    assert shout(["p"], ["why? how?"]) == [-2]

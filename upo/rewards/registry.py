@@ -8,7 +8,8 @@ its metric name (``rewards/{name}/mean``).
 A spec is what a user writes to pick one:
 
 * a callable, used as is;
-* a built-in name: ``readability``, ``non_offensive``, ``length``, ``sentiment``, ``keywords``;
+* a built-in name (``upo/rewards/builtin/``: ``readability``, ``non_offensive``, ``length``, ``sentiment``,
+  ``keywords``, ...);
 * a built-in with parameters, as on the CLI: ``length:target_words=30``,
   ``keywords:required=please|thank you,banned=damn|hell`` (ints and floats are parsed, ``|`` separates
   list items, ``,`` separates parameters);
@@ -25,10 +26,11 @@ from collections.abc import Callable
 from typing import Any
 
 from upo.errors import ConfigError
+from upo.rewards.builtin import builtin_names, load_builtin
 
 RewardFunc = Callable[..., list]
 
-BUILTIN_REWARD_NAMES = ("readability", "non_offensive", "length", "sentiment", "keywords")
+BUILTIN_REWARD_NAMES = builtin_names()
 
 
 def reward_func_name(func: RewardFunc) -> str:
@@ -41,15 +43,7 @@ def reward_func_name(func: RewardFunc) -> str:
 
 def builtin_reward_funcs() -> dict[str, RewardFunc | type]:
     """Built-in objectives by name: a function, or a class whose instances are reward functions."""
-    # Imported here, not at the top: the built-in modules import completion_text from this module.
-    from upo.rewards.keywords import Keywords
-    from upo.rewards.length import Length
-    from upo.rewards.non_offensive import non_offensive
-    from upo.rewards.readability import readability
-    from upo.rewards.sentiment import sentiment
-
-    return {"readability": readability, "non_offensive": non_offensive, "length": Length,
-            "sentiment": sentiment, "keywords": Keywords}
+    return {name: load_builtin(name) for name in BUILTIN_REWARD_NAMES}
 
 
 def resolve_reward_funcs(specs: Any) -> list[RewardFunc]:
@@ -86,9 +80,8 @@ def resolve_reward_func(spec: Any) -> RewardFunc:
         raise ConfigError(f"reward function spec {spec!r} is neither a callable nor a name.{_SPEC_HELP}")
     spec = spec.strip()
     name, _, params = spec.partition(":")
-    builtins = builtin_reward_funcs()
-    if name in builtins:
-        return _build_builtin(spec, name, builtins[name], _parse_params(spec, params))
+    if name in BUILTIN_REWARD_NAMES:
+        return _build_builtin(spec, name, load_builtin(name), _parse_params(spec, params))
     return _import_reward_func(spec)
 
 
@@ -124,7 +117,7 @@ def _build_builtin(spec: str, name: str, builtin: RewardFunc | type, params: dic
     try:
         return builtin(**params)
     except TypeError as e:  # an unknown parameter name
-        raise ConfigError(f"reward function spec {spec!r}: {e}. See help(upo.rewards.{builtin.__name__}).") from e
+        raise ConfigError(f"reward function spec {spec!r}: {e}. See help(upo.rewards.builtin.{name}).") from e
 
 
 def _import_reward_func(spec: str) -> RewardFunc:
