@@ -10,12 +10,20 @@ from upo.losses import (
     advantage_weights,
     combine_designer_rewards,
     designer_loss,
+    designer_pair_logits,
+    designer_pair_loss,
     designer_statistics,
+    exo_pair_loss,
     expectile_loss,
     explained_variance,
     explained_variance_sums,
+    infonca_pair_loss,
+    nca_pair_loss,
     preference_loss,
+    sigmoid_loss,
     step_token_counts,
+    tapered_push_down,
+    topr_loss,
 )
 
 NAN = float("nan")
@@ -202,3 +210,256 @@ def test_dpo_gradient_by_hand():
     (grad,) = torch.autograd.grad(out.loss, chosen)
     sigma = 1 / (1 + math.exp(-0.1))
     assert grad.item() == pytest.approx(-0.1 * (1 - sigma))
+
+
+# --- Signed designer terms ------------------------------------------------------------------------------------------
+# One pair throughout: r_aux chosen 1, rejected -1, T = 2, so the target logit z = (1 - (-1)) / 2 = 1 and the target's
+# probability of the chosen reply q = sigmoid(1) = 0.7310586; log q = -softplus(-1) = -0.3132617,
+# log(1 - q) = -softplus(1) = -1.3132617.
+Q = 1 / (1 + math.exp(-1.0))
+LOG_Q, LOG_1MQ = -softplus(-1.0), -softplus(1.0)
+SIGNED = ("infonca", "exo", "nca", "topr")
+PAIR_FORMS = {
+    "infonca": lambda hc, hr, z: infonca_pair_loss(hc - hr, z),
+    "exo": lambda hc, hr, z: exo_pair_loss(hc - hr, z),
+    "nca": nca_pair_loss,
+}
+
+
+def signed(aux_loss, logps, ref_logps, rewards, **kwargs):
+    kwargs = {"value_baseline": "pair_mean", "aw_temperature": 2.0, **kwargs}
+    return designer_loss(logps, torch.ones_like(logps), rewards, aux_loss=aux_loss, ref_logps=ref_logps, **kwargs)
+
+
+def test_pair_target_logits_leave_out_pairs_without_both_rewards():
+    z, mask = designer_pair_logits(t(1.0, NAN, 3.0, -1.0, 2.0, NAN), temperature=2.0)
+    assert z.tolist() == [1.0, 0.0, 0.0] and mask.tolist() == [True, False, False]
+
+
+def test_infonca_by_hand():
+    # Policy = reference (d = 0), so p = 1/2: KL(q || p) = q log 2q + (1 - q) log 2(1 - q) = log 2 + q log q +
+    # (1 - q) log(1 - q) = 0.6931472 - 0.5822032 = 0.1109441.
+    expected = math.log(2) + Q * LOG_Q + (1 - Q) * LOG_1MQ
+    assert expected == pytest.approx(0.1109441, abs=1e-7)
+    assert infonca_pair_loss(t(0.0), t(1.0)).item() == pytest.approx(expected, abs=1e-12)
+    # InfoNCA's cross-entropy is cDPO at beta = 1 with label_smoothing 1 - q; the KL form drops the entropy H(q).
+    entropy = -(Q * LOG_Q + (1 - Q) * LOG_1MQ)
+    d = t(0.3, -2.0)
+    cdpo = sigmoid_loss(d, beta=1.0, label_smoothing=1 - Q)
+    assert (infonca_pair_loss(d, t(1.0, 1.0)) + entropy).tolist() == pytest.approx(cdpo.tolist(), abs=1e-12)
+    assert infonca_pair_loss(t(1.0), t(1.0)).item() == pytest.approx(0.0, abs=1e-15)  # d = z: the fixed point
+
+
+def test_exo_by_hand():
+    # d = 0, p = 1/2: KL(p || q) = 1/2 log(1/(2q)) + 1/2 log(1/(2(1 - q))) = -log 2 - (log q + log(1 - q)) / 2
+    # = -0.6931472 + 0.8132617 = 0.1201145.
+    expected = -math.log(2) - (LOG_Q + LOG_1MQ) / 2
+    assert expected == pytest.approx(0.1201145, abs=1e-7)
+    assert exo_pair_loss(t(0.0), t(1.0)).item() == pytest.approx(expected, abs=1e-12)
+    assert exo_pair_loss(t(1.0), t(1.0)).item() == pytest.approx(0.0, abs=1e-15)
+
+
+def test_nca_by_hand():
+    # h_c = 1, h_r = -1: -q log sigmoid(1) - (1 - q) log sigmoid(-1) - (log sigmoid(-1) + log sigmoid(1)) / 2
+    # = 0.7310586 * 0.3132617 + 0.2689414 * 1.3132617 + (1.3132617 + 0.3132617) / 2 = 1.3954648.
+    expected = -Q * LOG_Q - (1 - Q) * LOG_1MQ - (LOG_1MQ + LOG_Q) / 2
+    assert expected == pytest.approx(1.3954648, abs=1e-7)
+    assert nca_pair_loss(t(1.0), t(-1.0), t(1.0)).item() == pytest.approx(expected, abs=1e-12)
+    # at the reference both log-ratios are 0 and every term is log 2, whatever q
+    assert nca_pair_loss(t(0.0), t(0.0), t(1.0)).item() == pytest.approx(2 * math.log(2), abs=1e-12)
+
+
+def test_topr_by_hand():
+    # log-probs (-2, -4), reference (-3, -3), r_aux (1, -1), pair mean 0 -> A = (1, -1), T = 1, two responses.
+    # chosen, A > 0: UPO's weight e, -e * (-2) = 2e. rejected, A < 0: weight 1 - e^-1, h = -4 + 3 = -1 below the
+    # reference, f(h) = e^-1: (1 - e^-1) e^-1 = 0.2325442. Mean (2e + 0.2325442) / 2 = 2.8345539.
+    mask = torch.tensor([True, True])
+    loss = topr_loss(t(-2.0, -4.0), t(-3.0, -3.0), t(1.0, -1.0), mask, temperature=1.0, max_weight=20.0)
+    assert loss.item() == pytest.approx((2 * math.e + (1 - 1 / math.e) / math.e) / 2, abs=1e-12)
+    assert loss.item() == pytest.approx(2.8345539, abs=1e-7)
+    # above the reference (h = +1) the push is linear: f = 1 + 1 = 2; the cap applies to the positive side
+    loss = topr_loss(t(-2.0, -2.0), t(-3.0, -3.0), t(10.0, -1.0), mask, temperature=1.0, max_weight=20.0)
+    assert loss.item() == pytest.approx((20 * 2 + (1 - 1 / math.e) * 2) / 2, abs=1e-12)
+    # per token: the same sum over the responses' 2 + 4 tokens
+    loss = topr_loss(t(-2.0, -4.0), t(-3.0, -3.0), t(1.0, -1.0), mask, 1.0, 20.0, lengths=t(2.0, 4.0),
+                     normalization="per_token")
+    assert loss.item() == pytest.approx((2 * math.e + (1 - 1 / math.e) / math.e) / 6, abs=1e-12)
+
+
+def test_tapered_push_down_is_topr_truncated_ratio():
+    h = t(-3.0, -0.5, 0.0, 2.0).requires_grad_()
+    (grad,) = torch.autograd.grad(tapered_push_down(h).sum(), h)
+    assert grad.tolist() == pytest.approx([math.exp(-3.0), math.exp(-0.5), 1.0, 1.0])  # min(pi/pi_ref, 1)
+    assert tapered_push_down(h).tolist() == pytest.approx([math.exp(-3.0), math.exp(-0.5), 1.0, 3.0])
+
+
+def test_designer_loss_dispatches_to_each_form_by_hand():
+    # chosen log-ratio 1, rejected -1 (log-probs -1, -3 against -2, -2); r_aux (1, -1), T = 2: z = 1.
+    logps, ref = t(-1.0, -3.0), t(-2.0, -2.0)
+    expected = {
+        "infonca": Q * (LOG_Q - (-softplus(-2.0))) + (1 - Q) * (LOG_1MQ - (-softplus(2.0))),  # d = 2
+        # p = sigmoid(2): p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q)) = 0.8807971 * 0.1863337
+        # + 0.1192029 * (-0.8136663) = 0.1641222 - 0.0969914 = 0.0671308
+        "exo": (1 / (1 + math.exp(-2.0))) * (-softplus(-2.0) - LOG_Q)
+        + (1 / (1 + math.exp(2.0))) * (-softplus(2.0) - LOG_1MQ),
+        "nca": -Q * LOG_Q - (1 - Q) * LOG_1MQ - (LOG_1MQ + LOG_Q) / 2,
+        # A = (1, -1): e^(1/2) * 1 for the chosen, (1 - e^(-1/2)) * e^(-1) for the rejected, over 2 responses
+        "topr": (math.exp(0.5) + (1 - math.exp(-0.5)) * math.exp(-1.0)) / 2,
+    }
+    assert expected["exo"] == pytest.approx(0.0671308, abs=1e-7)
+    for aux_loss, value in expected.items():
+        out = signed(aux_loss, logps, ref, t(1.0, -1.0))
+        assert out.aux_loss.item() == pytest.approx(value, abs=1e-12), aux_loss
+        assert out.advantages.tolist() == pytest.approx([1.0, -1.0])  # the same advantages for every form
+    assert signed("infonca", logps, ref, t(1.0, -1.0)).weights.tolist() == pytest.approx([Q, 1 - Q])
+    with pytest.raises(ValueError, match="aux_loss 'nca' needs the reference"):
+        designer_loss(logps, t(1.0, 1.0), t(1.0, -1.0), value_baseline="pair_mean", aux_loss="nca")
+    with pytest.raises(ValueError, match="Unknown aux_loss 'dpo'"):
+        signed("dpo", logps, ref, t(1.0, -1.0))
+
+
+def test_designer_loss_awr_by_name_is_the_default_exactly():
+    logps, values = t(-2.0, -4.0, -1.5, -7.0), t(0.5, -0.2)
+    kwargs = dict(value_baseline="value_head", values=values, aw_temperature=0.5, normalization="per_token")
+    default = designer_loss(logps, t(2.0, 4.0, 1.0, 5.0), t(1.0, -1.0, NAN, 3.0), **kwargs)
+    named = designer_loss(logps, t(2.0, 4.0, 1.0, 5.0), t(1.0, -1.0, NAN, 3.0), aux_loss="awr", **kwargs)
+    for a, b in [(default.aux_loss, named.aux_loss), (default.value_loss, named.value_loss),
+                 (default.weights, named.weights), (default.advantages, named.advantages)]:
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("aux_loss", SIGNED)
+def test_signed_forms_push_the_worse_reply_down_which_awr_never_does(aux_loss):
+    # Policy = reference; the chosen reply is the worse one for the designer (r_aux -1 against 2).
+    logps = t(-3.0, -5.0).requires_grad_()
+    out = signed(aux_loss, logps, t(-3.0, -5.0), t(-1.0, 2.0))
+    (grad,) = torch.autograd.grad(out.aux_loss, logps)
+    assert grad[0] > 0 and grad[1] < 0  # gradient descent lowers the worse reply's log-prob, raises the better's
+    awr_logps = t(-3.0, -5.0).requires_grad_()
+    (awr_grad,) = torch.autograd.grad(signed("awr", awr_logps, None, t(-1.0, 2.0)).aux_loss, awr_logps)
+    assert (awr_grad < 0).all()  # awr raises both, the worse one less
+
+
+def minimise(loss_fn, params, iterations=200):
+    optimizer = torch.optim.LBFGS(params, max_iter=iterations, tolerance_grad=1e-14, tolerance_change=1e-16,
+                                  line_search_fn="strong_wolfe")
+
+    def closure():
+        optimizer.zero_grad()
+        loss = loss_fn()
+        loss.backward()
+        return loss
+
+    for _ in range(5):
+        optimizer.step(closure)
+
+
+@pytest.mark.parametrize("form", PAIR_FORMS)
+def test_pair_forms_alone_reach_the_target_logit_over_free_logits(form):
+    # Four pairs with free log-ratios from the reference (h = 0); r_aux chosen (1, -2, 0.5, 3), rejected
+    # (-1, 1, 0.5, -3), T = 0.8: the fixed point is h_c - h_r = (r_c - r_r) / T = (2.5, -3.75, 0, 7.5).
+    rewards, temperature = t(1.0, -2.0, 0.5, 3.0, -1.0, 1.0, 0.5, -3.0), 0.8
+    z, _ = designer_pair_logits(rewards, temperature)
+    h = torch.zeros(8, dtype=torch.float64, requires_grad=True)
+    minimise(lambda: PAIR_FORMS[form](h[:4], h[4:], z).sum(), [h])
+    assert (h[:4] - h[4:]).tolist() == pytest.approx([2.5, -3.75, 0.0, 7.5], abs=1e-5)
+    if form == "nca":  # NCA also pins each log-ratio: h = log(2 q), so both cannot sink together
+        q = torch.sigmoid(z)
+        assert h.tolist() == pytest.approx(torch.log(2 * torch.cat([q, 1 - q])).tolist(), abs=1e-5)
+    else:  # the common log-ratio is free: it stays where it started, so the worse reply ends below the reference
+        assert (h[:4] + h[4:]).tolist() == pytest.approx([0.0] * 4, abs=1e-6)
+        assert h[4] < 0 and h[1] < 0 and h[7] < 0  # the worse reply of pairs 1, 2 and 4 (pair 3 is a tie)
+
+
+def population_optimum(pair_loss, mu, r, temperature):
+    """Minimise the expected pair loss over pairs drawn i.i.d. from `mu`, for a policy free over four replies."""
+    theta = torch.zeros(len(mu), dtype=torch.float64, requires_grad=True)
+    i, j = torch.meshgrid(torch.arange(len(mu)), torch.arange(len(mu)), indexing="ij")
+    i, j = i.reshape(-1), j.reshape(-1)
+    z = (r[i] - r[j]) / temperature
+
+    def expected_loss():
+        h = torch.log_softmax(theta, 0) - torch.log(mu)
+        return (mu[i] * mu[j] * pair_loss(h[i], h[j], z)).sum()
+
+    minimise(expected_loss, [theta])
+    return torch.softmax(theta.detach(), 0)
+
+
+def test_pair_forms_over_pairs_from_the_reference_reach_upo_target_or_not():
+    mu, r, temperature = t(0.4, 0.3, 0.2, 0.1), t(-1.0, 0.0, 0.5, 2.0), 0.7
+    target = mu * torch.exp(r / temperature)
+    target = target / target.sum()
+    for form in ("infonca", "exo"):  # the exact target pi_ref * exp(r / T) / Z
+        assert population_optimum(PAIR_FORMS[form], mu, r, temperature).tolist() == pytest.approx(
+            target.tolist(), abs=1e-6), form
+    # NCA's absolute term changes it: pi / pi_ref = 2 E_{y' ~ pi_ref}[sigmoid((r - r') / T)], at most 2.
+    win_rate = (mu[None, :] * torch.sigmoid((r[:, None] - r[None, :]) / temperature)).sum(1)
+    nca = population_optimum(PAIR_FORMS["nca"], mu, r, temperature)
+    assert nca.tolist() == pytest.approx((2 * mu * win_rate).tolist(), abs=1e-6)
+    assert (nca / mu).max() < 2 < (target / mu).max()
+
+
+def test_topr_population_optimum_drops_every_negative():
+    # Replies drawn from mu with a fixed value V = 0.2: A = (-1.2, -0.2, 0.3, 1.8). TOPR's optimum is
+    # pi proportional to mu * exp(A / T) on A >= 0 and 0 elsewhere, not UPO's target.
+    mu, r, temperature = t(0.4, 0.3, 0.2, 0.1), t(-1.0, 0.0, 0.5, 2.0), 0.7
+    advantages = r - 0.2
+    theta = torch.zeros(4, dtype=torch.float64, requires_grad=True)
+
+    def expected_loss():  # sum_k mu_k * loss of reply k alone
+        logps = torch.log_softmax(theta, 0)
+        alone = torch.eye(4, dtype=torch.bool)
+        return sum(mu[k] * topr_loss(logps, torch.log(mu), advantages, alone[k], temperature, 20.0) for k in range(4))
+
+    minimise(expected_loss, [theta], iterations=500)
+    pi = torch.softmax(theta.detach(), 0)
+    tilted = mu[2:] * torch.exp(advantages[2:] / temperature)
+    assert pi[:2].sum() < 1e-4  # the two negatives, pushed towards 0
+    assert (pi[2:] / pi[2:].sum()).tolist() == pytest.approx((tilted / tilted.sum()).tolist(), abs=1e-4)
+
+
+@pytest.mark.parametrize("aux_loss", SIGNED)
+def test_signed_forms_leave_out_what_has_no_reward(aux_loss):
+    # Pair 1 has both rewards; pair 2 lacks the chosen reply's. The pair forms leave pair 2 out entirely (as its
+    # only reward has nothing to be compared with); topr, per response, keeps pair 2's rejected reply as awr does.
+    logps = t(-1.0, -2.0, -3.0, -1.5).requires_grad_()
+    ref = t(-2.0, -2.0, -2.0, -2.0)
+    out = signed(aux_loss, logps, ref, t(1.0, NAN, -1.0, 2.0), value_baseline="batch_mean")
+    (grad,) = torch.autograd.grad(out.aux_loss, logps)
+    assert torch.isfinite(out.aux_loss) and torch.isfinite(grad).all()
+    assert grad[1] == 0
+    if aux_loss in PAIR_FORMS:
+        alone = signed(aux_loss, t(-1.0, -3.0), t(-2.0, -2.0), t(1.0, -1.0))
+        assert out.aux_loss.item() == pytest.approx(alone.aux_loss.item(), abs=1e-12)
+        assert grad[3] == 0 and out.weights[1] == 0 and out.weights[3] == 0
+        # the step's count of pairs with both rewards replaces the batch's own (1 here)
+        step, _ = designer_pair_loss(logps, ref, t(1.0, NAN, -1.0, 2.0), aux_loss=aux_loss, temperature=2.0,
+                                     num_pairs=4.0)
+        assert step.item() == pytest.approx(out.aux_loss.item() / 4, abs=1e-12)
+    nothing = signed(aux_loss, logps, ref, t(NAN, NAN, NAN, NAN))
+    (grad,) = torch.autograd.grad(nothing.aux_loss, logps)
+    assert nothing.aux_loss.item() == 0 and (grad == 0).all()
+
+
+@pytest.mark.parametrize("form", PAIR_FORMS)
+def test_pair_forms_are_bounded_and_finite_at_extreme_logits_in_float32(form):
+    values = (-1e4, -30.0, 0.0, 30.0, 1e4)
+    hc, hr, z = (x.reshape(-1) for x in torch.meshgrid(*(torch.tensor(values),) * 2, torch.tensor([-50.0, 0.0, 50.0]),
+                                                       indexing="ij"))
+    hc, hr = hc.clone().requires_grad_(), hr.clone().requires_grad_()
+    loss = PAIR_FORMS[form](hc, hr, z)
+    grads = torch.autograd.grad(loss.sum(), (hc, hr))
+    assert loss.dtype == torch.float32 and torch.isfinite(loss).all() and all(torch.isfinite(g).all() for g in grads)
+    assert (loss >= -1e-6).all()
+    if form == "exo":  # bounded above too: KL(p || q) <= softplus(|z|)
+        assert (loss <= torch.nn.functional.softplus(z.abs()) + 1e-4).all()
+
+
+def test_topr_is_bounded_and_finite_at_extreme_logits_in_float32():
+    h = torch.tensor([-1e4, -1e4, 0.0, 1e4, 1e4, -30.0], requires_grad=True)
+    ref = torch.full((6,), -2e4)  # so that log pi = ref + h stays <= 0, as a log-prob does
+    advantages = torch.tensor([5.0, -5.0, -1.0, 5.0, -5.0, -3.0])
+    loss = topr_loss(ref + h, ref, advantages, torch.ones(6, dtype=torch.bool), temperature=0.1, max_weight=20.0)
+    (grad,) = torch.autograd.grad(loss, h)
+    assert torch.isfinite(loss) and loss >= 0 and torch.isfinite(grad).all()

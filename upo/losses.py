@@ -20,6 +20,10 @@ VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
 # How `L_aux` averages `w * log pi(y|x)`: over the response tokens of the batch, or over its responses (each
 # response's log-prob summed over its tokens, as DPO's log-ratios are).
 AUX_NORMALIZATIONS = ("per_token", "per_sequence")
+# The designer term `L_aux`: "awr", the paper's advantage-weighted likelihood (positive weights only), or a signed form
+# that can push a response below its reference probability (`infonca`, `exo` and `nca` on each pair's two responses,
+# `topr` on each response). See "Signed designer terms" below.
+AUX_LOSSES = ("awr", "infonca", "exo", "nca", "topr")
 
 
 # --- Preference terms -------------------------------------------------------------------------------
@@ -387,6 +391,192 @@ def advantage_weighted_nll(
     return -(weights * logps * maskf).sum() / denominator
 
 
+# --- Signed designer terms --------------------------------------------------------------------------------------
+# UPO's target is `pi*(y|x) = pi_ref(y|x) * exp(r_aux(x, y) / T) / Z(x)`. On a pair (y_1, y_2) of the same prompt it
+# fixes one number, the difference of log-ratios `h_1 - h_2 = (r_1 - r_2) / T` (`h = log pi/pi_ref`, summed over the
+# response, as DPO's); `V(x)` and `Z(x)` cancel. The pair forms below fit that number from the two sides, so they can
+# lower the worse response's probability below its reference one, which "awr" (positive weights) never does. They
+# use the log-probs the DPO forward already has and no sampling. A pair where a side has no designer reward is left
+# out of them.
+
+
+def designer_pair_logits(rewards: torch.Tensor, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The target logit of each pair, `(r_chosen - r_rejected) / T`, and which pairs have both rewards.
+
+    `sigmoid` of it is the target's probability of the chosen response within the pair,
+    `q = softmax(r_aux / T)[chosen]` (Bradley-Terry on the designer reward at temperature `T`).
+
+    Args:
+        rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
+    Returns:
+        `(target logits, 0 where a side has no reward; pair mask)`. Shapes: (B,), (B,)
+    """
+    r_chosen, r_rejected = rewards.chunk(2)
+    mask = ~(torch.isnan(r_chosen) | torch.isnan(r_rejected))
+    margin = torch.where(mask, r_chosen - r_rejected, torch.zeros_like(r_chosen))
+    return margin / temperature, mask
+
+
+def infonca_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """InfoNCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards", eq. 6)
+    over each pair's two responses, with UPO's soft targets: the forward KL of the pair's target from the policy's.
+
+    `q = sigmoid(z)`, `z = (r_c - r_r) / T` (soft labels `softmax(r / T)`); `p = sigmoid(d)`, `d = h_c - h_r` the DPO
+    logit (the model logits `log pi/pi_ref` under a softmax over the pair, scale 1: `T` sets the strength of the tilt);
+    `loss = KL(q || p) = -q log p - (1 - q) log(1 - p) - H(q)`. InfoNCA's cross-entropy minus the targets' entropy
+    `H(q)`, a constant: the same gradient, 0 at the fixed point. It is cDPO (`sigmoid_loss`) with `beta = 1` and
+    `label_smoothing = 1 - q`, minus `H(q)`.
+    Intuition: each pair is a two-way classification whose soft label is UPO's target; the gradient `p - q` raises
+    the response the target prefers and lowers the other until their ratio is the target's, then stops.
+
+    Fixed point: `d = z`, i.e. `pi(y_c)/pi(y_r) = pi_ref(y_c)/pi_ref(y_r) * exp((r_c - r_r) / T)` on every pair; with
+    pairs drawn from `pi_ref` and a policy free enough, `pi = pi_ref * exp(r_aux / T) / Z` exactly (the ratios of
+    all pairs agree with that one distribution). The pair's common log-ratio `h_c + h_r` is left free (as DPO leaves
+    it): nothing here stops both responses from losing probability together (see `nca_pair_loss`).
+    Bounds: `>= 0`; grows like `|d|` as `d -> -inf` (as DPO's loss does); `|dL/dd| = |p - q| <= 1`.
+
+    Args:
+        logits: `d = (logp_c - ref_logp_c) - (logp_r - ref_logp_r)`. Shape: (B,)
+        target_logits: `z`, from `designer_pair_logits`. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    q = torch.sigmoid(target_logits)
+    log_p, log_1mp = F.logsigmoid(logits), F.logsigmoid(-logits)
+    log_q, log_1mq = F.logsigmoid(target_logits), F.logsigmoid(-target_logits)
+    return q * (log_q - log_p) + (1 - q) * (log_1mq - log_1mp)
+
+
+def exo_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
+    """EXO (Ji et al. 2024, "Towards Efficient Exact Optimization of Language Model Alignment", eq. 13, `exo-rw`
+    with two samples and `beta_pi = 1`, `beta_r = T`): the reverse KL of the pair's policy distribution from its target.
+
+    With `p = sigmoid(d)`, `q = sigmoid(z)` as in `infonca_pair_loss`: `loss = KL(p || q)
+    = p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q))`.
+    Intuition: mode-seeking where InfoNCA is mass-covering: the gradient `p (1 - p) (d - z)` is large near the target
+    and fades when the policy is far on either side, so a pair the policy has already decided strongly moves little.
+
+    Fixed point: `d = z`, the same as `infonca_pair_loss` (and `pi = pi_ref * exp(r_aux / T) / Z` when pairs are drawn
+    from `pi_ref`); the two differ in how they trade pairs off when the policy cannot satisfy them all.
+    Bounds: `0 <= loss <= max(-log q, -log(1 - q)) = softplus(|z|)` for any `d`; the common log-ratio is free.
+
+    Args:
+        logits: `d`, the DPO logit. Shape: (B,)
+        target_logits: `z`, from `designer_pair_logits`. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    p = torch.sigmoid(logits)
+    log_p, log_1mp = F.logsigmoid(logits), F.logsigmoid(-logits)
+    log_q, log_1mq = F.logsigmoid(target_logits), F.logsigmoid(-target_logits)
+    return p * (log_p - log_q) + (1 - p) * (log_1mp - log_1mq)
+
+
+def nca_pair_loss(
+    chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, target_logits: torch.Tensor
+) -> torch.Tensor:
+    """NCA (Chen et al. 2024, eq. 9; the authors' `NCATrainer` with `K = 2` and soft labels) over each pair: binary
+    NCE of each response against the reference, which also fixes each log-ratio, not only their difference.
+
+    `q_c = sigmoid(z)`, `q_r = 1 - q_c`; `loss = -q_c log sigmoid(h_c) - q_r log sigmoid(h_r)
+    - (log sigmoid(-h_c) + log sigmoid(-h_r)) / 2`, with `h = log pi/pi_ref` summed over the response (scale 1).
+    Intuition: the target-weighted first part raises each response, the second ("absolute") part lowers both; their
+    balance pins each response's log-ratio, so the two cannot sink together as under DPO or InfoNCA.
+
+    Fixed point, per pair: `h_c = log(2 q_c)`, `h_r = log(2 q_r)`: `h_c - h_r = (r_c - r_r) / T` as the target, each
+    ratio in `(0, 2)` (the pair's two responses estimate `Z(x)`). Over pairs drawn from `pi_ref` it does NOT reach
+    UPO's target: its population optimum is `pi(y)/pi_ref(y) = 2 E_{y' ~ pi_ref}[sigmoid((r(y) - r(y')) / T)]`, a
+    tilt by the response's soft win rate, at most 2 (as `T -> 0`, twice its reward's quantile under `pi_ref`: for a
+    normal designer reward the mean then rises by at most `sigma / sqrt(pi)`, 0.56 std, whatever `T`).
+    Bounds: `>= 0` and finite for any `h`; grows like `|h|` as either log-ratio goes to `-inf` or `+inf`.
+
+    Args:
+        chosen_logratios, rejected_logratios: `logps - ref_logps` of each response. Shape: (B,)
+        target_logits: `z`, from `designer_pair_logits`. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    q = torch.sigmoid(target_logits)
+    attract = q * F.logsigmoid(chosen_logratios) + (1 - q) * F.logsigmoid(rejected_logratios)
+    repel = (F.logsigmoid(-chosen_logratios) + F.logsigmoid(-rejected_logratios)) / 2
+    return -attract - repel
+
+
+def tapered_push_down(logratios: torch.Tensor) -> torch.Tensor:
+    """`f(h) = exp(min(h, 0)) + max(h, 0)`: a loss whose gradient in `h = log pi/pi_ref` is TOPR's truncated
+    importance weight `min(pi/pi_ref, 1)`. Shapes: (M,) -> (M,)
+
+    Minimising it lowers `log pi` at full strength while `pi > pi_ref`, then ever more gently: the push fades as the
+    response's probability falls below the reference's, so it never diverges (an unlikelihood term `+log pi` would).
+    `f >= 0`, continuous with a continuous gradient at 0, and no overflow (the exponent is never positive). One
+    branch per side: at `h = 0` exactly (a policy still equal to its reference) the gradient is 1, not 1 twice.
+    """
+    return torch.where(logratios > 0, 1 + logratios, torch.exp(logratios.clamp(max=0)))
+
+
+def topr_weights(advantages: torch.Tensor, temperature: float, max_weight: float) -> torch.Tensor:
+    """The signed weight of each response in `topr_loss`: UPO's `min(exp(A / T), w_max)` where `A >= 0`, and
+    `-(1 - exp(A / T))`, in (-1, 0), where `A < 0`: the shortfall of its AWR weight below the neutral 1, as a push down.
+    `A` must be detached. Shapes: (M,) -> (M,)"""
+    push_up = advantage_weights(advantages.clamp(min=0), temperature, max_weight)
+    push_down = torch.expm1(advantages.clamp(max=0) / temperature)  # exp(A/T) - 1 = -(1 - exp(A/T))
+    return torch.where(advantages >= 0, push_up, push_down)
+
+
+def topr_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    temperature: float,
+    max_weight: float,
+    num_tokens=None,
+    lengths: torch.Tensor | None = None,
+    normalization: str = "per_sequence",
+) -> torch.Tensor:
+    """Tapered negatives (after TOPR, Le Roux et al. 2025, "Tapered Off-Policy REINFORCE", eq. 6): UPO's
+    advantage-weighted likelihood where `A >= 0`, a ratio-tapered push down where `A < 0`.
+
+    `L = (sum_{A >= 0} -w(A) logp + sum_{A < 0} (1 - exp(A / T)) f(logp - ref_logp)) / D`, `w = min(exp(A/T), w_max)`,
+    `f = tapered_push_down` (gradient `min(pi/pi_ref, 1) * grad log pi`, TOPR's truncated importance weight on
+    negatives with the reference as behaviour policy), `D` as in `advantage_weighted_nll`. TOPR weighs both sides by
+    the reward itself; here the positive side keeps UPO's weights, as the designer term does.
+    Intuition: responses better than the value are imitated as UPO does; worse ones are pushed below the reference,
+    and the push fades once they are, so it cannot diverge the way unlikelihood of a whole sequence does.
+
+    Fixed point: it does NOT keep UPO's target. Over responses drawn from `pi_ref` its optimum is
+    `pi proportional to pi_ref * w(A) * 1[A >= 0]`: every response below the value is driven to probability 0
+    (the loss of a negative is linear in `pi` below the reference, so nothing holds it up), and the rest are tilted
+    by their (capped) AWR weights. With a value head at an upper expectile, more than half of the responses are
+    negatives. On one pair with free log-probs it does not settle: the positive response's log-prob rises to 0 and
+    the negative's falls without end (its loss tends to 0).
+    Bounds: `>= 0` for log-probs `<= 0`; the negatives' part grows like `h` for `h > 0` and tends to 0 as `h -> -inf`.
+
+    Args:
+        logps: the policy's summed log-probs. Shape: (M,)
+        ref_logps: the reference's. Shape: (M,)
+        advantages: `r_aux - V(x)`, detached. Shape: (M,)
+        mask: which responses have a designer reward. Shape: (M,)
+        num_tokens: `D`, when it is not this batch's own.
+        lengths: token counts, needed for "per_token". Shape: (M,)
+    Returns:
+        Scalar.
+    """
+    weights = topr_weights(advantages, temperature, max_weight)
+    push_down = -weights * tapered_push_down(logps - ref_logps)
+    per_response = torch.where(advantages >= 0, -weights * logps, push_down)
+    maskf = mask.to(logps.dtype)
+    if num_tokens is not None:
+        denominator = num_tokens
+    elif normalization == "per_token":
+        denominator = (lengths * maskf).sum().clamp(min=1)
+    elif normalization == "per_sequence":
+        denominator = maskf.sum().clamp(min=1)
+    else:
+        raise ValueError(f"Unknown normalization {normalization!r}; expected one of {AUX_NORMALIZATIONS}.")
+    return torch.where(mask, per_response, torch.zeros_like(per_response)).sum() / denominator
+
+
 def explained_variance_sums(values: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """What the explained variance of `targets` by `values` needs, as sums that add up over batches and processes.
 
@@ -407,12 +597,55 @@ def explained_variance(sums: torch.Tensor) -> float:
     return 1.0 - sse / sst if sst > 0 else float("nan")
 
 
+PAIR_AUX_LOSSES = ("infonca", "exo", "nca")
+
+
+def designer_pair_loss(
+    logps: torch.Tensor,
+    ref_logps: torch.Tensor,
+    rewards: torch.Tensor,
+    *,
+    aux_loss: str,
+    temperature: float,
+    num_pairs=None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A pair form of the designer term (`infonca_pair_loss`, `exo_pair_loss` or `nca_pair_loss`), averaged over the
+    pairs whose two responses both have a designer reward.
+
+    Each pair's loss is of order 1 whatever the responses' lengths (it sees only their summed log-ratios, as DPO
+    does), so `aux_normalization` does not apply.
+
+    Args:
+        logps, ref_logps: policy and reference summed log-probs, chosen then rejected. Shape: (2B,)
+        rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
+        num_pairs: the denominator, when it is not this batch's own count of such pairs.
+    Returns:
+        `(L_aux, each response's target probability within its pair, 0 where its pair is left out)`. Shapes: (), (2B,)
+    """
+    target_logits, pair_mask = designer_pair_logits(rewards, temperature)
+    chosen_logratios, rejected_logratios = (logps - ref_logps).chunk(2)
+    if aux_loss == "infonca":
+        per_pair = infonca_pair_loss(chosen_logratios - rejected_logratios, target_logits)
+    elif aux_loss == "exo":
+        per_pair = exo_pair_loss(chosen_logratios - rejected_logratios, target_logits)
+    elif aux_loss == "nca":
+        per_pair = nca_pair_loss(chosen_logratios, rejected_logratios, target_logits)
+    else:
+        raise ValueError(f"Unknown pair aux_loss {aux_loss!r}; expected one of {PAIR_AUX_LOSSES}.")
+    denominator = pair_mask.sum().clamp(min=1) if num_pairs is None else num_pairs
+    aux = torch.where(pair_mask, per_pair, torch.zeros_like(per_pair)).sum() / denominator
+    q = torch.sigmoid(target_logits)
+    targets = torch.where(pair_mask.repeat(2), torch.cat([q, 1 - q]), torch.zeros_like(rewards))
+    return aux, targets
+
+
 @dataclass
 class DesignerOutput:
     aux_loss: torch.Tensor  # scalar, L_aux (before alpha)
     value_loss: torch.Tensor  # scalar, L_value (0 unless value_baseline == "value_head")
     advantages: torch.Tensor  # (M,) detached, NaN-free (0 where not applicable)
-    weights: torch.Tensor  # (M,)
+    # (M,) each response's weight: AWR's, topr's signed one, or for a pair form its target probability in its pair
+    weights: torch.Tensor
     mask: torch.Tensor  # (M,) bool
 
 
@@ -454,6 +687,9 @@ def designer_loss(
     aw_max_weight: float = 20.0,
     num_tokens=None,
     normalization: str = "per_sequence",
+    aux_loss: str = "awr",
+    ref_logps: torch.Tensor | None = None,
+    num_pairs=None,
 ) -> DesignerOutput:
     """UPO's designer term: advantage-weighted likelihood on both responses of every pair, plus the value loss.
 
@@ -461,20 +697,41 @@ def designer_loss(
     response tokens or its responses, by `normalization`), and with a value head `L_value = expectile(V(x), r_aux)`.
     `L_aux` reaches only the policy log-probs; `L_value` reaches only the value head.
 
+    `aux_loss` picks `L_aux`: "awr" (the above, the paper's term), or a signed form with the same target
+    `pi_ref * exp(r_aux / T)`: "infonca", "exo", "nca" (`designer_pair_loss`, which need no `V(x)`) or "topr"
+    (`topr_loss`); these need `ref_logps`. `L_value` and the advantages are the same for every form.
+
     Args:
         policy_logps: summed log-probs, chosen then rejected. Shape: (2B,)
         lengths: response token counts, chosen then rejected. Shape: (2B,)
         rewards: `r_aux`, chosen then rejected, `NaN` where no objective applies. Shape: (2B,)
         values: value head output per prompt (required for "value_head"). Shape: (B,)
         num_tokens: denominator of `L_aux` when it is not this batch's own (see `step_token_counts`).
-        normalization: "per_token" or "per_sequence" (`advantage_weighted_nll`).
+        normalization: "per_token" or "per_sequence" (`advantage_weighted_nll`; not used by the pair forms).
+        ref_logps: reference summed log-probs, chosen then rejected (required by the signed forms). Shape: (2B,)
+        num_pairs: denominator of a pair form when it is not this batch's own count of pairs with both rewards.
     """
     mask = ~torch.isnan(rewards)
     rewards = torch.where(mask, rewards, torch.zeros_like(rewards))
     baseline = baseline_values(rewards, mask, value_baseline, values)
     advantages = torch.where(mask, rewards - baseline.detach(), torch.zeros_like(rewards))
-    weights = advantage_weights(advantages, aw_temperature, aw_max_weight)
-    aux = advantage_weighted_nll(policy_logps, lengths, weights, mask, num_tokens, normalization)
+    if aux_loss != "awr":
+        if aux_loss not in AUX_LOSSES:
+            raise ValueError(f"Unknown aux_loss {aux_loss!r}; expected one of {AUX_LOSSES}.")
+        if ref_logps is None:
+            raise ValueError(f"aux_loss {aux_loss!r} needs the reference log-probs (`ref_logps`).")
+    if aux_loss == "awr":
+        weights = advantage_weights(advantages, aw_temperature, aw_max_weight)
+        aux = advantage_weighted_nll(policy_logps, lengths, weights, mask, num_tokens, normalization)
+    elif aux_loss == "topr":
+        weights = topr_weights(advantages, aw_temperature, aw_max_weight)
+        aux = topr_loss(policy_logps, ref_logps, advantages, mask, aw_temperature, aw_max_weight, num_tokens,
+                        lengths, normalization)
+    else:
+        # the NaN-filled rewards would make a pair with one missing side look like a pair with reward 0 there
+        pair_rewards = torch.where(mask, rewards, torch.full_like(rewards, float("nan")))
+        aux, weights = designer_pair_loss(policy_logps, ref_logps, pair_rewards, aux_loss=aux_loss,
+                                          temperature=aw_temperature, num_pairs=num_pairs)
     if value_baseline == "value_head":
         value = expectile_loss(baseline, rewards, expectile_tau, mask)
     else:
