@@ -418,8 +418,9 @@ def designer_pair_logits(rewards: torch.Tensor, temperature: float) -> tuple[tor
 
 
 def infonca_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """InfoNCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards", eq. 6)
-    over each pair's two responses, with UPO's soft targets: the forward KL of the pair's target from the policy's.
+    """InfoNCA (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards"; the
+    authors' `nca_loss` with `loss_type="InfoNCA"`) over each pair's two responses, with UPO's soft targets: the
+    forward KL of the pair's target from the policy's.
 
     `q = sigmoid(z)`, `z = (r_c - r_r) / T` (soft labels `softmax(r / T)`); `p = sigmoid(d)`, `d = h_c - h_r` the DPO
     logit (the model logits `log pi/pi_ref` under a softmax over the pair, scale 1: `T` sets the strength of the tilt);
@@ -433,7 +434,8 @@ def infonca_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torc
     pairs drawn from `pi_ref` and a policy free enough, `pi = pi_ref * exp(r_aux / T) / Z` exactly (the ratios of
     all pairs agree with that one distribution). The pair's common log-ratio `h_c + h_r` is left free (as DPO leaves
     it): nothing here stops both responses from losing probability together (see `nca_pair_loss`).
-    Bounds: `>= 0`; grows like `|d|` as `d -> -inf` (as DPO's loss does); `|dL/dd| = |p - q| <= 1`.
+    Bounds: `>= 0`; grows linearly as `|d| -> inf` (slope `q` or `1 - q`, as DPO's loss on the wrong side);
+    `|dL/dd| = |p - q| <= 1`.
 
     Args:
         logits: `d = (logp_c - ref_logp_c) - (logp_r - ref_logp_r)`. Shape: (B,)
@@ -448,8 +450,9 @@ def infonca_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torc
 
 
 def exo_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Tensor:
-    """EXO (Ji et al. 2024, "Towards Efficient Exact Optimization of Language Model Alignment", eq. 13, `exo-rw`
-    with two samples and `beta_pi = 1`, `beta_r = T`): the reverse KL of the pair's policy distribution from its target.
+    """EXO (Ji et al. 2024, "Towards Efficient Exact Optimization of Language Model Alignment"; the authors'
+    `exact_loss` with `loss_type="exo-rw"`, two samples, `beta_pi = 1`, `beta_r = T`): the reverse KL of the pair's
+    policy distribution from its target.
 
     With `p = sigmoid(d)`, `q = sigmoid(z)` as in `infonca_pair_loss`: `loss = KL(p || q)
     = p (log p - log q) + (1 - p) (log(1 - p) - log(1 - q))`.
@@ -475,8 +478,9 @@ def exo_pair_loss(logits: torch.Tensor, target_logits: torch.Tensor) -> torch.Te
 def nca_pair_loss(
     chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, target_logits: torch.Tensor
 ) -> torch.Tensor:
-    """NCA (Chen et al. 2024, eq. 9; the authors' `NCATrainer` with `K = 2` and soft labels) over each pair: binary
-    NCE of each response against the reference, which also fixes each log-ratio, not only their difference.
+    """NCA (Chen et al. 2024; the authors' `nca_loss` with `loss_type="NCA"`, `K = 2` responses, soft labels) over
+    each pair: binary NCE of each response against the reference, which also fixes each log-ratio, not only their
+    difference.
 
     `q_c = sigmoid(z)`, `q_r = 1 - q_c`; `loss = -q_c log sigmoid(h_c) - q_r log sigmoid(h_r)
     - (log sigmoid(-h_c) + log sigmoid(-h_r)) / 2`, with `h = log pi/pi_ref` summed over the response (scale 1).
@@ -503,7 +507,7 @@ def nca_pair_loss(
 
 
 def tapered_push_down(logratios: torch.Tensor) -> torch.Tensor:
-    """`f(h) = exp(min(h, 0)) + max(h, 0)`: a loss whose gradient in `h = log pi/pi_ref` is TOPR's truncated
+    """`f(h) = exp(h)` for `h <= 0`, `1 + h` above: a loss whose gradient in `h = log pi/pi_ref` is TOPR's truncated
     importance weight `min(pi/pi_ref, 1)`. Shapes: (M,) -> (M,)
 
     Minimising it lowers `log pi` at full strength while `pi > pi_ref`, then ever more gently: the push fades as the
@@ -534,7 +538,7 @@ def topr_loss(
     lengths: torch.Tensor | None = None,
     normalization: str = "per_sequence",
 ) -> torch.Tensor:
-    """Tapered negatives (after TOPR, Le Roux et al. 2025, "Tapered Off-Policy REINFORCE", eq. 6): UPO's
+    """Tapered negatives (after TOPR, Le Roux et al. 2025, "Tapered Off-Policy REINFORCE"): UPO's
     advantage-weighted likelihood where `A >= 0`, a ratio-tapered push down where `A < 0`.
 
     `L = (sum_{A >= 0} -w(A) logp + sum_{A < 0} (1 - exp(A / T)) f(logp - ref_logp)) / D`, `w = min(exp(A/T), w_max)`,
@@ -548,8 +552,8 @@ def topr_loss(
     `pi proportional to pi_ref * w(A) * 1[A >= 0]`: every response below the value is driven to probability 0
     (the loss of a negative is linear in `pi` below the reference, so nothing holds it up), and the rest are tilted
     by their (capped) AWR weights. With a value head at an upper expectile, more than half of the responses are
-    negatives. On one pair with free log-probs it does not settle: the positive response's log-prob rises to 0 and
-    the negative's falls without end (its loss tends to 0).
+    negatives. On one pair it does not settle at a ratio: the positive response's log-prob rises towards 0 (no
+    log-prob passes it) and the negative's falls without end (its loss tends to 0).
     Bounds: `>= 0` for log-probs `<= 0`; the negatives' part grows like `h` for `h > 0` and tends to 0 as `h -> -inf`.
 
     Args:
