@@ -2,6 +2,7 @@
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
 import json
+from pathlib import Path
 
 import pytest
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
@@ -268,3 +269,36 @@ def test_changed_defaults_leave_out_the_designer_term_of_a_run_without_it(tmp_pa
         options = {"alpha": alpha, "loss_type": loss_type}
         assert changed_defaults(tmp_path, options) == expected
         assert changed_defaults(tmp_path, {**options, "aw_temperature": 7.0}) == {}
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+# The keys that finished runs hold (train_done.json, eval_summary.json), as this version computes them for the shipped
+# grids: a change here makes every finished run of every grid train or evaluate again.
+PINNED_KEYS = {
+    "examples/frontier_chitchat.yaml": ("ac04607e2d2b239a", {
+        "dpo": "20d0119d8cf758c8", "upo-a1": "d57554ab52ed7fc8", "modpo-w0.5": "80bc5465e257e6a8",
+        "kto": "7aa92d07980bc6a6", "csft": "4311348e1a5a5e3c", "upo-a8-temp0.25": "95ae3bbc977d4ece"}),
+    "examples/frontier_chitchat_seeds.yaml": ("efdf46abc88b93a1", {
+        "dpo-s0": "927cc0d3581e1afd", "upo-seq-a1-s1": "ffa996258e82c00d", "alol-a1-s2": "194667242f9c8ddf"}),
+}
+
+
+def test_the_keys_of_the_shipped_grids_stay_those_their_finished_runs_hold(tmp_path, monkeypatch):
+    from upo.experiments.frontier import frontier_runs, run_train_options, settings_key, train_key
+    from upo.experiments.frontier.checks import read_frontier_yaml
+
+    (tmp_path / "examples").symlink_to(EXAMPLES)
+    monkeypatch.chdir(tmp_path)  # the paths in the keys are the configs' own (relative); the subsets are written here
+    for path, (evaluation, runs) in PINNED_KEYS.items():
+        config = load_frontier_config(path)
+        assert settings_key(config) == evaluation, path
+        keys = {run["name"]: train_key(run_train_options(config, run)) for run in frontier_runs(config)}
+        assert {name: keys[name] for name in runs} == runs, path
+    # Another scorer, sampling and a tracker: the scorer and the decoding change the evaluation's key, the tracker
+    # does not change the training key.
+    raw = read_frontier_yaml("examples/frontier_chitchat.yaml")
+    raw["eval"] = {**raw["eval"], "preference_scorer": "judge:http://127.0.0.1:8000/v1", "judge_model": "m",
+                   "do_sample": True, "temperature": 0.7}
+    config = load_frontier_config({**raw, "report_to": "tensorboard"})
+    assert settings_key(config) == "7c2b91f07de73478"
+    assert train_key(run_train_options(config, frontier_runs(config)[1])) == "d57554ab52ed7fc8"
