@@ -72,7 +72,7 @@ def test_defaults_are_trls_or_their_difference_is_explained(trl_fields):
 
 def test_every_option_is_a_flag_and_a_yaml_key(tmp_path, trl_fields, capsys):
     """A TRL option set to its default parses from flags and YAML alike; upo's own refusals are by name."""
-    from upo.cli import _parse_train_args
+    from upo.options import read_train_options
 
     yaml_file = tmp_path / "all.yaml"
     # `debug`'s default "" is not a valid value when given (argparse converts string defaults; TRL's parser too).
@@ -80,7 +80,7 @@ def test_every_option_is_a_flag_and_a_yaml_key(tmp_path, trl_fields, capsys):
     values = {name: default_of(f) for name, f in trl_fields.items() if name not in skip}
     values = {k: v for k, v in values.items() if isinstance(v, (int, float, str, bool)) or v is None}
     yaml_file.write_text(yaml.safe_dump({**values, "output_dir": str(tmp_path / "o"), "report_to": "none"}))
-    _, _, config = _parse_train_args(["--config", str(yaml_file)])
+    _, _, config = read_train_options(["--config", str(yaml_file)])
     assert config.beta == 0.1 and config.logging_steps == 10
     assert main(["train", "--output_dir", str(tmp_path / "o"), "--dataset", "x.jsonl", "--ld_alpha", "0.5",
                  "--f_divergence_type", "js_divergence", "--lora_task_type", "SEQ_CLS"]) == 1
@@ -152,14 +152,14 @@ def test_the_shipped_trl_recipe_parses_in_trl_and_upo():
     from trl import DatasetMixtureConfig, DPOConfig, ModelConfig, TrlParser
     from trl import ScriptArguments as TRLScriptArguments
 
-    from upo.cli import _parse_train_args
+    from upo.options import read_train_options
 
     recipe = str(ROOT / "examples" / "trl_dpo_recipe.yaml")
     parser = TrlParser((TRLScriptArguments, DPOConfig, ModelConfig, DatasetMixtureConfig))
     *_, leftover = parser.parse_args_and_config(["--config", recipe, "--use_cpu", "true"],
                                                 return_remaining_strings=True)
     assert leftover[::2] == ["--reward_funcs", "--reward_weights", "--alpha"]
-    script_args, model_args, config = _parse_train_args(["--config", recipe, "--use_cpu", "true"])
+    script_args, model_args, config = read_train_options(["--config", recipe, "--use_cpu", "true"])
     assert (script_args.dataset_name, model_args.model_name_or_path) == ("trl-lib/ultrafeedback_binarized",
                                                                          "Qwen/Qwen2.5-0.5B-Instruct")
     assert model_args.quantization_config().load_in_4bit and config.reward_funcs == ["readability", "non_offensive"]

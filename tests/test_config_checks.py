@@ -6,13 +6,24 @@ import math
 import typing
 
 import pytest
+from transformers import TrainingArguments
 
 from upo import UPOConfig
-from upo.cli import TRAIN_DATACLASSES, main
-from upo.config_checks import LIST_RANGES, MODEL_RANGES, NOT_RANGE_CHECKED, OPTION_RANGES
+from upo.arguments import ModelArguments, ScriptArguments, UnimplementedTRLArguments
+from upo.cli import main
+from upo.config_checks import (
+    NOT_RANGE_CHECKED,
+    TRAINING_ARGUMENTS_RANGES,
+    EachEntry,
+    Range,
+    declared_ranges,
+    option_ranges,
+)
 from upo.errors import ConfigError
+from upo.options import TRAIN_DATACLASSES
 
 BASE = dict(output_dir="unused", use_cpu=True, report_to="none")
+SCALAR_RANGES = {name: r for name, r in option_ranges(UPOConfig).items() if isinstance(r, Range)}
 
 
 def numeric_fields(dataclass) -> list[str]:
@@ -27,24 +38,50 @@ def numeric_fields(dataclass) -> list[str]:
 
 
 def test_every_numeric_option_has_a_range_or_a_reason():
-    """Every numeric option of `upo train` (UPOConfig and the TRL script and model arguments)."""
-    checked = {**OPTION_RANGES, **LIST_RANGES, **MODEL_RANGES, **NOT_RANGE_CHECKED}
-    unchecked = [n for dc in (*TRAIN_DATACLASSES, UPOConfig) for n in numeric_fields(dc) if n not in checked]
-    assert unchecked == [], f"add these options to upo.config_checks.OPTION_RANGES: {unchecked}"
+    """Every numeric option of `upo train` (UPOConfig and the TRL script and model arguments) declares its range with
+    the option; those UPOConfig inherits from TrainingArguments have theirs in TRAINING_ARGUMENTS_RANGES."""
+    declared_here = set(UPOConfig.__annotations__)  # UPOConfig's own options, and those it declares again
+    unchecked = []
+    # UnimplementedTRLArguments needs no range: any value but TRL's default is refused by name (upo.arguments).
+    for dataclass in (ScriptArguments, ModelArguments, UPOConfig):
+        for name in numeric_fields(dataclass):
+            inherited = dataclass is UPOConfig and name not in declared_here
+            if name not in declared_ranges(dataclass) and not (inherited and name in TRAINING_ARGUMENTS_RANGES) \
+                    and name not in NOT_RANGE_CHECKED:
+                unchecked.append(name)
+    assert unchecked == [], f"declare a range with these options (Annotated[type, Range(...)]): {unchecked}"
+    assert set(TRAIN_DATACLASSES) == {ScriptArguments, ModelArguments, UnimplementedTRLArguments}
+    # The table holds only options UPOConfig inherits as they are: one that UPOConfig declares again declares its range.
+    assert set(TRAINING_ARGUMENTS_RANGES) <= {f.name for f in dataclasses.fields(TrainingArguments)} - declared_here
+    assert {"alpha", "aw_temperature", "learning_rate", "beta"} <= set(declared_ranges(UPOConfig))
     UPOConfig(**BASE)  # the defaults pass
 
 
+def test_a_range_is_read_from_the_option_and_parsers_never_see_it():
+    """The range sits in the option's type, where HfArgumentParser (upo train's, TRL's, a user's) does not look: in the
+    field's metadata it would reach argparse, which refuses keys it does not know."""
+    from transformers import HfArgumentParser
+
+    assert option_ranges(UPOConfig)["aw_temperature"] == Range(low=0, low_open=True)
+    assert isinstance(option_ranges(UPOConfig)["reward_weights"], EachEntry)
+    assert option_ranges(UPOConfig)["adam_beta1"] is TRAINING_ARGUMENTS_RANGES["adam_beta1"]
+    assert all("range" not in f.metadata for f in dataclasses.fields(UPOConfig))
+    (config,) = HfArgumentParser(UPOConfig).parse_args_into_dataclasses(["--output_dir", "x", "--use_cpu", "true",
+                                                                         "--aw_temperature", "0.25"])
+    assert config.aw_temperature == 0.25
+
+
 def out_of_range(name: str):
-    allowed = OPTION_RANGES[name]
+    allowed = SCALAR_RANGES[name]
     if allowed.low is not None:
         return allowed.low - (0.5 if not allowed.integer else 1) if allowed.low != 0 or not allowed.low_open else 0
     return allowed.high + 1
 
 
-@pytest.mark.parametrize("name", sorted(OPTION_RANGES))
+@pytest.mark.parametrize("name", sorted(SCALAR_RANGES))
 def test_each_option_out_of_range_or_nan_is_named(name):
     for bad in (out_of_range(name), math.nan):
-        if bad in OPTION_RANGES[name].special:
+        if bad in SCALAR_RANGES[name].special:
             continue
         with pytest.raises(ConfigError, match=rf"(^|; ){name} must be .*, got {bad!r}"):
             UPOConfig(**BASE, **{name: bad})

@@ -19,7 +19,9 @@ field TRL adds fails that test until it is mirrored here or in `UPOConfig`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
+from typing import Annotated
 
+from upo.config_checks import POSITIVE, POSITIVE_INT, Range
 from upo.errors import ConfigError
 from upo.models import SMOLLM2_NAME
 
@@ -83,9 +85,11 @@ class ModelArguments:
                   "flash-attn). With shared_prompt / padding_free, upo's block masks need one that takes a 4D mask."},
     )
     use_peft: bool = field(default=False, metadata={"help": "Train a LoRA adapter instead of every weight."})
-    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
-    lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha."})
-    lora_dropout: float = field(default=0.05, metadata={"help": "LoRA dropout."})
+    lora_r: Annotated[int, POSITIVE_INT] = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: Annotated[int, POSITIVE] = field(default=32, metadata={"help": "LoRA alpha."})
+    lora_dropout: Annotated[float, Range(low=0, high=1, high_open=True)] = field(
+        default=0.05, metadata={"help": "LoRA dropout."}
+    )
     lora_target_modules: list[str] | None = field(
         default=None,
         metadata={"help": "LoRA target modules. Default (None): 'all-linear', every linear layer but the head (QLoRA's "

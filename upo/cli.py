@@ -3,74 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import traceback
-from dataclasses import fields
 
-from upo.arguments import ModelArguments, ScriptArguments, UnimplementedTRLArguments, refuse_unimplemented
 from upo.errors import ConfigError
-
-TRAIN_DATACLASSES = (ScriptArguments, ModelArguments, UnimplementedTRLArguments)
-
-
-def _parse_train_args(argv: list[str]):
-    """(ScriptArguments, ModelArguments, UPOConfig) from flags and `--config run.yaml` (flags override the YAML), with
-    every TRL option upo does not implement refused by name (upo.arguments)."""
-    from transformers import HfArgumentParser
-
-    from upo.config import UPOConfig
-
-    parser = HfArgumentParser((*TRAIN_DATACLASSES, UPOConfig), prog="upo train")
-    parser.add_argument("--config", default=None, help="A YAML file of options; flags given as well override it.")
-    config_path = None
-    if "--config" in argv:
-        i = argv.index("--config")
-        if i + 1 >= len(argv):
-            raise ConfigError("--config needs a YAML file path.")
-        config_path, argv = argv[i + 1], argv[:i] + argv[i + 2 :]
-    values = {}
-    if config_path is not None:
-        from upo.config_checks import read_yaml_mapping
-
-        values = read_yaml_mapping(config_path)
-        environment = values.pop("env", None) or {}  # TRL's recipes set environment variables this way
-        if not isinstance(environment, dict):
-            raise ConfigError(f"{config_path}: env must be a mapping of VARIABLE: value.")
-        os.environ.update({str(k): str(v) for k, v in environment.items()})
-    return parse_train_options(values, argv, where=config_path, parser=parser)
-
-
-def parse_train_options(values: dict, argv: list[str] = (), where: str | None = None, parser=None):
-    """`upo train`'s (ScriptArguments, ModelArguments, UPOConfig) from option values (a YAML's) and flags, exactly
-    as the command parses them: unknown names refused, text converted to each option's type, every option checked,
-    every TRL option upo does not implement refused by name (upo.arguments)."""
-    from transformers import HfArgumentParser
-
-    from upo.config import UPOConfig
-
-    parser = parser or HfArgumentParser((*TRAIN_DATACLASSES, UPOConfig), prog="upo train")
-    known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ConfigError(f"{where + ': ' if where else ''}unknown options {unknown}. See `upo train --help` for the "
-                          "options.")
-    parser.set_defaults(**values)
-    parser.exit_on_error = False  # a value of the wrong type becomes our one-line error, not a usage page
-    try:
-        # the dataclasses, [a namespace of arguments added to the parser, like --config,] the remaining strings
-        *parsed, unknown = parser.parse_args_into_dataclasses(args=list(argv), return_remaining_strings=True)
-    except argparse.ArgumentError as error:
-        raise ConfigError(f"{where + ': ' if where else ''}{error}.") from None
-    if unknown:
-        raise ConfigError(f"unknown options {unknown}. See `upo train --help` for the options.")
-    parsed = parsed[:len(TRAIN_DATACLASSES) + 1]
-    refuse_unimplemented(*parsed[:-1])
-    script_args, model_args, _, config = parsed
-    from upo.config_checks import check_model_option_ranges
-
-    check_model_option_ranges(model_args)  # UPOConfig checks its own in __post_init__
-    return script_args, model_args, config
 
 
 def _training_data(script_args, config):
@@ -93,7 +29,9 @@ def _training_data(script_args, config):
 
 
 def train(argv: list[str]) -> None:
-    script_args, model_args, config = _parse_train_args(argv)
+    from upo.options import read_train_options  # here, not at the top: it imports transformers (`upo --help`)
+
+    script_args, model_args, config = read_train_options(argv)
     train_data, eval_data = _training_data(script_args, config)
     from upo.trainer import UPOTrainer
 

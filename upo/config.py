@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from typing import Annotated
 
 from transformers import TrainingArguments
 
 from upo import methods
-from upo.config_checks import check_option_ranges
+from upo.config_checks import (
+    NON_NEGATIVE,
+    OPEN_UNIT_INTERVAL,
+    OPTIONAL_POSITIVE_INT,
+    POSITIVE,
+    STEP_INTERVAL,
+    EachEntry,
+    Range,
+    check_option_ranges,
+)
 from upo.errors import ConfigError
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 from upo.rewards.builtin import builtin_names
@@ -24,11 +34,16 @@ class UPOConfig(TrainingArguments):
     Defaults are TRL 1.16 `DPOConfig`'s, except (each option's help says why): `bf16` (on only on a GPU that
     supports it; TRL: on unless fp16), `activation_checkpointing` / `gradient_checkpointing` (off; TRL: on) and
     `pad_to_multiple_of` (None, which is what TRL's "auto" means off AWS Neuron).
+
+    A numeric option declares its range in its type (`Annotated[float, NON_NEGATIVE]`); `__post_init__` checks every
+    one (upo.config_checks) before transformers or torch sees the values.
     """
 
     # TrainingArguments defaults that differ, as in TRL's DPOConfig.
-    learning_rate: float = field(default=1e-6, metadata={"help": "The initial learning rate for AdamW."})
-    logging_steps: float = field(default=10, metadata={"help": "Log every X update steps."})
+    learning_rate: Annotated[float, NON_NEGATIVE] = field(
+        default=1e-6, metadata={"help": "The initial learning rate for AdamW."}
+    )
+    logging_steps: Annotated[float, STEP_INTERVAL] = field(default=10, metadata={"help": "Log every X update steps."})
     # TrainingArguments defaults that TRL's DPOConfig changes and upo changes differently (see the help).
     bf16: bool | None = field(
         default=None,
@@ -64,21 +79,23 @@ class UPOConfig(TrainingArguments):
     )
 
     # --- Preference term (TRL's names) ---
-    beta: float = field(
+    beta: Annotated[float, POSITIVE] = field(
         default=0.1,
         metadata={"help": "Strength of the KL regularisation to the reference: higher stays closer to it."},
     )
     loss_type: list[str] = field(
         default_factory=lambda: [methods.DEFAULT_LOSS_TYPE], metadata={"help": methods.loss_type_help()},
     )
-    loss_weights: list[float] | None = field(
+    loss_weights: Annotated[
+        list[float] | None, EachEntry(NON_NEGATIVE, all_zero_fix="give at least one loss type a weight above 0")
+    ] = field(
         default=None, metadata={"help": "One weight per `loss_type`; default 1.0 each."}
     )
-    label_smoothing: float = field(
+    label_smoothing: Annotated[float, Range(low=0, high=0.5, high_open=True)] = field(
         default=0.0,
         metadata={"help": "Probability that a preference label is flipped (conservative DPO), in [0, 0.5)."},
     )
-    max_length: int | None = field(
+    max_length: Annotated[int | None, Range(low=2, integer=True, none_ok=True)] = field(
         default=1024,
         metadata={"help": "Maximum tokens of prompt + response; longer responses are truncated, pairs whose "
                   "prompt alone reaches it are dropped and counted."},
@@ -96,12 +113,12 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "Pack the whole batch into one row with no padding (implies shared_prompt). Attention "
                   "then spans the packed row: it pays off with few, long pairs of very uneven lengths."},
     )
-    logps_chunk_size: int | None = field(
+    logps_chunk_size: Annotated[int | None, OPTIONAL_POSITIVE_INT] = field(
         default=None,
         metadata={"help": "Apply the LM head this many response tokens at a time, recomputing each chunk in the "
                   "backward pass: the (tokens, vocabulary) logits are never all in memory. None: in one go."},
     )
-    pad_to_multiple_of: int | str | None = field(
+    pad_to_multiple_of: Annotated[int | str | None, OPTIONAL_POSITIVE_INT] = field(
         default=None,
         metadata={"help": "Pad each batch's length to a multiple of this value. TRL's default 'auto' is accepted and "
                   "means None (TRL pads to 128 only on AWS Neuron, which upo does not target)."},
@@ -111,7 +128,7 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "Compute the reference log-probs once before training, so no reference model is "
                   "kept in memory or run during training."},
     )
-    precompute_ref_batch_size: int | None = field(
+    precompute_ref_batch_size: Annotated[int | None, OPTIONAL_POSITIVE_INT] = field(
         default=None,
         metadata={"help": "Batch size of the reference precomputation; default per_device_train_batch_size."},
     )
@@ -129,12 +146,12 @@ class UPOConfig(TrainingArguments):
     disable_dropout: bool = field(
         default=True, metadata={"help": "Disable dropout in the policy and reference models."}
     )
-    dataset_num_proc: int | None = field(
+    dataset_num_proc: Annotated[int | None, OPTIONAL_POSITIVE_INT] = field(
         default=None, metadata={"help": "Number of processes used to tokenise the dataset."}
     )
 
     # --- UPO's designer term ---
-    alpha: float = field(
+    alpha: Annotated[float, NON_NEGATIVE] = field(
         default=1.0,
         metadata={"help": "Weight of the advantage-weighted designer term: trades user preference against the "
                   "designer objectives. 0 gives plain DPO exactly. For aoppo, drov and alol: the weight of r_aux in "
@@ -146,7 +163,9 @@ class UPOConfig(TrainingArguments):
                   "'length:target_words=30') or dotted import paths 'my_pkg.my_module.my_reward' with TRL GRPO's "
                   "signature f(prompts, completions, **kwargs)."},
     )
-    reward_weights: list[float] | None = field(
+    reward_weights: Annotated[  # a negative weight penalises its objective
+        list[float] | None, EachEntry(Range(), all_zero_fix="set alpha: 0 to train without the designer term")
+    ] = field(
         default=None, metadata={"help": "One weight per reward function (after standardisation); default 1.0 each."}
     )
     standardize_rewards: bool = field(
@@ -159,16 +178,20 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "Baseline V(x) of the advantage: 'value_head' (learnt by expectile regression), "
                   "'pair_mean' (mean of the pair's two rewards) or 'batch_mean'."},
     )
-    expectile_tau: float = field(
+    expectile_tau: Annotated[
+        float, Range(low=0.5, high=1, high_open=True, meaning="0.5 fits the mean; IQL's expectile is an upper one")
+    ] = field(
         default=0.7, metadata={"help": "Expectile of the value regression, in [0.5, 1): higher is more optimistic."}
     )
-    aw_temperature: float = field(
+    aw_temperature: Annotated[float, POSITIVE] = field(
         default=0.5,
         metadata={"help": "Temperature of the advantage weights exp(A / temperature): lower is sharper (the better "
                   "replies of a pair weigh more against the worse). 0.5 chosen over 1.0 on three tasks, "
                   "docs/RESULTS.md."},
     )
-    aw_max_weight: float = field(default=20.0, metadata={"help": "Cap on the advantage weights."})
+    aw_max_weight: Annotated[float, Range(low=0, low_open=True, infinite_ok=True, meaning="inf: no cap")] = field(
+        default=20.0, metadata={"help": "Cap on the advantage weights."}
+    )
     aux_normalization: str = field(
         default="per_sequence",
         metadata={"help": "How L_aux averages w * log pi(y|x): 'per_sequence' (each response's log-prob summed over "
@@ -176,19 +199,19 @@ class UPOConfig(TrainingArguments):
                   "KTO/HALOs code) or 'per_token' (over the batch's response tokens; about a response's length times "
                   "weaker). docs/RESULTS.md measures both."},
     )
-    value_learning_rate: float = field(
+    value_learning_rate: Annotated[float, NON_NEGATIVE] = field(
         default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}
     )
-    desirable_weight: float = field(
+    desirable_weight: Annotated[float, POSITIVE] = field(
         default=1.0, metadata={"help": "KTO: weight of the desirable responses' loss (TRL's name)."}
     )
-    undesirable_weight: float = field(
+    undesirable_weight: Annotated[float, POSITIVE] = field(
         default=1.0, metadata={"help": "KTO: weight of the undesirable responses' loss (TRL's name)."}
     )
-    cliprange: float = field(
+    cliprange: Annotated[float, OPEN_UNIT_INTERVAL] = field(
         default=0.2, metadata={"help": "aoPPO: the ratio is clipped to [1 - cliprange, 1 + cliprange] (TRL's name)."}
     )
-    alol_clip: float = field(
+    alol_clip: Annotated[float, OPEN_UNIT_INTERVAL] = field(
         default=0.9,
         metadata={"help": "A-LOL: the importance weight pi / pi_ref is clipped to [1 - alol_clip, 1 + alol_clip] "
                   "(the authors' default, 0.9)."},
@@ -198,7 +221,7 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "CSFT: the control tags put before chosen and rejected responses; generation from a CSFT "
                   "model starts with the first (`upo eval` does it)."},
     )
-    modpo_weight: float = field(
+    modpo_weight: Annotated[float, Range(low=0, high=1, high_open=True)] = field(
         default=0.5,
         metadata={"help": "MODPO's weight on the designer rewards, in [0, 1); the preference gets 1 - weight."},
     )
@@ -208,7 +231,9 @@ class UPOConfig(TrainingArguments):
                   "nonfinite/skipped_batches in the logs) instead of stopping with the step and the loss component "
                   "named. The weights are never updated with a non-finite value either way."},
     )
-    reward_timeout: float | None = field(
+    reward_timeout: Annotated[
+        float | None, Range(low=0, low_open=True, none_ok=True, meaning="seconds per call; None: no limit")
+    ] = field(
         default=None,
         metadata={"help": "Seconds one call of a reward function may take; past it the run stops, naming the function "
                   "and the rows. None: no limit."},
@@ -243,7 +268,7 @@ class UPOConfig(TrainingArguments):
             from transformers.utils import is_torch_bf16_gpu_available
 
             self.bf16 = not self.fp16 and not self.use_cpu and is_torch_bf16_gpu_available()
-        check_option_ranges(self)  # every numeric option, before transformers or torch sees it (upo/config_checks.py)
+        check_option_ranges(self)  # every numeric option's range, before transformers or torch sees it
         try:
             super().__post_init__()
         except ValueError as error:  # transformers' checks of contradictory options: its message, without a traceback

@@ -1,4 +1,4 @@
-"""Every numeric option of `UPOConfig` checked against its range, before any model or data is loaded.
+"""Every numeric option checked against its range, before any model or data is loaded.
 
 Left to themselves, out-of-range numbers reach torch or the Trainer and fail there with a library traceback
 (Adam betas outside [0, 1), `gradient_accumulation_steps` 0), or worse, train silently wrong: a negative
@@ -6,14 +6,23 @@ Left to themselves, out-of-range numbers reach torch or the Trainer and fail the
 "Saved the trained model"), a NaN among `reward_weights` (the designer term silently off). `check_option_ranges`
 refuses them all at once, one clause per option, each naming the option, the range and the value given.
 
-`OPTION_RANGES` holds the range of every numeric field of `UPOConfig` (its own, TRL's and transformers'), and
-`NOT_RANGE_CHECKED` the few that have none to check, with the reason. A test fails when a numeric field is in
-neither, so a new option cannot slip through unchecked.
+An option's range is declared with the option, in its type: `alpha: Annotated[float, NON_NEGATIVE] = field(...)`
+(`declared_ranges` reads them), for `UPOConfig`, the other `upo train` options (upo.arguments) and `upo eval`'s
+(upo.eval.settings). Not in the field's metadata: `HfArgumentParser` hands every metadata key to argparse, which
+refuses any it does not know, so a `range` key would break `upo train`, TRL's parser and any user's script that
+parses `UPOConfig`; `typing.get_type_hints` drops `Annotated`'s extras for them and keeps them for us.
+
+The options `UPOConfig` inherits from `transformers.TrainingArguments` are transformers' fields: their ranges are in
+`TRAINING_ARGUMENTS_RANGES`, and `NOT_RANGE_CHECKED` holds the few without one, with the reason. A test fails when a
+numeric option has no range, so a new option cannot slip through unchecked.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import math
+import typing
 from dataclasses import dataclass
 
 from upo.errors import ConfigError
@@ -67,31 +76,42 @@ class Range:
         return text + (f" ({self.meaning})" if self.meaning else "")
 
 
+@dataclass(frozen=True)
+class EachEntry:
+    """A list option (or None): each entry in `entry`. With `all_zero_fix`, a list of zeros is refused too (the term
+    it weighs would be silently off), naming that fix."""
+
+    entry: Range
+    all_zero_fix: str | None = None
+
+
 POSITIVE_INT = Range(low=1, integer=True)
 OPTIONAL_POSITIVE_INT = Range(low=1, integer=True, none_ok=True)
 NON_NEGATIVE = Range(low=0)
+POSITIVE = Range(low=0, low_open=True)
+OPEN_UNIT_INTERVAL = Range(low=0, high=1, low_open=True, high_open=True)
 SEED = Range(low=0, high=2**32 - 1, integer=True)  # numpy's seed range: transformers seeds numpy too
 STEP_INTERVAL = Range(low=0, low_open=True, meaning="a number of steps, or below 1 a fraction of the run's steps")
 
-OPTION_RANGES: dict[str, Range] = {
-    # transformers.TrainingArguments
+# The options `UPOConfig` takes from transformers.TrainingArguments without declaring them again. Their fields are
+# transformers': declaring each again in UPOConfig to carry its range would restate transformers' defaults and help
+# (and drift from them). An option UPOConfig does declare again (learning_rate, logging_steps) declares its range.
+TRAINING_ARGUMENTS_RANGES: dict[str, Range] = {
     "per_device_train_batch_size": POSITIVE_INT,
     "per_device_eval_batch_size": POSITIVE_INT,
     "gradient_accumulation_steps": POSITIVE_INT,
     "num_train_epochs": NON_NEGATIVE,
     "max_steps": Range(low=1, integer=True, special=(-1,), meaning="-1: train for num_train_epochs"),
-    "learning_rate": NON_NEGATIVE,
     "warmup_steps": Range(low=0, meaning="a number of steps, or below 1 a fraction of the run's steps"),
     "weight_decay": NON_NEGATIVE,
     "adam_beta1": Range(low=0, high=1, high_open=True),
     "adam_beta2": Range(low=0, high=1, high_open=True),
-    "adam_epsilon": Range(low=0, low_open=True),
+    "adam_epsilon": POSITIVE,
     "max_grad_norm": Range(low=0, meaning="0 turns gradient clipping off"),
     "label_smoothing_factor": Range(low=0, high=0, meaning="upo's losses do not read it: for conservative DPO use "
                                     "label_smoothing"),
     "neftune_noise_alpha": Range(low=0, none_ok=True),
     "torch_empty_cache_steps": OPTIONAL_POSITIVE_INT,
-    "logging_steps": STEP_INTERVAL,
     "eval_steps": Range(low=0, low_open=True, none_ok=True, meaning="None: as logging_steps"),
     "eval_delay": NON_NEGATIVE,
     "eval_accumulation_steps": OPTIONAL_POSITIVE_INT,
@@ -103,158 +123,89 @@ OPTION_RANGES: dict[str, Range] = {
     "dataloader_prefetch_factor": OPTIONAL_POSITIVE_INT,
     "ddp_bucket_cap_mb": OPTIONAL_POSITIVE_INT,
     "ddp_timeout": POSITIVE_INT,
-    # TRL's DPO names
-    "beta": Range(low=0, low_open=True),
-    "label_smoothing": Range(low=0, high=0.5, high_open=True),
-    "max_length": Range(low=2, integer=True, none_ok=True),
-    "logps_chunk_size": OPTIONAL_POSITIVE_INT,
-    "pad_to_multiple_of": OPTIONAL_POSITIVE_INT,
-    "precompute_ref_batch_size": OPTIONAL_POSITIVE_INT,
-    "dataset_num_proc": OPTIONAL_POSITIVE_INT,
-    "desirable_weight": Range(low=0, low_open=True),
-    "undesirable_weight": Range(low=0, low_open=True),
-    "cliprange": Range(low=0, high=1, low_open=True, high_open=True),
-    "alol_clip": Range(low=0, high=1, low_open=True, high_open=True),
-    # UPO's own
-    "alpha": NON_NEGATIVE,
-    "expectile_tau": Range(low=0.5, high=1, high_open=True, meaning="0.5 fits the mean; IQL's expectile is an "
-                           "upper one"),
-    "aw_temperature": Range(low=0, low_open=True),
-    "aw_max_weight": Range(low=0, low_open=True, infinite_ok=True, meaning="inf: no cap"),
-    "value_learning_rate": NON_NEGATIVE,
-    "modpo_weight": Range(low=0, high=1, high_open=True),
-    "reward_timeout": Range(low=0, low_open=True, none_ok=True, meaning="seconds per call; None: no limit"),
 }
 
-# Each entry of these lists is checked; see `_list_problems` for the lists as a whole.
-LIST_RANGES: dict[str, Range] = {
-    "loss_weights": NON_NEGATIVE,
-    "reward_weights": Range(),  # a negative weight penalises its objective
-}
-
-# `upo train`'s model options (upo.arguments.ModelArguments, TRL's ModelConfig names): checked by upo.cli.
-MODEL_RANGES: dict[str, Range] = {
-    "lora_r": POSITIVE_INT,
-    "lora_alpha": Range(low=0, low_open=True),
-    "lora_dropout": Range(low=0, high=1, high_open=True),
-}
-
+# Numeric options without a range, and why. (The TRL options upo does not implement, upo.arguments'
+# UnimplementedTRLArguments, need none: any value but TRL's default is refused by name.)
 NOT_RANGE_CHECKED = {
     "local_rank": "set by the launcher (torchrun, accelerate), not by the user",
-    **dict.fromkeys(("router_aux_loss_coef", "ld_alpha", "f_alpha_divergence_coef", "discopop_tau",
-                     "ref_model_mixup_alpha", "ref_model_sync_steps", "test_split_size"),
-                    "a TRL option upo does not implement: refused by name unless left at TRL's default "
-                    "(upo.arguments)"),
 }
 
 
-def check_model_option_ranges(model_args) -> None:
-    problems = range_problems(model_args, MODEL_RANGES)
-    if problems:
-        raise ConfigError("; ".join(problems) + ".")
+@functools.cache
+def declared_ranges(dataclass_type: type) -> dict[str, Range | EachEntry]:
+    """Option name -> its range, as the dataclass declares it in the option's type (`Annotated[float, Range(...)]`),
+    in the order of the fields."""
+    hints = typing.get_type_hints(dataclass_type, include_extras=True)
+    ranges = {}
+    for f in dataclasses.fields(dataclass_type):
+        for extra in getattr(hints[f.name], "__metadata__", ()):
+            if isinstance(extra, (Range, EachEntry)):
+                ranges[f.name] = extra
+    return ranges
+
+
+@functools.cache
+def option_ranges(config_type: type) -> dict[str, Range | EachEntry]:
+    """Every range of a `TrainingArguments` subclass: the inherited options' (`TRAINING_ARGUMENTS_RANGES`), then those
+    it declares."""
+    declared = declared_ranges(config_type)
+    inherited = {name: allowed for name, allowed in TRAINING_ARGUMENTS_RANGES.items() if name not in declared}
+    return {**inherited, **declared}
 
 
 def _as_list(value):
     return [value] if isinstance(value, (int, float, str)) and not isinstance(value, bool) else value
 
 
-def _list_problems(config) -> list[str]:
-    problems = []
-    for name, entry_range in LIST_RANGES.items():
-        values = _as_list(getattr(config, name, None))
-        if values is None:
-            continue
-        for value in values:
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                problems.append(f"{name} holds {value!r}, not a number: give one number per entry, e.g. "
-                                f"{name}: [1.0, 0.5]")
-                break
-            if not entry_range.allows(value):
-                problems.append(f"{name} must hold {entry_range.describe()} each, got {value!r}")
-                break
-        else:
-            if values and all(v == 0 for v in values):
-                fix = ("set alpha: 0 to train without the designer term" if name == "reward_weights"
-                       else "give at least one loss type a weight above 0")
-                problems.append(f"{name} are all 0, so the term they weigh is silently off: {fix}")
-    return problems
+def _list_problem(name: str, values, allowed: EachEntry) -> str | None:
+    values = _as_list(values)
+    if values is None:
+        return None
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"{name} holds {value!r}, not a number: give one number per entry, e.g. {name}: [1.0, 0.5]"
+        if not allowed.entry.allows(value):
+            return f"{name} must hold {allowed.entry.describe()} each, got {value!r}"
+    if allowed.all_zero_fix and values and all(v == 0 for v in values):
+        return f"{name} are all 0, so the term they weigh is silently off: {allowed.all_zero_fix}"
+    return None
 
 
-def range_problems(values, ranges: dict[str, Range]) -> list[str]:
+def range_problems(values, ranges: dict[str, Range | EachEntry]) -> list[str]:
     """One clause per option of `values` (an object's attributes, or a mapping's keys) outside its range."""
     get = values.get if isinstance(values, dict) else lambda name, default: getattr(values, name, default)
     problems = []
     for name, allowed in ranges.items():
         value = get(name, _ABSENT)
-        if value is not _ABSENT and not allowed.allows(value):
+        if value is _ABSENT:
+            continue
+        if isinstance(allowed, EachEntry):
+            problem = _list_problem(name, value, allowed)
+            if problem:
+                problems.append(problem)
+        elif not allowed.allows(value):
             problems.append(f"{name} must be {allowed.describe()}, got {value!r}")
     return problems
 
 
 _ABSENT = object()
 
-# `upo eval`'s settings and a frontier's `eval:` section (upo.eval.evaluate.EvalSettings).
-EVAL_RANGES: dict[str, Range] = {
-    "max_prompts": OPTIONAL_POSITIVE_INT,
-    "max_new_tokens": POSITIVE_INT,
-    "batch_size": POSITIVE_INT,
-    "seed": SEED,
-    "max_length": Range(low=2, integer=True),
-    "temperature": Range(low=0, low_open=True),
-}
 
-
-def check_eval_settings(settings, where: str = "evaluation") -> None:
-    """Raise ConfigError naming every evaluation setting out of range, and any `reward_weights` not finite."""
-    problems = range_problems(settings, EVAL_RANGES)
-    if isinstance(settings, dict):
-        weights = settings.get("reward_weights")
-    else:
-        weights = getattr(settings, "reward_weights", None)
-    for value in weights or []:
-        if not Range().allows(value):
-            problems.append(f"reward_weights must hold a finite number each, got {value!r}")
-            break
+def check_ranges(options, where: str | None = None) -> None:
+    """Raise ConfigError naming every option of the dataclass instance `options` outside the range it declares."""
+    problems = range_problems(options, declared_ranges(type(options)))
     if problems:
-        raise ConfigError(f"{where}: " + "; ".join(problems) + ".")
+        raise ConfigError((f"{where}: " if where else "") + "; ".join(problems) + ".")
 
 
 def check_option_ranges(config) -> None:
-    """Raise ConfigError naming every option of `config` outside its range (see the module docstring)."""
-    problems = range_problems(config, OPTION_RANGES)
-    problems += _list_problems(config)
+    """Raise ConfigError naming every option of `config` (a `UPOConfig`) outside its range (see the module
+    docstring)."""
+    problems = range_problems(config, option_ranges(type(config)))
     max_steps, epochs = getattr(config, "max_steps", -1), getattr(config, "num_train_epochs", 1)
     if not problems and max_steps == -1 and epochs == 0:
         problems.append("num_train_epochs is 0 and max_steps is -1: the run would train no step at all; set "
                         "num_train_epochs > 0 or max_steps >= 1")
     if problems:
         raise ConfigError("; ".join(problems) + ".")
-
-
-def read_yaml_mapping(path, what: str = "config file") -> dict:
-    """A YAML file of `key: value`, read with one-line errors: missing or unreadable file, invalid YAML, a key given
-    twice (PyYAML would silently keep the last), or a file that is not a mapping."""
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-            twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-            if twice:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key(s) {twice} appear more than once in one mapping (YAML readers silently keep "
-                    "the last)", node.start_mark)
-            return super().construct_mapping(node, deep=deep)
-
-    try:
-        with open(path) as f:
-            values = yaml.load(f, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except OSError as error:
-        raise ConfigError(f"Cannot read the {what} {path}: {error.strerror}.") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a mapping of option: value, got {type(values).__name__}.")
-    return values

@@ -15,12 +15,11 @@ Outputs: `eval.json` (summary per model, and per prompt the replies and their sc
 
 from __future__ import annotations
 
-import argparse
 import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ import torch
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
+from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
@@ -35,7 +35,6 @@ from upo.rewards.standardization import DesignerStandardization
 from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
 REFERENCE = "reference"
-DEFAULT_EVAL_DATA = "examples/data/chitchat_eval.jsonl"
 
 
 def load_eval_rows(path: str | os.PathLike, max_prompts: int | None = None) -> list[dict]:
@@ -129,48 +128,20 @@ def same_vocabulary(a, b) -> bool:
 # ----------------------------------------------------------------------------------------- evaluator
 
 
-@dataclass
-class EvalSettings:
-    """What every model of one comparison is evaluated with."""
-
-    eval_data: str | None = None
-    train_data: str | None = None
-    reward_funcs: list = field(default_factory=list)
-    reward_weights: list[float] | None = None
-    standardize_rewards: bool = True
-    max_prompts: int | None = None
-    max_new_tokens: int = 32
-    batch_size: int = 32
-    seed: int = 0
-    max_length: int = 256
-    do_sample: bool = False  # greedy by default; sampling (temperature, top_k 0) shows the distribution, noisier
-    temperature: float = 1.0
-    dataset_name: str | None = None  # a Hub dataset (or a local folder laid out as one) instead of eval_data
-    dataset_config: str | None = None
-    split: str | None = None
-    prompt_column: str = "prompt"
-    reference_column: str | None = None
-    prompt_format: str = "auto"  # "auto": HH-style text prompts become chat messages for a chat model; "text"; "chat"
-    designer_stats: dict | None = None  # a stored standardisation (a run's `designer_reward_stats`)
-
-    def __post_init__(self):
-        from upo.config_checks import check_eval_settings
-
-        check_eval_settings(self)  # before any model loads: ranges in upo.config_checks.EVAL_RANGES
-
-
 class Evaluator:
     """Evaluates several models on the same prompts, against one reference loaded once.
 
     `scorer`: a `upo.eval.scorers.PreferenceScorer` (default: `similarity`). The designer standardisation is, in
-    order: `settings.designer_stats` (a run's stored one), fitted on `settings.train_data`, on the evaluation
-    pairs' chosen and rejected responses, or on the reference's replies."""
+    order: `designer_stats` (a run's stored one, its `designer_reward_stats`), fitted on `settings.train_data`, on the
+    evaluation pairs' chosen and rejected responses, or on the reference's replies."""
 
     def __init__(self, settings: EvalSettings, reference: str = "smollm2-135m-instruct", scorer=None,
-                 progress: bool = True, device: str | None = None, dtype=None, trust_remote_code: bool = False):
+                 progress: bool = True, device: str | None = None, dtype=None, trust_remote_code: bool = False,
+                 designer_stats: dict | None = None):
         from upo.eval.scorers import HumanReplySimilarity, SimilarityScorer, build_preference_scorer
 
         self.settings = settings
+        self.designer_stats = designer_stats
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
         self.reference_name = reference
         # The data first: a missing file or a bad row is reported before minutes of model loading.
@@ -198,10 +169,10 @@ class Evaluator:
         s = self.settings
         if not s.reward_funcs:
             return DesignerStandardization([], [], [], []), "no designer objectives"
-        if s.designer_stats:
+        if self.designer_stats:
             from upo.rewards import resolve_reward_funcs, reward_func_name
 
-            stored = DesignerStandardization.from_dict(s.designer_stats)
+            stored = DesignerStandardization.from_dict(self.designer_stats)
             stored.check_names([reward_func_name(f) for f in resolve_reward_funcs(s.reward_funcs)], "--reward_funcs")
             if s.reward_weights is not None:
                 stored.weights = [float(w) for w in s.reward_weights]
@@ -315,106 +286,35 @@ def finite_or_none(value):
 # ------------------------------------------------------------------------------------------ command
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="upo eval", description=__doc__.split("\n\n")[0])
-    models = parser.add_argument_group("models")
-    models.add_argument("--model", nargs="+", required=True,
-                        help="Run folders (full or LoRA), model folders, Hub IDs or known names.")
-    models.add_argument("--name", nargs="+", default=None, help="A display name per model; default the folder name.")
-    models.add_argument("--reference", default=None,
-                        help="The reference model; default the base model the first --model was trained from.")
-    models.add_argument("--device", default=None, help="Where models run; default cuda when available, else cpu.")
-    models.add_argument("--dtype", default=None, choices=["auto", "float32", "bfloat16", "float16"],
-                        help="Model dtype; default the checkpoint's own on a GPU, float32 on a CPU.")
-    models.add_argument("--trust_remote_code", action="store_true",
-                        help="Allow code shipped with a model (or reward model) to run. Off by default.")
-    data = parser.add_argument_group("data")
-    data.add_argument("--eval_data", default=None,
-                      help=f"A .jsonl/.json/.csv/.parquet file or a local dataset folder; default {DEFAULT_EVAL_DATA}.")
-    data.add_argument("--dataset_name", default=None,
-                      help="A dataset for datasets.load_dataset (Hub ID, or a local folder laid out as a Hub dataset).")
-    data.add_argument("--dataset_config", default=None, help="The dataset's configuration name.")
-    data.add_argument("--split", default=None, help="The split; default 'test' (or the only one).")
-    data.add_argument("--prompt_column", default="prompt", help="The column holding the prompts.")
-    data.add_argument("--reference_column", default=None,
-                      help="The column holding a reference answer (for --preference_scorer similarity); default "
-                      "human_reply when present.")
-    data.add_argument("--prompt_format", default="auto", choices=["auto", "text", "chat"],
-                      help="auto: HH-style text prompts ('Human: ... Assistant:') become chat messages when the "
-                      "reference tokenizer has a chat template; text: as they are; chat: always converted.")
-    data.add_argument("--max_prompts", type=int, default=None)
-    designer = parser.add_argument_group("designer objectives")
-    designer.add_argument("--reward_funcs", nargs="+", default=None,
-                          help="Designer objectives; default those of the first model's upo_config.json.")
-    designer.add_argument("--reward_weights", nargs="+", type=float, default=None)
-    designer.add_argument("--train_data", default=None,
-                          help="Training pairs to standardise the objectives on; default the statistics stored in the "
-                          "first model's upo_config.json, else the evaluation pairs, else the reference's replies.")
-    scoring = parser.add_argument_group("preference scorer")
-    scoring.add_argument("--preference_scorer", default="similarity",
-                         help="similarity[:FOLDER], reward_model:PATH_OR_ID, function:pkg.module.fn or judge:URL "
-                         "(an OpenAI-compatible chat endpoint).")
-    scoring.add_argument("--scorer_batch_size", type=int, default=16, help="Batch size of a reward model.")
-    scoring.add_argument("--judge_model", default=None, help="The judge's model name, as its server serves it.")
-    scoring.add_argument("--judge_template", default=None,
-                         help="A file (or text) with {prompt}, {reply_a} and {reply_b}; default a short pairwise "
-                         "prompt.")
-    scoring.add_argument("--judge_api_key_env", default="OPENAI_API_KEY",
-                         help="The environment variable holding the judge's API key, if it needs one.")
-    scoring.add_argument("--judge_concurrency", type=int, default=8, help="Judge requests in flight at once.")
-    generation = parser.add_argument_group("generation")
-    generation.add_argument("--max_new_tokens", type=int, default=32)
-    generation.add_argument("--batch_size", type=int, default=32)
-    generation.add_argument("--seed", type=int, default=0)
-    generation.add_argument("--do_sample", action="store_true", help="Sample replies (seeded) instead of greedy.")
-    generation.add_argument("--temperature", type=float, default=1.0, help="Sampling temperature, with --do_sample.")
-    generation.add_argument("--max_length", type=int, default=256,
-                            help="Tokens of prompt + response for the implicit-reward accuracy.")
-    results = parser.add_argument_group("results")
-    results.add_argument("--report_to", nargs="+", default=["none"],
-                         help="Trackers to log the metrics and a table of sample replies to: tensorboard, wandb.")
-    results.add_argument("--run_name", default=None, help="The tracker's run name; default upo-eval-<first model>.")
-    results.add_argument("--logging_dir", default=None, help="Where TensorBoard writes; default OUT/runs.")
-    results.add_argument("--update_model_card", action="store_true",
-                         help="Add each evaluated run's results to the model-index of its model card (README.md).")
-    parser.add_argument("--num_threads", default="auto",
-                        help="torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy).")
-    parser.add_argument("--out", default=None,
-                        help="Folder for eval.json, eval.md and eval.html; default the first model's.")
-    return parser
-
-
 def main(argv: list[str]) -> None:
     """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
-    args = build_parser().parse_args(argv)
     from upo.errors import ConfigError
     from upo.eval.scorers import build_preference_scorer
+    from upo.options import read_eval_options
     from upo.threads import choose_num_threads
 
+    args, scoring, settings = read_eval_options(argv, description=__doc__.split("\n\n")[0])
     choose_num_threads(args.num_threads)
     config = read_run_config(args.model[0]) or {}
-    reward_funcs, reward_weights, stats = args.reward_funcs, args.reward_weights, None
-    if reward_funcs is None:
-        reward_funcs = config.get("reward_funcs") or []
-        reward_weights = reward_weights or config.get("reward_weights")
-    if args.train_data is None and reward_funcs and config.get("designer_reward_stats"):
+    if not settings.reward_funcs:  # the first run's objectives (and weights, unless given)
+        settings = replace(settings, reward_funcs=list(config.get("reward_funcs") or []),
+                           reward_weights=settings.reward_weights or config.get("reward_weights"))
+    stats = None
+    if settings.train_data is None and settings.reward_funcs and config.get("designer_reward_stats"):
         stats = config["designer_reward_stats"]
     names = args.name or [Path(m).name for m in args.model]
     if len(names) != len(args.model):
         raise ConfigError(f"--name has {len(names)} values for {len(args.model)} models.")
-    if args.eval_data and args.dataset_name:
+    if settings.eval_data and settings.dataset_name:
         raise ConfigError("--eval_data and --dataset_name both given: pass one.")
     reference = args.reference or default_reference(args.model[0])
-    settings = EvalSettings(args.eval_data, args.train_data, list(reward_funcs), reward_weights, True, args.max_prompts,
-                            args.max_new_tokens, args.batch_size, args.seed, args.max_length, args.do_sample,
-                            args.temperature, args.dataset_name, args.dataset_config, args.split, args.prompt_column,
-                            args.reference_column, args.prompt_format, stats)
-    scorer = build_preference_scorer(args.preference_scorer, batch_size=args.scorer_batch_size, device=args.device,
-                                     dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                                     judge_model=args.judge_model, judge_template=args.judge_template,
-                                     judge_api_key_env=args.judge_api_key_env, judge_concurrency=args.judge_concurrency)
+    scorer = build_preference_scorer(scoring.preference_scorer, batch_size=scoring.scorer_batch_size,
+                                     device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
+                                     judge_model=scoring.judge_model, judge_template=scoring.judge_template,
+                                     judge_api_key_env=scoring.judge_api_key_env,
+                                     judge_concurrency=scoring.judge_concurrency)
     evaluator = Evaluator(settings, reference, scorer=scorer, device=args.device, dtype=args.dtype,
-                          trust_remote_code=args.trust_remote_code)
+                          trust_remote_code=args.trust_remote_code, designer_stats=stats)
     print(f"Reference: {reference}. Data: {evaluator.data.describe()}; {evaluator.prompt_note}. "
           f"Preference scorer: {scorer.describe()}. "
           f"Designer objectives standardised with {evaluator.scale_source}.", flush=True)
@@ -437,9 +337,9 @@ def main(argv: list[str]) -> None:
     if args.update_model_card:
         from upo.training.model_card import add_eval_results
 
-        data_name = args.dataset_name or Path(args.eval_data or DEFAULT_EVAL_DATA).name
+        data_name = settings.dataset_name or Path(settings.eval_data or DEFAULT_EVAL_DATA).name
         for name, path, summary in zip(names, args.model, summaries[1:]):
-            if read_run_config(path) is not None and add_eval_results(path, summary, data_name, args.dataset_name):
+            if read_run_config(path) is not None and add_eval_results(path, summary, data_name, settings.dataset_name):
                 print(f"Added the results of {name} to the model card {Path(path) / 'README.md'}")
 
 

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 
-from upo.config_checks import check_eval_settings, read_yaml_mapping
+from upo.config_checks import declared_ranges, range_problems
 from upo.errors import ConfigError
+from upo.eval.settings import EvalSettings
+from upo.options import read_yaml_mapping
 
 # Every key the frontier reads (tests/experiments/test_frontier_checks.py finds the ones its code reads in these).
 TOP_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs", "model_name_or_path", "train_pairs",
@@ -64,7 +66,10 @@ def check_frontier_config(config: dict) -> None:
     train = _mapping(config.get("train"), "frontier config: train")
     evaluation = _mapping(config.get("eval"), "frontier config: eval")
     _unknown(evaluation, EVAL_KEYS, "frontier config, eval")
-    check_eval_settings({**evaluation, "reward_weights": config.get("reward_weights")}, "frontier config, eval")
+    problems = range_problems({**evaluation, "reward_weights": config.get("reward_weights")},
+                              declared_ranges(EvalSettings))
+    if problems:
+        raise ConfigError("frontier config, eval: " + "; ".join(problems) + ".")
     pairs = config.get("train_pairs")
     if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1):
         raise ConfigError(f"frontier config: train_pairs must be an integer >= 1, or None (every pair), got {pairs!r}.")
@@ -78,8 +83,8 @@ def check_frontier_config(config: dict) -> None:
 
 def check_run_options(config: dict) -> None:
     """Parse every run's `upo train` options as the command will, before the first run trains."""
-    from upo.cli import parse_train_options
     from upo.experiments.frontier.config import run_dir
+    from upo.options import parse_train_options
 
     for run in config["runs"]:
         options = {**config["train"], **(run.get("options") or {}), "model_name_or_path": config["model_name_or_path"],

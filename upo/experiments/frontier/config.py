@@ -143,7 +143,7 @@ def eval_settings(config: dict):
 # Evaluation settings added after the first frontiers were run: at these values they leave the key unchanged, so
 # the runs of an older frontier stay evaluated.
 _LATER_SETTINGS = {"do_sample": False, "temperature": 1.0, "dataset_name": None, "dataset_config": None, "split": None,
-                   "prompt_column": "prompt", "reference_column": None, "prompt_format": "auto", "designer_stats": None}
+                   "prompt_column": "prompt", "reference_column": None, "prompt_format": "auto"}
 
 
 def settings_key(config: dict) -> str:
