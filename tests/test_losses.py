@@ -135,8 +135,12 @@ def test_advantage_weighted_nll_per_sequence_averages_summed_log_probs_over_resp
     assert advantage_weighted_nll(t(-2.0), t(2.0), t(1.0), torch.tensor([True]), 4.0, "per_sequence").item() == 0.5
 
 
+# designer_loss takes UPOConfig's options without defaults of its own; the hand computations use temperature 1.
+AT_T1 = dict(expectile_tau=0.7, aw_temperature=1.0, aw_max_weight=20.0)
+
+
 def test_designer_loss_per_sequence_is_per_token_times_the_mean_length():
-    kwargs = dict(value_baseline="pair_mean")
+    kwargs = dict(value_baseline="pair_mean", **AT_T1)
     per_token = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), normalization="per_token", **kwargs)
     per_token = per_token.aux_loss.item()
     per_sequence = designer_loss(t(-2.0, -4.0), t(2.0, 4.0), t(1.0, -1.0), normalization="per_sequence", **kwargs)
@@ -165,7 +169,7 @@ def test_explained_variance_by_hand():
 def test_designer_loss_pair_mean_by_hand():
     # One pair: r_aux chosen 1, rejected -1 -> baseline 0 -> advantages (1, -1) -> weights (e, 1/e).
     out = designer_loss(t(-2.0, -4.0), t(2.0, 2.0), t(1.0, -1.0), value_baseline="pair_mean",
-                        normalization="per_token")
+                        normalization="per_token", **AT_T1)
     assert out.aux_loss.item() == pytest.approx((2 * math.e + 4 / math.e) / 4)
     assert out.value_loss.item() == 0.0
     assert out.advantages.tolist() == pytest.approx([1.0, -1.0])
@@ -174,7 +178,7 @@ def test_designer_loss_pair_mean_by_hand():
 def test_designer_loss_batch_mean_and_not_applicable():
     # Two pairs, chosen (2, NaN), rejected (0, 1): batch mean of defined rewards = 1.
     out = designer_loss(t(-1.0, -1.0, -1.0, -1.0), t(1.0, 1.0, 1.0, 1.0), t(2.0, NAN, 0.0, 1.0),
-                        value_baseline="batch_mean", normalization="per_token")
+                        value_baseline="batch_mean", normalization="per_token", **AT_T1)
     assert out.mask.tolist() == [True, False, True, True]
     assert out.advantages.tolist() == pytest.approx([1.0, 0.0, -1.0, 0.0])
     assert out.aux_loss.item() == pytest.approx((math.e + 1 / math.e + 1) / 3)
@@ -183,7 +187,7 @@ def test_designer_loss_batch_mean_and_not_applicable():
 def test_designer_loss_value_head_by_hand():
     values = t(0.5).requires_grad_()
     out = designer_loss(t(-2.0, -4.0), t(2.0, 2.0), t(1.0, -1.0), value_baseline="value_head", values=values,
-                        expectile_tau=0.7, aw_temperature=2.0, normalization="per_token")
+                        expectile_tau=0.7, aw_temperature=2.0, aw_max_weight=20.0, normalization="per_token")
     # advantages (0.5, -1.5), weights exp(A / 2); u = (0.5, -1.5): value loss (0.7 * 0.25 + 0.3 * 2.25) / 2
     assert out.advantages.tolist() == pytest.approx([0.5, -1.5])
     assert out.aux_loss.item() == pytest.approx((2 * math.exp(0.25) + 4 * math.exp(-0.75)) / 4)
@@ -194,7 +198,7 @@ def test_designer_gradients_reach_only_their_own_inputs():
     logps = t(-2.0, -4.0).requires_grad_()
     values = t(0.5).requires_grad_()
     out = designer_loss(logps, t(2.0, 2.0), t(1.0, -1.0), value_baseline="value_head", values=values,
-                        normalization="per_token")
+                        normalization="per_token", **AT_T1)
     (aux_logps, aux_values) = torch.autograd.grad(out.aux_loss, (logps, values), allow_unused=True)
     assert aux_values is None and aux_logps.abs().sum() > 0  # the advantage is detached
     (value_logps, value_values) = torch.autograd.grad(out.value_loss, (logps, values), allow_unused=True)
@@ -227,7 +231,7 @@ PAIR_FORMS = {
 
 
 def signed(aux_loss, logps, ref_logps, rewards, **kwargs):
-    kwargs = {"value_baseline": "pair_mean", "aw_temperature": 2.0, **kwargs}
+    kwargs = {**AT_T1, "value_baseline": "pair_mean", "aw_temperature": 2.0, "normalization": "per_sequence", **kwargs}
     return designer_loss(logps, torch.ones_like(logps), rewards, aux_loss=aux_loss, ref_logps=ref_logps, **kwargs)
 
 
@@ -313,14 +317,16 @@ def test_designer_loss_dispatches_to_each_form_by_hand():
         assert out.advantages.tolist() == pytest.approx([1.0, -1.0])  # the same advantages for every form
     assert signed("infonca", logps, ref, t(1.0, -1.0)).weights.tolist() == pytest.approx([Q, 1 - Q])
     with pytest.raises(ValueError, match="aux_loss 'nca' needs the reference"):
-        designer_loss(logps, t(1.0, 1.0), t(1.0, -1.0), value_baseline="pair_mean", aux_loss="nca")
+        designer_loss(logps, t(1.0, 1.0), t(1.0, -1.0), value_baseline="pair_mean", aux_loss="nca",
+                      normalization="per_sequence", **AT_T1)
     with pytest.raises(ValueError, match="Unknown aux_loss 'dpo'"):
         signed("dpo", logps, ref, t(1.0, -1.0))
 
 
 def test_designer_loss_awr_by_name_is_the_default_exactly():
     logps, values = t(-2.0, -4.0, -1.5, -7.0), t(0.5, -0.2)
-    kwargs = dict(value_baseline="value_head", values=values, aw_temperature=0.5, normalization="per_token")
+    kwargs = dict(value_baseline="value_head", values=values, expectile_tau=0.7, aw_temperature=0.5,
+                  aw_max_weight=20.0, normalization="per_token")
     default = designer_loss(logps, t(2.0, 4.0, 1.0, 5.0), t(1.0, -1.0, NAN, 3.0), **kwargs)
     named = designer_loss(logps, t(2.0, 4.0, 1.0, 5.0), t(1.0, -1.0, NAN, 3.0), aux_loss="awr", **kwargs)
     for a, b in [(default.aux_loss, named.aux_loss), (default.value_loss, named.value_loss),

@@ -684,13 +684,13 @@ def designer_loss(
     lengths: torch.Tensor,
     rewards: torch.Tensor,
     *,
-    value_baseline: str = "value_head",
+    value_baseline: str,
     values: torch.Tensor | None = None,
-    expectile_tau: float = 0.7,
-    aw_temperature: float = 1.0,
-    aw_max_weight: float = 20.0,
+    expectile_tau: float,
+    aw_temperature: float,
+    aw_max_weight: float,
     num_tokens=None,
-    normalization: str = "per_sequence",
+    normalization: str,
     aux_loss: str = "awr",
     ref_logps: torch.Tensor | None = None,
     num_pairs=None,
@@ -714,6 +714,8 @@ def designer_loss(
         normalization: "per_token" or "per_sequence" (`advantage_weighted_nll`; not used by the pair forms).
         ref_logps: reference summed log-probs, chosen then rejected (required by the signed forms). Shape: (2B,)
         num_pairs: denominator of a pair form when it is not this batch's own count of pairs with both rewards.
+    The options (`value_baseline`, `expectile_tau`, `aw_temperature`, `aw_max_weight`, `normalization`) have no
+    default here: `UPOConfig`'s are the only ones.
     """
     mask = ~torch.isnan(rewards)
     rewards = torch.where(mask, rewards, torch.zeros_like(rewards))

@@ -18,9 +18,10 @@ import torch
 
 @dataclass(frozen=True)
 class Decoding:
-    """How replies are decoded. `do_sample=False` is greedy (temperature and top_k unused)."""
+    """How replies are decoded. `do_sample=False` is greedy (temperature and top_k unused). `max_new_tokens` has no
+    default here: each caller's own option gives it (`upo eval`'s, upo.eval.settings; the data builder's)."""
 
-    max_new_tokens: int = 32
+    max_new_tokens: int
     do_sample: bool = False
     temperature: float = 1.0
     top_k: int = 50
@@ -84,7 +85,7 @@ def generate(
     model,
     tokenizer,
     prompts: Sequence,
-    decoding: Decoding = Decoding(),
+    decoding: Decoding,
     seed: int = 0,
     batch_size: int = 32,
     reference=None,
@@ -187,7 +188,7 @@ def reply_kl(policy_logits: torch.Tensor, reference, sequences: torch.Tensor, at
     return (per_token * in_reply.to(per_token.dtype)).sum(-1)
 
 
-def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding = Decoding(), seed: int = 0,
+def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding, seed: int = 0,
                      batch_size: int = 32, done: dict[int, dict[int, list[str]]] | None = None,
                      on_batch: Callable[[int, dict[int, list[str]]], None] | None = None, progress: bool = True,
                      desc: str = "generating") -> list[list[str]]:

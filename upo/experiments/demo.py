@@ -19,14 +19,19 @@ import time
 from pathlib import Path
 
 
-def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha: float = 1.0,
+def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha: float | None = None,
                 aw_temperature: float | None = None, learning_rate: float = 2e-4,
                 train_data: str = "examples/data/chitchat_train.jsonl",
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
     """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
-    temperature of its advantage weights). UPO runs at UPOConfig's defaults (alpha 1, its `aw_temperature` unless one
-    is given, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on the demo."""
-    upo_options = {"alpha": alpha} if aw_temperature is None else {"alpha": alpha, "aw_temperature": aw_temperature}
+    temperature of its advantage weights). UPO runs at UPOConfig's defaults (its `alpha` and `aw_temperature` unless
+    given, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on the demo. UPO's run names
+    its alpha (UPOConfig's default when none is given), as it always has: its training key stays the same."""
+    from upo.config import UPOConfig
+
+    upo_options = {"alpha": UPOConfig.alpha if alpha is None else alpha}
+    if aw_temperature is not None:
+        upo_options["aw_temperature"] = aw_temperature
     return {
         "output_dir": output_dir,
         "model_name_or_path": model,
@@ -71,7 +76,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--output_dir", default=None, help="Default: runs/demo-<date>-<time>.")
     parser.add_argument("--steps", type=int, default=48, help="Training steps of 4 pairs, for each of DPO and UPO.")
     parser.add_argument("--eval_prompts", type=int, default=64, help="Held-out prompts to evaluate on.")
-    parser.add_argument("--alpha", type=float, default=1.0, help="UPO's weight of the designer term.")
+    parser.add_argument("--alpha", type=float, default=None,
+                        help="UPO's weight of the designer term (default: UPOConfig's).")
     parser.add_argument("--aw_temperature", type=float, default=None,
                         help="UPO's advantage-weight temperature (default: UPOConfig's).")
     parser.add_argument("--learning_rate", type=float, default=2e-4)
@@ -95,8 +101,9 @@ def main(argv: list[str]) -> None:
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
     config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
+    alpha = UPOConfig.alpha if args.alpha is None else args.alpha
     temperature = UPOConfig.aw_temperature if args.aw_temperature is None else args.aw_temperature
-    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={args.alpha}, aw_temperature={temperature}) with "
+    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={alpha}, aw_temperature={temperature}) with "
           f"LoRA, {args.steps} steps of 4 pairs each, "
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 
