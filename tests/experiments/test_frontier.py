@@ -1,8 +1,8 @@
 """`upo frontier`: Pareto front, the target check, and the resume logic on a real (tiny) grid: finished runs
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
+import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
@@ -35,7 +35,7 @@ def test_pareto_front():
 
 def test_every_method_of_the_grid_has_its_family():
     config = load_frontier_config("examples/frontier_chitchat.yaml")
-    families = {run["name"]: run_family(run) for run in config["runs"]}
+    families = {run.name: run_family({"options": run.options}) for run in config.runs}
     assert families["dpo"] == "DPO" and families["upo-a1"] == "UPO" and families["modpo-w0.5"] == "MODPO"
     assert families["rpo"] == "RPO" and families["kto"] == "KTO" and families["kto-upo-a4-temp0.5"] == "KTO-UPO"
     assert families["aoppo-a1"] == "aoPPO" and families["drov-a1"] == "DRO-V" and families["csft"] == "CSFT"
@@ -99,14 +99,14 @@ def _stub_finished(config, run, summary):
     from upo.experiments.frontier import run_train_options, settings_key, train_key
     from upo.files import atomic_write_json
 
-    folder = run_dir(config, run["name"])
+    folder = run_dir(config, run.name)
     atomic_write_json(folder / TRAIN_DONE, {"options_key": train_key(run_train_options(config, run))})
     atomic_write_json(folder / EVAL_SUMMARY, {"settings_key": settings_key(config), "summary": summary, "replies": [],
                                         "preference": [], "designer": [], "kl": []})
 
 
 def test_resume_trains_and_evaluates_only_what_is_missing(grid):
-    dpo, upo = grid["runs"]
+    dpo, upo = grid.runs
     stub = {"designer_score": 0.1, "designer_score_std": 1.0, "preference_score": 0.2, "win_rate": 0.55, "kl": 1.0,
             "length_words": 3.0, "implicit_accuracy": 0.5}
     _stub_finished(grid, dpo, {**stub, "name": "dpo"})
@@ -158,8 +158,9 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
 
     # Changing a run's options makes it stale: it is trained again, the other is kept. The model it trained before is
     # never overwritten: its folder is set aside, whole.
-    changed = {**grid, "runs": [dpo, {"name": "upo", "options": {"alpha": 2.0}}]}
-    assert not train_done(changed, changed["runs"][1]) and train_done(changed, dpo)
+    changed = load_frontier_config({**grid.source, "runs": [{"name": "dpo", "options": {"alpha": 0.0}},
+                                                            {"name": "upo", "options": {"alpha": 2.0}}]})
+    assert not train_done(changed, changed.runs[1]) and train_done(changed, dpo)
     upo_dir = run_dir(grid, "upo")
     before = {p.relative_to(upo_dir): p.read_bytes() for p in upo_dir.rglob("*") if p.is_file()}
     logs.clear()
@@ -167,24 +168,25 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     kept = [p for p in run_dir(grid, "upo").parent.iterdir() if p.name.startswith("upo.options-")]
     assert len(kept) == 1 and any(f"kept in {kept[0]}" in line for line in logs), logs
     assert {p.relative_to(kept[0]): p.read_bytes() for p in kept[0].rglob("*") if p.is_file()} == before
-    assert train_done(changed, changed["runs"][1])
+    assert train_done(changed, changed.runs[1])
 
     # Where the logs go is not how the model trained: another tracker or run name keeps a finished run, and so does
     # a run finished before the frontier passed them on (its stored options lack them).
-    assert train_done({**grid, "report_to": "none"}, dpo) and train_done(grid, {**dpo, "options": {
-        "alpha": 0.0, "run_name": "mine"}})
+    assert train_done(load_frontier_config({**grid.source, "report_to": "none"}), dpo)
+    assert train_done(grid, dataclasses.replace(dpo, options={"alpha": 0.0, "run_name": "mine"}))
     marker = run_dir(grid, "upo") / TRAIN_DONE
     done = json.loads(marker.read_text())
     older = {name: value for name, value in done["options"].items() if name not in ("report_to", "run_name")}
     marker.write_text(json.dumps({**done, "options_key": "written-by-an-older-upo", "options": older}))
-    assert train_done(changed, changed["runs"][1])
+    assert train_done(changed, changed.runs[1])
 
 
 def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
     with try_lock(run_lock_file(run_dir(grid, "upo"))) as locked:
         assert locked
         logs = []
-        results = run_frontier({**grid, "runs": grid["runs"][1:]}, progress=False, log=logs.append)
+        results = run_frontier(load_frontier_config({**grid.source, "runs": grid.source["runs"][1:]}), progress=False,
+                               log=logs.append)
     assert any("another process has it" in line for line in logs)
     assert results["runs"] == [] and not run_dir(grid, "upo").joinpath(TRAIN_DONE).exists()
     assert format_report(collect_results(grid)).startswith("| run |")  # the reference row alone
@@ -192,17 +194,17 @@ def test_locked_run_is_skipped_and_report_lists_only_finished_runs(grid):
 
 def test_demo_is_dpo_and_upo_with_the_same_data_budget_and_seed(tmp_path):
     from upo.experiments.demo import demo_config
-    from upo.experiments.frontier import run_train_options, training_data
+    from upo.experiments.frontier import run_train_options, write_train_file
 
     train = write_chitchat_rows(tmp_path / "train.jsonl", 20)
     config = load_frontier_config(demo_config(str(tmp_path / "demo"), steps=3, eval_prompts=5, alpha=2.0,
                                               aw_temperature=0.5, train_data=str(train)))
-    dpo, upo = (run_train_options(config, run) for run in config["runs"])
+    dpo, upo = (run_train_options(config, run) for run in config.runs)
     differ = ("alpha", "aw_temperature", "output_dir", "run_name")
     assert {k: v for k, v in dpo.items() if k not in differ} == {k: v for k, v in upo.items() if k not in differ}
     assert (dpo["alpha"], upo["alpha"]) == (0.0, 2.0)
     # One epoch over exactly the pairs the budget reaches (3 steps of 4).
-    assert training_data(config).read_text().splitlines() == train.read_text().splitlines()[:12]
+    assert write_train_file(config).read_text().splitlines() == train.read_text().splitlines()[:12]
     # Without a temperature, UPO trains at UPOConfig's: the demo follows the method's default.
     default = demo_config(str(tmp_path / "demo"), train_data=str(train))
     assert default["runs"][1]["options"] == {"alpha": 1.0}
@@ -239,19 +241,19 @@ def test_each_run_is_launched_with_the_users_accelerate_config(grid, tmp_path):
 
     options = tmp_path / "run.yaml"
     assert train_command(grid, options)[1:] == ["-m", "upo.cli", "train", "--config", str(options)]
-    launched = load_frontier_config({**grid, "accelerate_config": "examples/accelerate/fsdp2.yaml",
+    launched = load_frontier_config({**grid.source, "accelerate_config": "examples/accelerate/fsdp2.yaml",
                                      "accelerate_args": "--num_processes 8 --main_process_port 0"})
     assert train_command(launched, options)[1:] == [
         "-m", "accelerate.commands.launch", "--config_file", "examples/accelerate/fsdp2.yaml", "--num_processes", "8",
         "--main_process_port", "0", "-m", "upo.cli", "train", "--config", str(options)]
     with pytest.raises(ConfigError, match=r"accelerate_config 'nowhere.yaml' is not a file"):
-        load_frontier_config({**grid, "accelerate_config": "nowhere.yaml"})
+        load_frontier_config({**grid.source, "accelerate_config": "nowhere.yaml"})
 
 
 @pytest.mark.slow
 def test_a_run_under_accelerate_launch_uses_both_processes(grid):
     """examples/accelerate/ddp.yaml starts 2 processes: a step takes 2 x 2 of the 8 pairs, so epoch 0.5 after it."""
-    config = load_frontier_config({**grid, "runs": grid["runs"][1:],
+    config = load_frontier_config({**grid.source, "runs": grid.source["runs"][1:],
                                    "accelerate_config": "examples/accelerate/ddp.yaml"})
     run_frontier(config, progress=False, log=lambda line: None)
     state = json.loads((run_dir(config, "upo") / "trainer_state.json").read_text())
@@ -271,7 +273,6 @@ def test_changed_defaults_leave_out_the_designer_term_of_a_run_without_it(tmp_pa
         assert changed_defaults(tmp_path, {**options, "aw_temperature": 7.0}) == {}
 
 
-EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 # The keys that finished runs hold (train_done.json, eval_summary.json), as this version computes them for the shipped
 # grids: a change here makes every finished run of every grid train or evaluate again.
 PINNED_KEYS = {
@@ -283,16 +284,14 @@ PINNED_KEYS = {
 }
 
 
-def test_the_keys_of_the_shipped_grids_stay_those_their_finished_runs_hold(tmp_path, monkeypatch):
-    from upo.experiments.frontier import frontier_runs, run_train_options, settings_key, train_key
-    from upo.experiments.frontier.checks import read_frontier_yaml
+def test_the_keys_of_the_shipped_grids_stay_those_their_finished_runs_hold():
+    from upo.experiments.frontier import run_train_options, settings_key, train_key
+    from upo.experiments.frontier.config import read_frontier_yaml
 
-    (tmp_path / "examples").symlink_to(EXAMPLES)
-    monkeypatch.chdir(tmp_path)  # the paths in the keys are the configs' own (relative); the subsets are written here
     for path, (evaluation, runs) in PINNED_KEYS.items():
         config = load_frontier_config(path)
         assert settings_key(config) == evaluation, path
-        keys = {run["name"]: train_key(run_train_options(config, run)) for run in frontier_runs(config)}
+        keys = {run.name: train_key(run_train_options(config, run)) for run in config.runs}
         assert {name: keys[name] for name in runs} == runs, path
     # Another scorer, sampling and a tracker: the scorer and the decoding change the evaluation's key, the tracker
     # does not change the training key.
@@ -301,4 +300,4 @@ def test_the_keys_of_the_shipped_grids_stay_those_their_finished_runs_hold(tmp_p
                    "do_sample": True, "temperature": 0.7}
     config = load_frontier_config({**raw, "report_to": "tensorboard"})
     assert settings_key(config) == "7c2b91f07de73478"
-    assert train_key(run_train_options(config, frontier_runs(config)[1])) == "d57554ab52ed7fc8"
+    assert train_key(run_train_options(config, config.runs[1])) == "d57554ab52ed7fc8"

@@ -6,14 +6,9 @@ from pathlib import Path
 import pytest
 
 from upo.errors import ConfigError
-from upo.experiments.frontier import frontier_runs, load_frontier_config, run_train_options, train_key
-from upo.experiments.frontier.seeds import (
-    format_seed_table,
-    plot_seed_means,
-    seed_summaries,
-    seeds_target_check,
-    two_level_interval,
-)
+from upo.experiments.frontier import FrontierRun, load_frontier_config, run_train_options, train_key
+from upo.experiments.frontier.report import format_seed_table, plot_seed_means
+from upo.experiments.frontier.results import seed_summaries, seeds_target_check, two_level_interval
 
 CONFIG = {"output_dir": "out", "dataset": "train.jsonl", "eval_data": "eval.jsonl", "reward_funcs": ["length"],
           "train": {"seed": 0, "max_steps": 4},
@@ -21,22 +16,22 @@ CONFIG = {"output_dir": "out", "dataset": "train.jsonl", "eval_data": "eval.json
 
 
 def test_each_run_is_trained_once_per_seed_seed_by_seed():
-    runs = frontier_runs(load_frontier_config({**CONFIG, "seeds": [0, 1, 2]}))
-    assert [r["name"] for r in runs] == ["dpo-s0", "upo-s0", "dpo-s1", "upo-s1", "dpo-s2", "upo-s2"]
-    assert runs[3] == {"name": "upo-s1", "options": {"alpha": 1.0, "seed": 1}, "group": "upo", "seed": 1}
+    runs = load_frontier_config({**CONFIG, "seeds": [0, 1, 2]}).runs
+    assert [r.name for r in runs] == ["dpo-s0", "upo-s0", "dpo-s1", "upo-s1", "dpo-s2", "upo-s2"]
+    assert runs[3] == FrontierRun(name="upo-s1", options={"alpha": 1.0, "seed": 1}, group="upo", seed=1)
     # A run of a seeds grid is the run a config would name `upo-s1` with `seed: 1`: the same folder and resume key.
     config = load_frontier_config({**CONFIG, "seeds": [0, 1, 2]})
     by_hand = load_frontier_config({**CONFIG, "runs": [{"name": "upo-s1", "options": {"alpha": 1.0, "seed": 1}}]})
-    assert train_key(run_train_options(config, runs[3])) == train_key(run_train_options(by_hand, by_hand["runs"][0]))
-    assert [r["group"] for r in frontier_runs(load_frontier_config(CONFIG))] == ["dpo", "upo"]  # no seeds: as before
+    assert train_key(run_train_options(config, runs[3])) == train_key(run_train_options(by_hand, by_hand.runs[0]))
+    assert [r.group for r in load_frontier_config(CONFIG).runs] == ["dpo", "upo"]  # no seeds: as before
 
 
 def test_only_names_a_run_with_all_its_seeds_or_one_seed_and_refuses_a_name_that_matches_nothing():
     from upo.experiments.frontier.config import select_runs
 
     config = load_frontier_config({**CONFIG, "seeds": [0, 1, 2]})
-    assert [r["name"] for r in select_runs(config, ["upo"])] == ["upo-s0", "upo-s1", "upo-s2"]
-    assert [r["name"] for r in select_runs(config, ["dpo-s2", "upo"])] == ["upo-s0", "upo-s1", "dpo-s2", "upo-s2"]
+    assert [r.name for r in select_runs(config, ["upo"])] == ["upo-s0", "upo-s1", "upo-s2"]
+    assert [r.name for r in select_runs(config, ["dpo-s2", "upo"])] == ["upo-s0", "upo-s1", "dpo-s2", "upo-s2"]
     assert len(select_runs(config, None)) == 6
     with pytest.raises(ConfigError, match=r"--only upo-t0.5: no such run.*Its runs: dpo, upo \(each also by seed"):
         select_runs(config, ["upo", "upo-t0.5"])
@@ -118,16 +113,16 @@ def test_the_shipped_seeds_grid_has_every_family_it_compares():
     from upo.experiments.frontier import run_family
 
     config = load_frontier_config("examples/frontier_chitchat_seeds.yaml")
-    families = {run["group"]: run_family(run) for run in frontier_runs(config)}
+    families = {run.group: run_family({"options": run.options}) for run in config.runs}
     assert families == {"dpo": "DPO", "modpo-w0.5": "MODPO", "upo-seq-a1": "UPO", "upo-tok-a1": "UPO",
                         "upo-seq-a1-t0.5": "UPO", "drov-a1": "DRO-V", "alol-a1": "A-LOL"}
-    assert len(frontier_runs(config)) == 21
+    assert len(config.runs) == 21
 
 
 def test_the_value_fit_is_read_from_the_run_folder(tmp_path):
     import json
 
-    from upo.experiments.frontier.seeds import value_fit
+    from upo.experiments.frontier.results import value_fit
 
     (tmp_path / "trainer_state.json").write_text(json.dumps({"log_history": [
         {"value/explained_variance": 0.1, "step": 8}, {"value/explained_variance": 0.2, "step": 16},
@@ -145,8 +140,5 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 @pytest.mark.parametrize("path", sorted(EXAMPLES.glob("frontier_*.yaml")), ids=lambda p: p.name)
 def test_every_shipped_frontier_config_parses_as_its_runs_would_train(path):
-    from upo.experiments.frontier.checks import check_run_options
-
-    config = load_frontier_config(path)
-    check_run_options(config)  # every run's options, as `upo train` parses them; raises on the first bad one
-    assert frontier_runs(config)
+    config = load_frontier_config(path)  # every run's options, as `upo train` parses them; raises on the first bad one
+    assert config.runs

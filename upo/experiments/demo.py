@@ -89,7 +89,7 @@ def main(argv: list[str]) -> None:
 
     from upo.config import UPOConfig
     from upo.eval.tables import side_by_side
-    from upo.experiments.frontier import collect_results, run_frontier
+    from upo.experiments.frontier import collect_results, load_frontier_config, run_frontier
     from upo.models import resolve_model_path
     from upo.threads import choose_num_threads
 
@@ -100,7 +100,8 @@ def main(argv: list[str]) -> None:
     print(f"[demo] output: {output_dir}; torch threads: {shown}", flush=True)
     print("[demo] 1/4 preparing SmolLM2-135M-Instruct from its wheel (converted once, then cached)", flush=True)
     resolve_model_path("smollm2-135m-instruct")
-    config = demo_config(output_dir, args.steps, args.eval_prompts, args.alpha, args.aw_temperature, args.learning_rate)
+    config = load_frontier_config(demo_config(output_dir, args.steps, args.eval_prompts, args.alpha,
+                                              args.aw_temperature, args.learning_rate))
     alpha = UPOConfig.alpha if args.alpha is None else args.alpha
     temperature = UPOConfig.aw_temperature if args.aw_temperature is None else args.aw_temperature
     print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={alpha}, aw_temperature={temperature}) with "

@@ -1,11 +1,15 @@
 """`upo frontier`: train and evaluate a grid of DPO / UPO / MODPO runs with the same data, budget and seed.
 
-* `config`: the frontier YAML, the list of runs, and the keys that make a result stale;
+Each module takes the config as `load_frontier_config` reads it, a `FrontierConfig`; each imports only the ones
+above it in this list:
+
+* `config`: the frontier YAML read and checked whole into a `FrontierConfig` (its runs, once per seed with `seeds`),
+  and the keys that make a result stale;
 * `state`: what the frontier leaves on disk, and how finished work is told from stale or interrupted work;
-* `runner`: trains each run in its own process (following its `trainer_state.json`) and evaluates it;
-* `results`: summaries of the finished runs, the Pareto front, the target check with paired intervals;
-* `report`: `frontier.json`, `frontier.md`, `frontier.png`;
-* `seeds`: with `seeds: [0, 1, 2]`, each run once per seed, and the means, intervals and target over seeds.
+* `results`: summaries of the finished runs, the Pareto front, the target check with paired intervals, and with
+  `seeds` the means, intervals and target over seeds;
+* `report`: `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`;
+* `runner`: trains each run in its own process (following its `trainer_state.json`) and evaluates it.
 
 Resumable: a run whose `train_done.json` matches its options is not trained again, one whose `eval_summary.json`
 matches the evaluation settings is not evaluated again; a run that a kill interrupted is trained again from the
@@ -17,16 +21,17 @@ from __future__ import annotations
 
 import argparse
 
+from upo.errors import ConfigError
 from upo.experiments.frontier.config import (
-    eval_settings,
-    frontier_runs,
+    FrontierConfig,
+    FrontierRun,
     load_frontier_config,
     run_dir,
     run_family,
     run_train_options,
+    select_runs,
     settings_key,
     train_key,
-    training_data,
 )
 from upo.experiments.frontier.report import format_report, plot_frontier, write_report
 from upo.experiments.frontier.results import collect_results, pareto_front, target_check
@@ -38,14 +43,15 @@ from upo.experiments.frontier.state import (
     read_eval_summary,
     run_lock_file,
     train_done,
+    write_train_file,
 )
 
 __all__ = [
-    "EVAL_SUMMARY", "REFERENCE_EVAL", "TRAIN_DONE", "collect_results", "eval_settings", "format_report",
-    "frontier_runs", "load_frontier_config", "main", "metrics_line", "pareto_front", "plot_frontier",
-    "read_eval_summary", "run_dir", "run_family", "run_frontier", "run_lock_file", "run_train_options",
-    "settings_key", "target_check", "train_command", "train_done", "train_key", "train_run", "training_data",
-    "write_report",
+    "EVAL_SUMMARY", "REFERENCE_EVAL", "TRAIN_DONE", "FrontierConfig", "FrontierRun", "collect_results",
+    "format_report", "load_frontier_config", "main", "metrics_line", "pareto_front", "plot_frontier",
+    "read_eval_summary", "run_dir", "run_family", "run_frontier", "run_lock_file", "run_train_options", "select_runs",
+    "settings_key", "target_check", "train_command", "train_done", "train_key", "train_run", "write_report",
+    "write_train_file",
 ]
 
 
@@ -67,18 +73,14 @@ def main(argv: list[str]) -> None:
                         help="torch CPU threads, here and in each training process: a number, or 'auto' (1 when "
                         "other processes keep the CPU busy, where more threads are much slower).")
     args = parser.parse_args(argv)
-    config = load_frontier_config(args.config)
-    if args.output_dir:
-        config["output_dir"] = args.output_dir
-    for key in ("accelerate_config", "accelerate_args"):
-        if getattr(args, key) is not None:
-            config = load_frontier_config({**config, key: getattr(args, key)})
+    overrides = {"output_dir": args.output_dir} if args.output_dir else {}
+    overrides.update({key: getattr(args, key) for key in ("accelerate_config", "accelerate_args")
+                      if getattr(args, key) is not None})
+    config = load_frontier_config(args.config, **overrides)
     from upo.threads import choose_num_threads
 
     threads = choose_num_threads(args.num_threads)
     if args.report_only and args.only:
-        from upo.errors import ConfigError
-
         raise ConfigError("--report_only writes the report of every finished run and --only chooses runs to train: "
                           "give one or the other.")
     if args.report_only:

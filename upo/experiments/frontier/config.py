@@ -6,156 +6,271 @@ it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperat
 each run is launched (`accelerate_config`, `accelerate_args`: every run under `accelerate launch`, using all the
 processes that config starts). See `examples/frontier_chitchat.yaml` and docs/SCALING.md.
 
-`frontier_runs(config)` is the one list of runs every other module reads: a run is `{"name", "options", "group",
-"seed"}`, trained into `run_dir(config, name)`. With `seeds: [0, 1, 2]`, each run of the config is trained once per
-seed, as `{name}-s{seed}` (`upo.experiments.frontier.seeds`); its `group` is the config's name.
+`load_frontier_config` reads it once into a `FrontierConfig`, which every other module of the frontier takes, and
+checks it whole before anything is trained. A misspelt key (`eval: {max_prompt: 8}`, `runs: [{name: a, option:
+{...}}]`) was silently ignored, and a bad option of the fifth run surfaced only when the first four had trained; so
+the loader refuses: a missing or invalid file, or one that is not a mapping (one line, `upo.options.read_yaml_mapping`);
+unknown keys at every level (`TOP_KEYS`, `EVAL_KEYS`, `RUN_KEYS`); runs that are not mappings, or without a distinct
+name; options the frontier sets itself (`FRONTIER_SET`: given under `train` or a run they were overridden without a
+word); out-of-range evaluation settings (as `upo eval` declares them, upo.eval.settings); bad `seeds`; and every
+run's options as `upo train` itself parses them (`upo.options.parse_train_options`), named with their run.
+
+`FrontierConfig.runs` is the one list of runs: each a `FrontierRun`, trained into `run_dir(config, name)`. With
+`seeds: [0, 1, 2]`, each run of the config is trained once per seed, as `{name}-s{seed}` with `seed` set; its
+`group` is the config's name, and everything else about it (its folder, its key) is as for any run.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
 import json
+import os
 from collections.abc import Sequence
-from dataclasses import MISSING, asdict
+from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 from upo import methods
-from upo.files import atomic_write_text
+from upo.config_checks import declared_ranges, range_problems
+from upo.errors import ConfigError
+from upo.eval.settings import EvalSettings, ScorerArguments
+from upo.models import SMOLLM2_NAME
+from upo.options import parse_train_options, read_yaml_mapping
 
+# The keys of a frontier config: those it must give, then the others with their defaults.
 REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
+DEFAULTS = {"model_name_or_path": SMOLLM2_NAME, "train_pairs": None, "reward_weights": None, "train": {}, "eval": {},
+            "accelerate_config": None, "accelerate_args": [], "seeds": None, "report_to": None}
+TOP_KEYS = (*REQUIRED_KEYS, *DEFAULTS)
+# Under `eval`: some of `upo eval`'s settings (EvalSettings, with its defaults; the others come from the top level
+# and `train`), the preference scorer's (ScorerArguments), and `preference_scorer_model`, the older spelling of
+# `preference_scorer: similarity:FOLDER`.
+EVAL_SETTINGS_KEYS = ("max_prompts", "max_new_tokens", "batch_size", "seed", "do_sample", "temperature")
+SCORER_KEYS = ("preference_scorer", "judge_model", "judge_template")
+EVAL_KEYS = (*EVAL_SETTINGS_KEYS, *SCORER_KEYS, "preference_scorer_model")
+RUN_KEYS = ("name", "options")
+# Set by the frontier for every run (`run_train_options`), from the top level.
+FRONTIER_SET = ("model_name_or_path", "dataset", "reward_funcs", "reward_weights", "output_dir", "overwrite_output_dir")
 
 
-def load_frontier_config(path_or_dict) -> dict:
-    """The config with its defaults filled in; a missing key or a bad run name is a `ConfigError`."""
-    from upo.errors import ConfigError
-    from upo.experiments.frontier.checks import check_frontier_config, read_frontier_yaml
+@dataclass(frozen=True)
+class FrontierRun:
+    """One run of the grid, trained into `run_dir(config, name)` with the shared options and its own."""
 
-    config = dict(path_or_dict) if isinstance(path_or_dict, dict) else read_frontier_yaml(path_or_dict)
-    check_frontier_config(config)  # unknown keys, runs that are not mappings, eval settings (frontier/checks.py)
+    name: str  # its folder: the config's name for it, or `{name}-s{seed}` in a grid over seeds
+    options: dict  # the `upo train` options it changes (with `seed` in a grid over seeds)
+    group: str  # the config's name for it: the runs of one group differ by their seed only
+    seed: int | None  # the seed it trains with, when the config gives one
+
+
+@dataclass(frozen=True)
+class FrontierConfig:
+    """A frontier config, read and checked whole by `load_frontier_config` (its keys: frontier_chitchat.yaml)."""
+
+    output_dir: str
+    dataset: str  # every training pair
+    train_pairs: int | None  # train on the first N pairs only, None: on every pair
+    train_file: Path  # what every run trains on: `dataset`, or its first `train_pairs` pairs (state.write_train_file)
+    reward_funcs: list
+    reward_weights: list | None
+    runs: tuple[FrontierRun, ...]  # every run of the grid: in the config's order, or once per seed, seed by seed
+    seeds: list[int] | None
+    model_name_or_path: str
+    train: dict  # `upo train` options shared by every run
+    evaluation: EvalSettings  # how every run and the reference are evaluated (eval_data, the `eval:` settings, ...)
+    scorer: ScorerArguments  # the preference scorer (`eval: {preference_scorer, judge_model, judge_template}`)
+    scorer_model: str | None  # `eval: {preference_scorer_model}`: the similarity scorer's embedding folder
+    accelerate_config: str | None  # each run under `accelerate launch --config_file` this file
+    accelerate_args: list[str]  # more `accelerate launch` flags
+    report_to: str | list | None  # the tracker of every run (and of its evaluation)
+    source: dict = dataclasses.field(repr=False, compare=False)  # as given, defaults filled in: frontier.json's
+
+
+def read_frontier_yaml(path: str | os.PathLike) -> dict:
+    return read_yaml_mapping(path, "frontier config")
+
+
+def load_frontier_config(path_or_mapping, **overrides) -> FrontierConfig:
+    """The config in a YAML file (or a mapping of the same keys), with `overrides` (the command's flags) on top,
+    checked whole (see the module docstring): anything a run would fail on or silently ignore is a `ConfigError`."""
+    if isinstance(path_or_mapping, dict):
+        given = dict(path_or_mapping)
+    else:
+        given = read_frontier_yaml(path_or_mapping)
+    given.update(overrides)
+    _check_keys(given)
     for key in REQUIRED_KEYS:
-        if key not in config:
+        if key not in given:
             raise ConfigError(f"frontier config: missing {key!r} (see examples/frontier_chitchat.yaml).")
-    names = [run.get("name") for run in config["runs"]]
+    names = [run.get("name") for run in given["runs"]]
     if any(not isinstance(n, str) or not n or "/" in n for n in names) or len(set(names)) != len(names):
         raise ConfigError(f"frontier config: every run needs a distinct name without '/', got {names}.")
-    config.setdefault("model_name_or_path", "smollm2-135m-instruct")
-    config.setdefault("train_pairs", None)
-    config.setdefault("reward_weights", None)
-    config.setdefault("train", {})
-    config.setdefault("eval", {})
-    # Each run under `accelerate launch` with the user's accelerate config (upo.experiments.frontier.runner)
-    config.setdefault("accelerate_config", None)
-    config.setdefault("accelerate_args", [])
-    if config["accelerate_config"] is not None and not Path(config["accelerate_config"]).is_file():
-        raise ConfigError(f"frontier config: accelerate_config {config['accelerate_config']!r} is not a file; give "
+    source = {**given, **{key: copy.deepcopy(default) for key, default in DEFAULTS.items() if key not in given}}
+    if source["accelerate_config"] is not None and not Path(source["accelerate_config"]).is_file():
+        raise ConfigError(f"frontier config: accelerate_config {source['accelerate_config']!r} is not a file; give "
                           "the path of an accelerate config (examples/accelerate/ddp.yaml, fsdp2.yaml, ...).")
-    if isinstance(config["accelerate_args"], str):
-        config["accelerate_args"] = config["accelerate_args"].split()
-    config.setdefault("seeds", None)
-    seeds = config["seeds"]
+    if isinstance(source["accelerate_args"], str):
+        source["accelerate_args"] = source["accelerate_args"].split()
+    seeds = source["seeds"]
     if seeds is not None and (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
                               or any(isinstance(s, bool) or not isinstance(s, int) for s in seeds)):
         raise ConfigError(f"frontier config: seeds must be a list of distinct integers, e.g. seeds: [0, 1, 2]; got "
                           f"{seeds!r}.")
-    if seeds and any("seed" in run.get("options", {}) for run in config["runs"]):
+    if seeds and any("seed" in (run.get("options") or {}) for run in source["runs"]):
         raise ConfigError("frontier config: with seeds, a run cannot set its own seed (it is trained once per seed); "
                           "remove seed from its options.")
+    config = _build(source)
+    _check_run_options(config)
     return config
 
 
-def frontier_runs(config: dict) -> list[dict]:
-    """Every run of the grid, `{"name", "options", "group", "seed"}`: in the config's order, or once per seed of
-    `seeds`, seed by seed."""
-    from upo.experiments.frontier.seeds import expand_seeds
+def _build(source: dict) -> FrontierConfig:
+    section, train = source["eval"] or {}, source["train"] or {}
+    runs = [FrontierRun(run["name"], dict(run.get("options") or {}), run["name"], None) for run in source["runs"]]
+    output_dir, dataset, pairs = str(source["output_dir"]), str(source["dataset"]), source["train_pairs"]
+    train_file = Path(output_dir) / f"train_pairs_{pairs}.jsonl" if pairs else Path(dataset)
+    from_train = {}  # as the runs train; else EvalSettings' defaults
+    if "standardize_rewards" in train:
+        from_train["standardize_rewards"] = train["standardize_rewards"]
+    if train.get("max_length"):  # None (no limit in training) keeps the evaluation's
+        from_train["max_length"] = train["max_length"]
+    evaluation = EvalSettings(
+        eval_data=source["eval_data"], train_data=str(train_file), reward_funcs=list(source["reward_funcs"]),
+        reward_weights=source["reward_weights"], **from_train,
+        **{name: section[name] for name in EVAL_SETTINGS_KEYS if name in section})
+    return FrontierConfig(
+        output_dir=output_dir, dataset=dataset, train_pairs=pairs, train_file=train_file,
+        reward_funcs=source["reward_funcs"], reward_weights=source["reward_weights"],
+        runs=tuple(expand_seeds(runs, source["seeds"])), seeds=source["seeds"],
+        model_name_or_path=source["model_name_or_path"], train=train, evaluation=evaluation,
+        scorer=ScorerArguments(**{name: section[name] for name in SCORER_KEYS if name in section}),
+        scorer_model=section.get("preference_scorer_model"), accelerate_config=source["accelerate_config"],
+        accelerate_args=list(source["accelerate_args"] or []), report_to=source["report_to"], source=source)
 
-    runs = [{"name": run["name"], "options": dict(run.get("options", {}))} for run in config["runs"]]
-    return expand_seeds(runs, config.get("seeds"))
+
+def expand_seeds(runs: list[FrontierRun], seeds: list[int] | None) -> list[FrontierRun]:
+    """Each run once per seed, seed-major (every run's seed 0 first), so that a grid stopped early has every method
+    at some seed; without `seeds`, the runs as they are, each with the seed its options give."""
+    if not seeds:
+        return [dataclasses.replace(run, seed=run.options.get("seed")) for run in runs]
+    return [FrontierRun(f"{run.name}-s{seed}", {**run.options, "seed": seed}, run.name, seed)
+            for seed in seeds for run in runs]
 
 
-def select_runs(config: dict, only: Sequence[str] | None) -> list[dict]:
-    """The runs of `frontier_runs` that `only` names, by a run's name (`upo-s1`) or its config name (`upo`: every
-    seed of it); every run when `only` is None. A name that matches no run is a `ConfigError` listing the names."""
-    from upo.errors import ConfigError
+def _unknown(keys, known, where: str) -> None:
+    unknown = sorted(str(k) for k in keys if k not in known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; the keys are {list(known)} (see "
+                          "examples/frontier_chitchat.yaml).")
 
-    runs = frontier_runs(config)
+
+def _mapping(value, where: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of key: value, got {type(value).__name__} {value!r:.60}.")
+    return value
+
+
+def _check_keys(config: dict) -> None:
+    """Unknown keys at every level, runs that are not mappings, evaluation settings out of range, `train_pairs`, and
+    options that the frontier sets itself."""
+    _mapping(config, "frontier config")
+    _unknown(config, TOP_KEYS, "frontier config")
+    runs = config.get("runs", [])  # a missing key is named with the other required ones
+    if not isinstance(runs, list) or ("runs" in config and not runs):
+        raise ConfigError(f"frontier config: 'runs' must be a list of runs ({{name: ..., options: {{...}}}}), got "
+                          f"{runs!r:.60}.")
+    for index, run in enumerate(runs):
+        where = f"frontier config, runs[{index}]"
+        _mapping(run, where)
+        _unknown(run, RUN_KEYS, where)
+        _mapping(run.get("options"), f"{where} ({run.get('name')!r}): options")
+    train = _mapping(config.get("train"), "frontier config: train")
+    evaluation = _mapping(config.get("eval"), "frontier config: eval")
+    _unknown(evaluation, EVAL_KEYS, "frontier config, eval")
+    problems = range_problems({**evaluation, "reward_weights": config.get("reward_weights")},
+                              declared_ranges(EvalSettings))
+    if problems:
+        raise ConfigError("frontier config, eval: " + "; ".join(problems) + ".")
+    pairs = config.get("train_pairs")
+    if pairs is not None and (isinstance(pairs, bool) or not isinstance(pairs, int) or pairs < 1):
+        raise ConfigError(f"frontier config: train_pairs must be an integer >= 1, or None (every pair), got {pairs!r}.")
+    for where, options in [("train", train)] + [(f"run {run.get('name')!r}", run.get("options") or {}) for run in runs]:
+        fixed = sorted(set(options) & set(FRONTIER_SET))
+        if fixed:
+            raise ConfigError(f"frontier config, {where}: {fixed} are set by the frontier for every run from the "
+                              "top-level keys (model_name_or_path, dataset, reward_funcs, reward_weights, output_dir); "
+                              "set them there.")
+
+
+def _check_run_options(config: FrontierConfig) -> None:
+    """Parse every run's `upo train` options as the command will, before the first run trains."""
+    for run in config.runs:
+        where = f"frontier config, run {run.group!r}"
+        try:
+            parse_train_options(run_train_options(config, run), where=where)
+        except ConfigError as error:
+            message = str(error)
+            raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def select_runs(config: FrontierConfig, only: Sequence[str] | None) -> list[FrontierRun]:
+    """The runs that `only` names, by a run's name (`upo-s1`) or its config name (`upo`: every seed of it); every run
+    when `only` is None. A name that matches no run is a `ConfigError` listing the names."""
+    runs = list(config.runs)
     if only is None:
         return runs
-    known = {run["name"] for run in runs} | {run["group"] for run in runs}
+    known = {run.name for run in runs} | {run.group for run in runs}
     unknown = [name for name in only if name not in known]
     if unknown:
         raise ConfigError(f"--only {' '.join(unknown)}: no such run in the frontier config. Its runs: "
-                          f"{', '.join(dict.fromkeys(run['group'] for run in runs))}"
-                          + (" (each also by seed, as {name}-s{seed})" if config.get("seeds") else "") + ".")
-    return [run for run in runs if run["name"] in only or run["group"] in only]
+                          f"{', '.join(dict.fromkeys(run.group for run in runs))}"
+                          + (" (each also by seed, as {name}-s{seed})" if config.seeds else "") + ".")
+    return [run for run in runs if run.name in only or run.group in only]
 
 
-def run_dir(config: dict, name: str) -> Path:
-    return Path(config["output_dir"]) / "runs" / name
+def run_dir(config: FrontierConfig, name: str) -> Path:
+    return Path(config.output_dir) / "runs" / name
 
 
-def run_train_options(config: dict, run: dict) -> dict:
+def run_train_options(config: FrontierConfig, run: FrontierRun) -> dict:
     """Every `upo train` option of one run: shared options, then the run's own, then what the frontier fixes."""
-    options = {**config["train"], **run.get("options", {})}
+    options = {**config.train, **run.options}
     options.update({
-        "model_name_or_path": config["model_name_or_path"],
-        "dataset": str(training_data(config)),
-        "reward_funcs": config["reward_funcs"],
-        "reward_weights": config["reward_weights"],
-        "output_dir": str(run_dir(config, run["name"])),
+        "model_name_or_path": config.model_name_or_path,
+        "dataset": str(config.train_file),
+        "reward_funcs": config.reward_funcs,
+        "reward_weights": config.reward_weights,
+        "output_dir": str(run_dir(config, run.name)),
         "overwrite_output_dir": True,  # only ever a run that did not finish
     })
     # The tracker and the run's name reach every run: `report_to` at the top of the config (or in `train`).
-    options["report_to"] = config.get("report_to") or options.get("report_to") or "none"
-    options.setdefault("run_name", f"{Path(config['output_dir']).name}-{run['name']}")
+    options["report_to"] = config.report_to or options.get("report_to") or "none"
+    options.setdefault("run_name", f"{Path(config.output_dir).name}-{run.name}")
     options.setdefault("save_strategy", "no")
     return options
 
 
-def training_data(config: dict) -> Path:
-    """The training pairs: `dataset`, or its first `train_pairs` rows (written once into the output folder), so
-    that the reference log-probs and the designer statistics cover exactly the pairs the budget reaches."""
-    n = config.get("train_pairs")
-    if not n:
-        return Path(config["dataset"])
-    subset = Path(config["output_dir"]) / f"train_pairs_{n}.jsonl"
-    lines = [line for line in Path(config["dataset"]).read_text().splitlines() if line.strip()][:n]
-    text = "".join(line + "\n" for line in lines)
-    if not subset.is_file() or subset.read_text() != text:
-        atomic_write_text(subset, text)
-    return subset
+# The settings of the first frontiers: always in the evaluation key. A setting added since enters the key only away
+# from its default, so that the runs of an older frontier stay evaluated (and a new `upo eval` option costs nothing).
+FIRST_SETTINGS = ("eval_data", "train_data", "reward_funcs", "reward_weights", "standardize_rewards", "max_prompts",
+                  "max_new_tokens", "batch_size", "seed", "max_length")
 
 
-def eval_settings(config: dict):
-    """The `upo.eval.evaluate.EvalSettings` every run of the grid (and the reference) is evaluated with."""
-    from upo.eval.evaluate import EvalSettings
-
-    e = config["eval"]
-    return EvalSettings(
-        eval_data=config["eval_data"], train_data=str(training_data(config)), reward_funcs=list(config["reward_funcs"]),
-        reward_weights=config["reward_weights"], standardize_rewards=config["train"].get("standardize_rewards", True),
-        max_prompts=e.get("max_prompts"), max_new_tokens=e.get("max_new_tokens", 32),
-        batch_size=e.get("batch_size", 32), seed=e.get("seed", 0),
-        max_length=config["train"].get("max_length", 256) or 256,
-        do_sample=e.get("do_sample", False), temperature=e.get("temperature", 1.0),
-    )
+def _default(f: dataclasses.Field):
+    return f.default_factory() if f.default_factory is not MISSING else f.default
 
 
-# Evaluation settings added after the first frontiers were run: at these values they leave the key unchanged, so
-# the runs of an older frontier stay evaluated.
-_LATER_SETTINGS = {"do_sample": False, "temperature": 1.0, "dataset_name": None, "dataset_config": None, "split": None,
-                   "prompt_column": "prompt", "reference_column": None, "prompt_format": "auto"}
-
-
-def settings_key(config: dict) -> str:
+def settings_key(config: FrontierConfig) -> str:
     """Changes whenever the evaluation would give other numbers: a stored evaluation with another key is stale."""
-    settings = asdict(eval_settings(config))
-    for name, default in _LATER_SETTINGS.items():
-        if settings.get(name) == default:
-            settings.pop(name)
-    keyed = [settings, config["model_name_or_path"]]
-    scorer = config["eval"].get("preference_scorer", "similarity")
-    if scorer != "similarity":  # the scorer changes every preference number (similarity: the key of older grids)
-        keyed.append([scorer, config["eval"].get("judge_model"), config["eval"].get("judge_template")])
+    settings = {f.name: getattr(config.evaluation, f.name) for f in dataclasses.fields(EvalSettings)
+                if f.name in FIRST_SETTINGS or getattr(config.evaluation, f.name) != _default(f)}
+    keyed = [settings, config.model_name_or_path]
+    scorer = config.scorer
+    if scorer.preference_scorer != "similarity":  # it changes every preference number (similarity: older grids' key)
+        keyed.append([scorer.preference_scorer, scorer.judge_model, scorer.judge_template])
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

@@ -9,6 +9,8 @@ import textwrap
 from pathlib import Path
 
 from upo import methods
+from upo.experiments.frontier.config import FrontierConfig
+from upo.experiments.frontier.results import pareto_front
 from upo.files import atomic_write_json, atomic_write_text
 
 FRONTIER_JSON = "frontier.json"
@@ -29,21 +31,19 @@ def one_line(s: dict) -> str:
             f"{s['win_rate']:.1%}, KL {s['kl']:.2f}, {s['length_words']:.1f} words")
 
 
-def write_report(config: dict, results: dict) -> list[Path]:
+def write_report(config: FrontierConfig, results: dict) -> list[Path]:
     """Writes `frontier.json`, `frontier.md`, `frontier.html` and, once a run is finished, `frontier.png`; returns
     their paths."""
     from upo.eval.evaluate import finite_or_none
     from upo.eval.page import frontier_page
 
-    out = Path(config["output_dir"])
+    out = Path(config.output_dir)
     written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN, out / FRONTIER_PAGE]
     markdown = format_report(results)
-    atomic_write_json(written[0], finite_or_none({"config": config, **results}))
+    atomic_write_json(written[0], finite_or_none({"config": config.source, **results}))
     atomic_write_text(written[1], markdown + "\n")
     png = None
     if results["runs"] and results.get("seeds"):
-        from upo.experiments.frontier.seeds import plot_seed_means
-
         written.append(out / FRONTIER_PLOT)
         plot_seed_means(results["seeds"]["groups"], results["reference"], written[-1], FAMILY_STYLES,
                         results.get("preference_scorer"))
@@ -72,8 +72,6 @@ def format_report(results: dict) -> str:
         row["options"] = options.get(row["name"], "-")
     lines = [summary_table(rows, extra_columns=("method", "options"))]
     if results.get("seeds"):  # the means over seeds first; each run's own row below
-        from upo.experiments.frontier.seeds import format_seed_table
-
         lines.insert(0, format_seed_table(results["seeds"]["groups"], results["seeds"]["target"]) + "\n\nEach run:\n")
     target = results["target"]
     if target.get("candidates") is not None and not results.get("seeds"):  # over seeds: the means' target, above
@@ -102,8 +100,6 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     styles = FAMILY_STYLES
     fig, ax = plt.subplots(figsize=(9.5, 5.2))
     points = [(r["summary"]["designer_score"], r["summary"]["preference_score"]) for r in runs]
-    from upo.experiments.frontier.results import pareto_front
-
     front = pareto_front(points)
     if len(front) > 1:
         ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="grey", lw=1,
@@ -134,6 +130,94 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
     ax.set_title(title or "UPO and the baselines: preference against designer score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ------------------------------------------------------------------------------------------- over seeds
+
+
+def _pm(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
+    if key not in entry:
+        return "-"
+    mean, sd = entry[key] * scale, entry.get(f"{key}_sd", 0.0) * scale
+    return f"{pattern.format(mean)} ± {pattern.format(sd).lstrip('+')}"
+
+
+def _ci(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
+    if key not in entry:
+        return "-"
+    ci = entry.get(f"{key}_ci90")
+    shown = pattern.format(entry[key] * scale)
+    return f"{shown} ({pattern.format(ci[0] * scale)}..{pattern.format(ci[1] * scale)})" if ci else shown
+
+
+def format_seed_table(groups: list[dict], target: dict | None = None) -> str:
+    """Markdown: one row per config run, the mean over its seeds ± the sd over seeds, and the gaps to DPO with their
+    90% intervals over prompts and seeds."""
+    header = ["run", "method", "seeds", "designer score", "preference", "win rate", "KL", "words",
+              "value EV (held-out)", "designer vs DPO (std)", "win rate vs DPO (points)", "preference vs DPO"]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for g in groups:
+        ev = g.get("value_explained_variance")
+        lines.append("| " + " | ".join([
+            g["name"], g["family"], ",".join(str(s) for s in g["seeds"]), _pm(g, "designer_score", "{:+.3f}"),
+            _pm(g, "preference_score", "{:.4f}"), _pm(g, "win_rate", "{:.1f}", 100), _pm(g, "kl", "{:.2f}"),
+            _pm(g, "length_words", "{:.1f}"), "-" if ev is None else f"{ev:+.2f}", _ci(g, "gain_std", "{:+.2f}"),
+            _ci(g, "win_rate_gap", "{:+.1f}", 100), _ci(g, "preference_gap", "{:+.4f}")]) + " |")
+    if target and target.get("candidates"):
+        lines.append(f"\nTarget over seeds (UPO's designer score >= +0.5 std above DPO's, the win-rate gap's 90% "
+                     f"interval including 0, not dominated by any other method's mean): "
+                     f"{'met' if target['met'] else 'not met'}.")
+        for c in target["candidates"]:
+            interval = "includes" if c["at_dpo_preference"] else "excludes"
+            lines.append(f"* {c['name']}: designer {c['gain_std']:+.2f} std vs DPO, win-rate gap "
+                         f"{100 * c['win_rate_gap']:+.1f} points (its interval {interval} 0), dominated by: "
+                         f"{', '.join(c['dominated_by']) or 'none'}"
+                         f"{' -> meets the target' if c['met'] else ''}")
+    return "\n".join(lines)
+
+
+def plot_seed_means(groups: list[dict], reference: dict | None, path: Path, styles: dict,
+                    ylabel: str | None = None, title: str | None = None) -> None:
+    """Preference score (y) against designer score (x): each config run's mean over seeds (large, with ±1 sd over
+    seeds on both axes), each seed's own point (small, faint), and the Pareto front of the means."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = [g for g in groups if "designer_score" in g and "preference_score" in g]
+    fig, ax = plt.subplots(figsize=(9.5, 5.2))
+    points = [(g["designer_score"], g["preference_score"]) for g in groups]
+    front = pareto_front(points)
+    if len(front) > 1:
+        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="grey", lw=1,
+                label="Pareto front of the means", zorder=1)
+    labelled = set()
+    for g, (x, y) in zip(groups, points):
+        marker, color, size = styles.get(g["family"], ("o", "tab:gray", 70))
+        ax.scatter(g["designer_score_per_seed"], g["preference_score_per_seed"], marker=marker, c=color,
+                   s=size * 0.35, alpha=0.35, zorder=2, edgecolors="none")
+        ax.errorbar([x], [y], xerr=[g["designer_score_sd"]], yerr=[g["preference_score_sd"]], fmt="none", ecolor=color,
+                    elinewidth=0.8, capsize=2, zorder=2)
+        edge = "black" if g["family"] == methods.DPO_FAMILY else "white"
+        ax.scatter([x], [y], marker=marker, c=color, s=size, zorder=3, edgecolors=edge,
+                   label=None if g["family"] in labelled else g["family"])
+        labelled.add(g["family"])
+        ax.annotate(g["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+    if reference:
+        ax.scatter([reference["designer_score"]], [reference["preference_score"]], marker="x", c="grey", s=60,
+                   label="reference", zorder=2)
+    seeds = max((len(g["seeds"]) for g in groups), default=0)
+    ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts and seeds)")
+    # wrapped: a scorer's description is longer than the plot is high
+    ax.set_ylabel(textwrap.fill(f"{ylabel or 'preference score'} (mean over prompts and seeds)", 55))
+    ax.set_title(title or f"Mean over {seeds} seeds (faint: each seed; bars: ±1 sd over seeds)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)

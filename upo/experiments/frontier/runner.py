@@ -17,10 +17,9 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from upo.experiments.frontier.checks import check_run_options
 from upo.experiments.frontier.config import (
-    eval_settings,
-    load_frontier_config,
+    FrontierConfig,
+    FrontierRun,
     run_dir,
     run_train_options,
     select_runs,
@@ -42,6 +41,7 @@ from upo.experiments.frontier.state import (
     set_aside_finished,
     stored_evaluation,
     train_done,
+    write_train_file,
 )
 from upo.files import atomic_write_json, exclusive_lock, try_lock
 from upo.training.run_folder import TRAINER_STATE, read_trainer_state
@@ -58,18 +58,19 @@ def metrics_line(entry: dict) -> str:
     return ", ".join(form.format(float(entry[key])) for key, form in _SHOWN_METRICS if key in entry)
 
 
-def train_command(config: dict, options_file: Path) -> list[str]:
+def train_command(config: FrontierConfig, options_file: Path) -> list[str]:
     """The command that trains one run: `python -m upo.cli train --config run.yaml`; with the config's
     `accelerate_config`, `accelerate launch --config_file CONFIG [accelerate_args] -m upo.cli train --config
     run.yaml`, so that a run uses every process that config starts (all the GPUs of a node, say)."""
     train = ["-m", "upo.cli", "train", "--config", str(options_file)]
-    if config.get("accelerate_config"):
-        launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config["accelerate_config"])]
-        return [*launch, *map(str, config.get("accelerate_args") or []), *train]
+    if config.accelerate_config:
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--config_file", str(config.accelerate_config)]
+        return [*launch, *map(str, config.accelerate_args), *train]
     return [sys.executable, *train]
 
 
-def train_run(config: dict, run: dict, num_threads: int | None = None, log=print, poll_seconds: float = 2.0) -> None:
+def train_run(config: FrontierConfig, run: FrontierRun, num_threads: int | None = None, log=print,
+              poll_seconds: float = 2.0) -> None:
     """Trains one run in a child process (see the module docstring); each metrics log it writes is shown as one
     line. A failure raises `UPOError` with the end of `train.log`."""
     import yaml
@@ -80,7 +81,7 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
     folder = Path(options["output_dir"])
     kept = set_aside_finished(folder)  # trained before with other options: kept, never overwritten
     if kept is not None and log is not None:
-        log(f"    [{run['name']}] its options changed: the run trained before is kept in {kept}")
+        log(f"    [{run.name}] its options changed: the run trained before is kept in {kept}")
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (TRAIN_DONE, EVAL_SUMMARY, TRAINER_STATE):
         (folder / stale).unlink(missing_ok=True)
@@ -102,26 +103,26 @@ def train_run(config: dict, run: dict, num_threads: int | None = None, log=print
             history = (state or {}).get("log_history") or []
             for entry in history[shown:]:
                 if log is not None:
-                    log(f"    [{run['name']}] step {entry.get('step', '?')}/{state.get('max_steps', '?')}: "
+                    log(f"    [{run.name}] step {entry.get('step', '?')}/{state.get('max_steps', '?')}: "
                         f"{metrics_line(entry)}")
             shown = max(shown, len(history))
             if rc is not None:
                 break
     if rc != 0:
         tail = "".join((folder / TRAIN_LOG).read_text(errors="replace").splitlines(keepends=True)[-5:])
-        raise UPOError(f"training run {run['name']!r} failed (exit {rc}); the end of {folder / TRAIN_LOG}:\n{tail}")
+        raise UPOError(f"training run {run.name!r} failed (exit {rc}); the end of {folder / TRAIN_LOG}:\n{tail}")
     mark_train_done(folder, options, time.perf_counter() - start, read_trainer_state(folder))
 
 
-def run_frontier(config, num_threads: int | None = None, progress: bool = True, evaluator=None, log=print,
-                 only: Sequence[str] | None = None) -> dict:
+def run_frontier(config: FrontierConfig, num_threads: int | None = None, progress: bool = True, evaluator=None,
+                 log=print, only: Sequence[str] | None = None) -> dict:
     """Trains and evaluates every run not done yet (of `only`, when given), then writes the report of every
-    finished run. Returns the results (`upo.experiments.frontier.results.collect_results`)."""
-    config = load_frontier_config(config)
-    check_run_options(config)  # every run's options, as `upo train` parses them, before the first run trains
+    finished run. Returns the results (`upo.experiments.frontier.results.collect_results`). The config was checked
+    whole when it was loaded (`load_frontier_config`): every run's options parse as `upo train` parses them."""
     todo = select_runs(config, only)
-    out = Path(config["output_dir"])
+    out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    write_train_file(config)
     key = settings_key(config)
     t0 = time.perf_counter()
 
@@ -133,7 +134,7 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
         if evaluator is None:
             from upo.eval.evaluate import Evaluator
 
-            evaluator = Evaluator(eval_settings(config), config["model_name_or_path"], progress=progress,
+            evaluator = Evaluator(config.evaluation, config.model_name_or_path, progress=progress,
                                   scorer=preference_scorer(config))
         return evaluator
 
@@ -153,29 +154,29 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
         return reference
 
     for k, run in enumerate(todo, 1):
-        folder = run_dir(config, run["name"])
+        folder = run_dir(config, run.name)
         with try_lock(run_lock_file(folder)) as locked:
             if not locked:
-                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: another process has it, skipped")
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run.name}: another process has it, skipped")
                 continue
             if not train_done(config, run):
-                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: training ({run['options']})")
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run.name}: training ({run.options})")
                 train_run(config, run, num_threads, log=log if progress else None)
             for name, (then, now) in changed_defaults(folder, run_train_options(config, run)).items():
-                log(f"[frontier {elapsed()}] run {run['name']}: trained with {name}={then!r}, whose default is now "
+                log(f"[frontier {elapsed()}] run {run.name}: trained with {name}={then!r}, whose default is now "
                     f"{now!r}; its results stand for {then!r}. To train it at the new default, set {name} in its "
                     f"options or move {folder} away.")
             if read_eval_summary(folder, key) is not None:  # the report rescores its designer columns
-                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluated earlier")
+                log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run.name}: evaluated earlier")
                 continue
             ensure_reference()
-            log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run['name']}: evaluating")
+            log(f"[frontier {elapsed()}] run {k}/{len(todo)} {run.name}: evaluating")
             ev = get_evaluator()
             ev.use_reference_record(reference)  # its replies and scores, for the win rate
-            record = ev.evaluate(run["name"], str(folder))
+            record = ev.evaluate(run.name, str(folder))
             summary = stored_evaluation(record, key)
             atomic_write_json(folder / EVAL_SUMMARY, summary)
-            log(f"[frontier {elapsed()}] {run['name']}: {one_line(summary['summary'])}")
+            log(f"[frontier {elapsed()}] {run.name}: {one_line(summary['summary'])}")
             log_run_evaluation(config, run, ev, record, folder)
 
     ensure_reference()
@@ -185,20 +186,20 @@ def run_frontier(config, num_threads: int | None = None, progress: bool = True, 
     return results
 
 
-def preference_scorer(config: dict):
-    """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec, default
-    `similarity`), with `eval.judge_model` and `eval.judge_template` for a judge; `eval.preference_scorer_model`, the
-    older option, is the similarity scorer's embedding folder."""
+def preference_scorer(config: FrontierConfig):
+    """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec), with
+    `eval.judge_model` and `eval.judge_template` for a judge; `eval.preference_scorer_model`, the older option, is
+    the similarity scorer's embedding folder."""
     from upo.eval.scorers import build_preference_scorer
 
-    e = config["eval"]
-    spec = e.get("preference_scorer", "similarity")
-    if spec == "similarity" and e.get("preference_scorer_model"):
-        spec = f"similarity:{e['preference_scorer_model']}"
-    return build_preference_scorer(spec, judge_model=e.get("judge_model"), judge_template=e.get("judge_template"))
+    spec = config.scorer.preference_scorer
+    if spec == "similarity" and config.scorer_model:
+        spec = f"similarity:{config.scorer_model}"
+    return build_preference_scorer(spec, judge_model=config.scorer.judge_model,
+                                   judge_template=config.scorer.judge_template)
 
 
-def log_run_evaluation(config: dict, run: dict, evaluator, record: dict, folder: Path) -> None:
+def log_run_evaluation(config: FrontierConfig, run: FrontierRun, evaluator, record: dict, folder: Path) -> None:
     """The run's evaluation (its summary and sample replies beside the reference's) in the run's tracker, under the
     run's own name (`report_to`, `run_name` of its options); TensorBoard writes beside the training logs."""
     options = run_train_options(config, run)
@@ -207,7 +208,7 @@ def log_run_evaluation(config: dict, run: dict, evaluator, record: dict, folder:
     from upo.eval.evaluate import REFERENCE
     from upo.eval.tracking import log_evaluation
 
-    records = {REFERENCE: evaluator.evaluate_reference(), run["name"]: record}
+    records = {REFERENCE: evaluator.evaluate_reference(), run.name: record}
     report = {"summaries": [r["summary"] for r in records.values() if "summary" in r],
               "per_prompt": evaluator.per_prompt(records)}
     log_evaluation(report, options["report_to"], options["run_name"], folder / "runs")

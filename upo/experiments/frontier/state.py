@@ -8,6 +8,7 @@ Layout of `output_dir`:
   * `eval_summary.json`: its evaluation (summary, replies, per-prompt scores), with the key of the settings;
 * `runs/.{name}.lock`: held by the process working on the run;
 * `reference_eval.json` (and `.reference.lock`): the reference model's evaluation, done once;
+* `train_pairs_{N}.jsonl`: with `train_pairs`, the first N pairs, which every run trains on (`write_train_file`);
 * `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`: the report (`upo.experiments.frontier.report`).
 
 A run is trained again when its `train_done.json` is missing (a kill interrupted it) or holds another options
@@ -24,8 +25,8 @@ import json
 from pathlib import Path
 
 from upo import methods
-from upo.experiments.frontier.config import run_dir, run_train_options, train_key
-from upo.files import atomic_write_json
+from upo.experiments.frontier.config import FrontierConfig, FrontierRun, run_dir, run_train_options, train_key
+from upo.files import atomic_write_json, atomic_write_text
 from upo.training.run_folder import read_run_config
 
 TRAIN_DONE = "train_done.json"
@@ -41,9 +42,22 @@ def run_lock_file(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.lock"
 
 
-def train_done(config: dict, run: dict) -> bool:
+def write_train_file(config: FrontierConfig) -> Path:
+    """The pairs every run trains on (`config.train_file`): with `train_pairs`, the first N pairs of `dataset`,
+    written once into the output folder (again only when they changed), so that the reference log-probs and the
+    designer statistics cover exactly the pairs the budget reaches."""
+    if not config.train_pairs:
+        return config.train_file
+    lines = [line for line in Path(config.dataset).read_text().splitlines() if line.strip()][:config.train_pairs]
+    text = "".join(line + "\n" for line in lines)
+    if not config.train_file.is_file() or config.train_file.read_text() != text:
+        atomic_write_text(config.train_file, text)
+    return config.train_file
+
+
+def train_done(config: FrontierConfig, run: FrontierRun) -> bool:
     """True when the run finished training with exactly the options the config now gives it."""
-    marker = run_dir(config, run["name"]) / TRAIN_DONE
+    marker = run_dir(config, run.name) / TRAIN_DONE
     if not marker.is_file():
         return False
     try:
