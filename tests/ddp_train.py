@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # helpers: the tiny model and tokenizer
 
 import torch  # noqa: E402
-from helpers import FIXTURES, tiny_model  # noqa: E402
+from helpers import FIXTURES, tiny_model, tiny_training_options  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
@@ -71,11 +71,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     CALLS.update(reward=0, forward=0)
 
-    options = dict(
+    options = tiny_training_options(
         output_dir=str(Path(args.out) / "run"), per_device_train_batch_size=args.batch_size, max_steps=args.max_steps,
-        learning_rate=1e-3, logging_steps=1, seed=0, data_seed=0, report_to="none", use_cpu=True, max_length=64,
-        disable_tqdm=True, save_strategy="steps" if args.save_steps else "no", save_steps=args.save_steps or 500,
-        precompute_ref_log_probs=args.precompute_ref, alpha=1.0 if args.designer else 0.0,
+        learning_rate=1e-3, logging_steps=1, seed=0, data_seed=0, save_strategy="steps" if args.save_steps else "no",
+        save_steps=args.save_steps or 500, precompute_ref_log_probs=args.precompute_ref,
+        alpha=1.0 if args.designer else 0.0,
         ddp_backend="gloo" if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None,
     )
     for item in args.option:

@@ -1,5 +1,6 @@
 """Helpers shared by the tests: the committed 512-token tokenizer's folder, tiny GPT-2 and Llama models built from
-configs, small preference data, a log recorder, and tiny stand-ins for the chit-chat pipeline's real models.
+configs, the options that train them quickly, small preference data, a log recorder, and tiny stand-ins for the
+chit-chat pipeline's real models.
 
 The preference scorer's real model (all-MiniLM-L6-v2) is replaced by a 2-layer BERT with a word-level vocabulary
 built here, so the tests of the data builder, the evaluation and the frontier run offline in seconds. The scorer
@@ -22,6 +23,8 @@ from transformers import (
     LlamaForSequenceClassification,
     TrainerCallback,
 )
+
+from upo import UPOConfig
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -47,6 +50,19 @@ def tiny_model(arch: str = "llama", seed: int = 0, vocab_size: int = 512):
     config = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=256,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, eos_token_id=1, bos_token_id=1)
     return GPT2LMHeadModel(config)
+
+
+def tiny_training_options(**overrides) -> dict:
+    """The options that run a tiny model quickly on CPU: batches of 4, sequences cut at 64 tokens, no report, no
+    progress bar. `overrides` add options or replace these (the number of steps, the learning rate, the seed and
+    the saving are each test's own). UPOConfig takes them, and TRL's DPOConfig as well."""
+    return {"per_device_train_batch_size": 4, "max_length": 64, "use_cpu": True, "report_to": "none",
+            "disable_tqdm": True, **overrides}
+
+
+def tiny_config(output_dir, **overrides) -> UPOConfig:
+    """A UPOConfig writing to `output_dir` with `tiny_training_options(**overrides)`."""
+    return UPOConfig(output_dir=str(output_dir), **tiny_training_options(**overrides))
 
 
 QUESTIONS = [

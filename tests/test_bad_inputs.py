@@ -15,7 +15,7 @@ import re
 
 import pytest
 from datasets import Dataset
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model, tiny_training_options
 
 from upo import UPOConfig, UPOTrainer
 from upo.cli import main
@@ -23,8 +23,7 @@ from upo.data import load_preference_pairs
 from upo.errors import ConfigError, DataError, RewardFunctionError
 from upo.rewards import score_designer_rewards
 
-FAST = dict(per_device_train_batch_size=4, report_to="none", use_cpu=True, max_length=64, disable_tqdm=True,
-            max_steps=1)
+FAST = tiny_training_options(max_steps=1)
 ROWS = make_pairs(8)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model, tiny_training_options
 
 from upo import UPOConfig, UPOTrainer
 from upo.data import load_preference_dataset
@@ -17,8 +17,7 @@ from upo.errors import ConfigError, DataError, ModelResolutionError
 from upo.rewards import resolve_reward_func, score_designer_rewards
 from upo.training.checkpointing import write_completion_marker
 
-FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, seed=0, report_to="none", use_cpu=True, max_length=64,
-            disable_tqdm=True)
+FAST = tiny_training_options(learning_rate=1e-3, seed=0)
 
 
 class Exploit:

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 from datasets import Dataset
-from helpers import Recorder, make_pairs, tiny_model
+from helpers import Recorder, make_pairs, tiny_model, tiny_training_options
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -16,8 +16,7 @@ from upo.data.tokenization import tokenize_pair
 from upo.errors import ConfigError
 from upo.logps import forward_logps
 
-FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, seed=0, report_to="none",
-            save_strategy="no", use_cpu=True, max_length=64, disable_tqdm=True)
+FAST = tiny_training_options(learning_rate=1e-3, logging_steps=1, seed=0, save_strategy="no")
 
 
 def train(tokenizer, data, tmp_path, name="run", reward_funcs=None, **kwargs):

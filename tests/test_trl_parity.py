@@ -3,7 +3,7 @@
 import copy
 
 import pytest
-from helpers import Recorder, tiny_model
+from helpers import Recorder, tiny_model, tiny_training_options
 
 from upo import UPOConfig, UPOTrainer
 
@@ -11,9 +11,8 @@ trl = pytest.importorskip("trl")
 
 KEYS = ["loss", "rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies", "logps/chosen",
         "logps/rejected"]
-COMMON = dict(per_device_train_batch_size=4, max_steps=3, learning_rate=1e-3, logging_steps=1, seed=0,
-              report_to="none", save_strategy="no", use_cpu=True, bf16=False, max_length=64, beta=0.1,
-              disable_tqdm=True)
+COMMON = tiny_training_options(max_steps=3, learning_rate=1e-3, logging_steps=1, seed=0, save_strategy="no", bf16=False,
+                              beta=0.1)
 
 
 def run_trl(model, tokenizer, dataset, tmp_path):

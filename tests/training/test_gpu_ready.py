@@ -5,13 +5,12 @@ run. (The reference log-probs computed on each process's device: tests/training/
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, make_tiny_lm_dir, tiny_model
+from helpers import make_pairs, make_tiny_lm_dir, tiny_model, tiny_training_options
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
 
-FAST = dict(per_device_train_batch_size=4, learning_rate=1e-2, logging_steps=1, seed=0, report_to="none",
-            save_strategy="no", use_cpu=True, max_length=64, disable_tqdm=True, max_steps=1)
+FAST = tiny_training_options(learning_rate=1e-2, logging_steps=1, seed=0, save_strategy="no", max_steps=1)
 
 
 def trained(model, tokenizer, tmp_path, peft_config=None, reward_funcs=None, **options):

@@ -4,10 +4,10 @@ results added to it."""
 
 import pytest
 from datasets import Dataset
-from helpers import make_hub_cache, make_pairs
+from helpers import make_hub_cache, make_pairs, tiny_config
 from huggingface_hub import ModelCard
 
-from upo import UPOConfig, UPOTrainer
+from upo import UPOTrainer
 from upo.data.loading import HubDataset
 from upo.training.model_card import add_eval_results, hub_dataset_ids, hub_model_id
 
@@ -34,9 +34,8 @@ def hub_model(tmp_path, monkeypatch):
 
 
 def test_card_of_a_trained_model(tmp_path, hub_model):
-    args = UPOConfig(output_dir=str(tmp_path / "run"), per_device_train_batch_size=4, max_steps=2, logging_steps=1,
-                     eval_strategy="steps", eval_steps=2, report_to="none", use_cpu=True, max_length=64,
-                     disable_tqdm=True, reward_funcs=["length:target_words=5"])
+    args = tiny_config(tmp_path / "run", max_steps=2, logging_steps=1, eval_strategy="steps", eval_steps=2,
+                       reward_funcs=["length:target_words=5"])
     pairs = Dataset.from_list(make_pairs(8))
     trainer = UPOTrainer("org/tiny", args=args, train_dataset=pairs, eval_dataset=pairs)
     trainer.train()

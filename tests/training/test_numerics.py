@@ -9,15 +9,14 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model, tiny_training_options
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from upo import UPOConfig, UPOTrainer
 from upo.training.numerics import NonFiniteError
 
-FAST = dict(per_device_train_batch_size=4, learning_rate=1e-3, logging_steps=1, seed=0, report_to="none", use_cpu=True,
-            max_length=64, disable_tqdm=True, max_steps=3)
+FAST = tiny_training_options(learning_rate=1e-3, logging_steps=1, seed=0, max_steps=3)
 POISON = "~"  # one token of the tiny tokenizer that no other row uses
 
 

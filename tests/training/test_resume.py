@@ -14,11 +14,11 @@ from pathlib import Path
 import ddp_train
 import pytest
 import torch
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_config, tiny_model
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
-from upo import UPOConfig, UPOTrainer
+from upo import UPOTrainer
 from upo.errors import ConfigError
 from upo.training.checkpointing import (
     MARKER_FILE,
@@ -73,7 +73,7 @@ def test_sigkill_during_a_save_then_resume_gives_the_same_final_weights(tmp_path
 
     # A new run into the same folder is refused rather than overwriting it ...
     with pytest.raises(ConfigError, match="already holds a trained model or checkpoints"):
-        UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(run), report_to="none", use_cpu=True, max_length=64),
+        UPOTrainer(tiny_model(), args=tiny_config(run),
                    train_dataset=str(data), processing_class=ddp_train.AutoTokenizer.from_pretrained(
                        ddp_train.FIXTURES / "tiny_tokenizer")).train()
     # ... resuming picks checkpoint-4, replaces the half-written checkpoint-6, and finishes.
@@ -100,9 +100,7 @@ def flip_one_byte(path: Path) -> None:
 
 
 def test_resume_true_takes_the_last_complete_checkpoint(tmp_path, tokenizer, pairs):
-    args = UPOConfig(output_dir=str(tmp_path / "run"), max_steps=4, save_strategy="steps", save_steps=2,
-                     report_to="none", use_cpu=True, max_length=64, per_device_train_batch_size=4, disable_tqdm=True,
-                     save_total_limit=1)
+    args = tiny_config(tmp_path / "run", max_steps=4, save_strategy="steps", save_steps=2, save_total_limit=1)
     trainer = UPOTrainer(tiny_model(), args=args, train_dataset=pairs, processing_class=tokenizer)
     trainer.train()
     run = tmp_path / "run"

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, private_mounts_available, tiny_model
+from helpers import make_pairs, private_mounts_available, tiny_config, tiny_model
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
@@ -32,8 +32,7 @@ def hold_in_another_process(folder: Path) -> subprocess.Popen:
 
 
 def config(folder: Path, **options) -> UPOConfig:
-    return UPOConfig(output_dir=str(folder), report_to="none", use_cpu=True, max_length=64, disable_tqdm=True,
-                     per_device_train_batch_size=4, max_steps=1, **options)
+    return tiny_config(folder, max_steps=1, **options)
 
 
 def test_a_second_run_is_refused_before_loading_anything_and_a_kill_leaves_no_lock(tmp_path, tokenizer, pairs,
