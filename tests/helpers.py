@@ -90,6 +90,12 @@ WORDS = ("hi hello hey how are you doing good great fine thanks what is your nam
          "movies music food pizza dogs cats school work weekend fun cool nice yes no maybe lol haha sure why "
          "not really so that was it too well oh wow very much love hate go went see saw").split()
 
+def write_jsonl(path: Path, rows: list) -> Path:
+    """`rows` as JSON Lines in `path`, one row a line, UTF-8."""
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
 def make_tiny_scorer_dir(folder: Path) -> Path:
     """A tiny BERT sentence-embedding folder (config, weights, WordPiece vocabulary) in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -183,8 +189,7 @@ def write_chitchat_rows(path: Path, n: int, seed: int = 0) -> Path:
             "conversation_id": f"c{seed}-{k}",
         })
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(path, rows)
 
 
 def make_tiny_reward_model_dir(folder: Path, seed: int = 0, num_labels: int = 1) -> Path:
@@ -214,8 +219,7 @@ def write_hh_rows(path: Path, n: int, seed: int = 0) -> Path:
         rows.append({"chosen": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}",
                      "rejected": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}"})
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
+    return write_jsonl(path, rows)
 
 
 def words_in_reply(prompts, completions, **kwargs):

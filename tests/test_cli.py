@@ -65,6 +65,64 @@ def test_contradictory_options_are_refused(tmp_path, data_file, capsys):
     assert "one weight per loss type" in capsys.readouterr().err
 
 
+def run_cli(tmp_path, data_file, *options):
+    return main(["train", "--dataset", str(data_file), "--output_dir", str(tmp_path / "out"), *options])
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--per_device_train_batch_size", "0"], "per_device_train_batch_size must be an integer >= 1, got 0"),
+    (["--learning_rate", "-1"], "learning_rate must be a finite number >= 0, got -1.0"),
+    (["--max_length", "1"], "max_length must be an integer >= 2, or None, got 1"),
+    (["--eval_strategy", "steps"], "eval_strategy='steps' needs an eval_dataset: pass one"),
+    (["--eval_dataset", "DATA", "--eval_strategy", "steps", "--eval_steps", "2", "--save_steps", "3",
+      "--load_best_model_at_end", "true"], "saving steps to be a round multiple of the evaluation steps"),
+    (["--reward_weights", "1.0"], "reward_weights has 1 values for 0 reward functions"),
+    (["--resume_from_checkpoint", "nowhere"], "Cannot resume from nowhere: not a complete upo checkpoint, it is not a "
+                                              "folder"),
+], ids=["zero-batch", "negative-lr", "max-length-1", "eval-without-data", "best-model-steps", "weights-without-funcs",
+        "resume-from-nothing"])
+def test_contradictory_or_out_of_range_options(tmp_path, data_file, model_dir, capsys, options, message):
+    options = [str(data_file) if o == "DATA" else o for o in options]
+    assert run_cli(tmp_path, data_file, "--model_name_or_path", str(model_dir), "--use_cpu", "true", "--report_to",
+                   "none", *options) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("upo train: error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("yaml_text, message", [
+    ("reward_weights: [high]\n", "reward_weights holds 'high', not a number"),
+    ("dataset: [unclosed\n", "is not valid YAML"),
+    ("- a list\n- not a mapping\n", "must hold a mapping of option: value, got list"),
+    ("alpha: 1.0\nbeta: 0.1\nalpha: 0.0\n", "the key(s) ['alpha'] appear more than once in one mapping (YAML readers "
+                                           "silently keep the last)"),
+], ids=["non-numeric-weights", "invalid-yaml", "yaml-list", "key-twice"])
+def test_bad_yaml_config(tmp_path, data_file, capsys, yaml_text, message):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    assert run_cli(tmp_path, data_file, "--config", str(config)) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_yaml_option_of_the_wrong_type(tmp_path, data_file, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text("learning_rate: fast\n")
+    assert run_cli(tmp_path, data_file, "--config", str(config)) == 1
+    err = capsys.readouterr().err
+    assert err == (f"upo train: error: {config}: argument --learning_rate/--learning-rate: "
+                   "invalid float value: 'fast'.\n")
+
+
+def test_missing_config_file(tmp_path, data_file, capsys):
+    assert run_cli(tmp_path, data_file, "--config", str(tmp_path / "nope.yaml")) == 1
+    err = capsys.readouterr().err
+    assert "Cannot read the config file" in err and "nope.yaml: No such file or directory" in err
+
+
+def test_misspelt_flag(tmp_path, data_file, capsys):
+    assert run_cli(tmp_path, data_file, "--learnin_rate", "1e-4") == 1
+    assert "--learnin_rate" in capsys.readouterr().err
+
+
 def test_missing_dataset_is_explained(capsys):
     assert main(["train", "--output_dir", "unused"]) == 1
     assert "--dataset" in capsys.readouterr().err

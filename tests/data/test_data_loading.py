@@ -3,11 +3,13 @@
 conftest.py sets HF_HUB_OFFLINE / HF_DATASETS_OFFLINE; these tests read only files they write to tmp_path.
 """
 
+import gzip
 import json
 
 import pandas as pd
 import pytest
 from datasets import Dataset, DatasetDict
+from helpers import make_pairs, write_jsonl
 from trl.data_utils import extract_prompt
 
 from upo.data import (
@@ -24,6 +26,7 @@ ROWS = [
     {"prompt": "The sky is", "chosen": " blue.", "rejected": " green.", "weight": 1.0, "reward_len_chosen": 0.5},
     {"prompt": "The sun is", "chosen": " hot.", "rejected": " cold.", "weight": 0.5, "reward_len_chosen": -1.0},
 ]
+PAIRS = make_pairs(8)  # eight pairs in the layout of the other tests' data
 HH_CHOSEN = "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.\n\nHuman: Sure?\n\nAssistant: Yes, certain."
 HH_REJECTED = "\n\nHuman: What is 2+2?\n\nAssistant: It is 4.\n\nHuman: Sure?\n\nAssistant: No idea."
 
@@ -34,11 +37,6 @@ def user(text):
 
 def assistant(text):
     return {"role": "assistant", "content": text}
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
 
 
 def assert_standard_pairs(dataset, report):
@@ -208,6 +206,111 @@ def test_non_utf8_bytes_name_line_and_byte_offset(tmp_path):
         load_preference_dataset(path)
 
 
+def test_utf16_file(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes("".join(json.dumps(r) + "\n" for r in PAIRS).encode("utf-16"))  # with its BOM, as Excel saves
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 1: bytes .* at byte offset 0 are not valid UTF-8 .*"
+                       r"Re-encode the file as UTF-8"):
+        load_preference_pairs(path)
+
+
+def test_compressed_file_with_a_text_name(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_bytes(gzip.compress(b'{"prompt": "p", "chosen": "a", "rejected": "b"}\n'))
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 1: .* not valid UTF-8"):
+        load_preference_pairs(path)
+
+
+@pytest.mark.parametrize("text", ["", "\n\n"])
+def test_empty_file(tmp_path, text):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(text)
+    with pytest.raises(DataError, match=r"pairs\.jsonl: no rows to train on \(the file or split is empty\)"):
+        load_preference_pairs(path)
+
+
+def test_json_line_that_is_a_list(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(PAIRS[0]) + "\n" + json.dumps([PAIRS[1]]) + "\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: a JSON list, not an object\. Expected one JSON object"):
+        load_preference_pairs(path)
+
+
+def test_json_file_wrapping_the_rows_in_an_object(tmp_path):
+    path = tmp_path / "pairs.json"
+    path.write_text(json.dumps({"data": PAIRS}))
+    with pytest.raises(DataError, match=r"pairs\.json: missing column\(s\) \['chosen', 'rejected'\]; the columns found "
+                       r"are \['data'\]"):
+        load_preference_pairs(path)
+
+
+def test_csv_with_semicolons(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt;chosen;rejected\nq;a;b\n")
+    with pytest.raises(DataError, match=r"pairs\.csv: missing column\(s\) .*found are \['prompt;chosen;rejected'\]"):
+        load_preference_pairs(path)
+
+
+def test_csv_row_with_an_extra_field(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,chosen,rejected\nq,a,b\nq,a,b,c\n")
+    with pytest.raises(DataError, match=r"pairs\.csv: not a readable CSV file .*Expected 3 fields in line 3, saw 4"):
+        load_preference_pairs(path)
+
+
+def test_corrupt_parquet(tmp_path):
+    path = tmp_path / "pairs.parquet"
+    path.write_bytes(b"PAR1" + b"\0" * 20)
+    with pytest.raises(DataError, match=r"pairs\.parquet: not a readable Parquet file \(.*corrupted"):
+        load_preference_pairs(path)
+
+
+def test_jsonl_object_with_a_key_twice(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(PAIRS[0]) + "\n" + '{"prompt": "q", "chosen": "a", "rejected": "b", "chosen": "c"}\n')
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: the key 'chosen' appears 2 times in one object "
+                       r"\(values \"a\", \"c\"\); JSON readers silently keep the last one"):
+        load_preference_pairs(path)
+
+
+def test_json_message_with_a_key_twice(tmp_path):
+    path = tmp_path / "chat.json"
+    path.write_text('[{"prompt": [{"role": "user", "content": "Hi", "role": "system"}], '
+                    '"chosen": [{"role": "assistant", "content": "a"}], '
+                    '"rejected": [{"role": "assistant", "content": "b"}]}]')
+    with pytest.raises(DataError, match=r"chat\.json: the key 'role' appears 2 times in one object"):
+        load_preference_pairs(path)
+
+
+def test_csv_with_a_duplicated_header(tmp_path):
+    path = tmp_path / "pairs.csv"
+    path.write_text("prompt,chosen,rejected,chosen\nq,a,b,c\n")
+    with pytest.raises(DataError, match=r"pairs\.csv, line 1: the header names column\(s\) \['chosen'\] "
+                       r"more than once; readers silently rename the second one \('chosen\.1'\)"):
+        load_preference_pairs(path)
+
+
+@pytest.mark.parametrize("damage", ["state.json", "arrow"])
+def test_dataset_folder_holding_files_save_to_disk_did_not_write(tmp_path, damage):
+    folder = tmp_path / "saved"
+    Dataset.from_list(PAIRS).save_to_disk(str(folder))
+    if damage == "state.json":
+        (folder / "state.json").write_text("{not json")
+    else:
+        next(folder.glob("*.arrow")).write_text("notes, not Arrow data")
+    with pytest.raises(DataError, match=r"saved: a save_to_disk folder whose files cannot be read \(.*\)\. "
+                       r"It holds files save_to_disk did not write, or they were damaged"):
+        load_preference_pairs(folder)
+
+
+def test_json_value_nested_too_deep(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(PAIRS[0]) + "\n" + '{"prompt": "q", "chosen": "a", "rejected": "b", "x": '
+                    + "[" * 100_000 + "]" * 100_000 + "}\n")
+    with pytest.raises(DataError, match=r"pairs\.jsonl, line 2: a JSON value nested too deep to read"):
+        load_preference_pairs(path)
+
+
 # --- invalid rows ---------------------------------------------------------------------------------------
 
 
@@ -290,4 +393,38 @@ def test_csv_empty_cell_and_json_cells(tmp_path):
         load_preference_pairs(path)
     path.write_text('prompt,chosen,rejected\nq,"[{""role"": ""assistant"", ""content"": ""a""}]",b\n')
     with pytest.raises(DataError, match=r"data\.csv, column 'chosen': holds JSON message lists.*JSONL or Parquet"):
+        load_preference_pairs(path)
+
+
+def test_capitalised_column_names(tmp_path):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"Prompt": r["prompt"], "Chosen": r["chosen"],
+                                                   "Rejected": r["rejected"]} for r in PAIRS])
+    with pytest.raises(DataError, match=r"missing column\(s\) \['chosen', 'rejected'\]; the columns found are "
+                       r"\['Prompt', 'Chosen', 'Rejected'\].*rename_column"):
+        load_preference_pairs(path)
+
+
+def test_message_without_a_role(tmp_path):
+    row = {"prompt": [{"content": "Hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "assistant", "content": "b"}]}
+    path = write_jsonl(tmp_path / "chat.jsonl", [row])
+    with pytest.raises(DataError, match=r"chat\.jsonl, row 0 \(line 1\), column 'prompt', message 0: "
+                       r"role None is not one"):
+        load_preference_pairs(path)
+
+
+def test_messages_given_as_plain_strings(tmp_path):
+    row = {"prompt": [{"role": "user", "content": "Hi"}], "chosen": [{"role": "assistant", "content": "a"}],
+           "rejected": [{"role": "assistant", "content": "b"}, "bye"]}
+    path = write_jsonl(tmp_path / "chat.jsonl", [row])
+    with pytest.raises(DataError, match=r"row 0 \(line 1\), column 'rejected', message 1: a str \('bye'\), "
+                       r"expected a dict"):
+        load_preference_pairs(path)
+
+
+def test_integer_too_large_for_arrow(tmp_path):
+    rows = [{**r, "meta": {"id": 2 ** 70 if i == 5 else i}} for i, r in enumerate(PAIRS)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    with pytest.raises(DataError, match=r"pairs\.jsonl, row 5 \(line 6\), column 'meta': "
+                       r"the integer 1180591620717411303424 does not fit in 64 bits"):
         load_preference_pairs(path)

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from datasets import Dataset
+from helpers import make_pairs, tiny_config, tiny_model
 
+from upo import UPOTrainer
 from upo.errors import ConfigError, DataError, RewardFunctionError
 from upo.rewards import (
     BUILTIN_REWARD_NAMES,
@@ -149,6 +152,24 @@ def test_duplicate_or_missing_names_are_config_errors():
         resolve_reward_funcs([functools.partial(sentiment, ["q"])])
 
 
+def test_reward_module_with_a_syntax_error(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "broken_rewards.py").write_text("def polite(:\n")
+    with pytest.raises(ConfigError, match=r"'broken_rewards.polite' could not be imported .*broken_rewards.py, line 1"):
+        resolve_reward_func("broken_rewards.polite")
+
+
+def test_a_reward_module_that_exits_or_fails_on_import(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "exiting_rewards.py").write_text("import sys\nsys.exit(0)\n")
+    (tmp_path / "failing_rewards.py").write_text("import json\nSETTINGS = json.load(open('missing.json'))\n")
+    with pytest.raises(ConfigError, match=r"'exiting_rewards.polite': importing 'exiting_rewards' called "
+                       r"sys.exit\(0\)\. Importing a reward module must only define its functions"):
+        resolve_reward_func("exiting_rewards.polite")
+    with pytest.raises(ConfigError, match=r"importing 'failing_rewards' raised FileNotFoundError: .*missing.json"):
+        resolve_reward_func("failing_rewards.polite")
+
+
 # ---------------------------------------------------------------- scoring and validation
 
 N = 5
@@ -246,6 +267,52 @@ def test_wrong_number_or_kind_of_values():
 def test_columns_must_have_one_value_per_pair():
     with pytest.raises(DataError, match="'idx' has 2 rows but there are 5 prompts"):
         run([aligned], extra={"idx": [0, 1]})
+
+
+def score_two_pairs(func):
+    return score_designer_rewards(["p", "q"], ["a", "b"], ["c", "d"], [func], show_progress=False, use_cache=False)
+
+
+def test_reward_function_returning_a_generator():
+    def lazy(prompts, completions, **kwargs):
+        return (0.0 for _ in completions)
+
+    with pytest.raises(RewardFunctionError, match=r"'lazy' returned a generator for rows 0-1: expected a list of 4"):
+        score_two_pairs(lazy)
+
+
+def test_reward_function_returning_a_column_vector():
+    def column(prompts, completions, **kwargs):
+        return np.zeros((len(completions), 1))
+
+    with pytest.raises(RewardFunctionError,
+                       match=r"'column' returned array\(\[0\.\]\) for row 0 \(the chosen response\)"):
+        score_two_pairs(column)
+
+
+def test_reward_function_with_the_wrong_signature():
+    def completions_only(completions):
+        return [0.0] * len(completions)
+
+    with pytest.raises(RewardFunctionError, match=r"'completions_only' raised on row 0 .*unexpected keyword argument "
+                       r"'prompts'"):
+        score_two_pairs(completions_only)
+
+
+def test_reward_function_returning_none_for_every_row():
+    def never_applies(prompts, completions, **kwargs):
+        return [None] * len(completions)
+
+    with pytest.raises(RewardFunctionError, match=r"'never_applies' returned None for all 4 responses: it applies to "
+                       r"none of them, so its designer term would be silently off"):
+        score_two_pairs(never_applies)
+
+
+def test_column_named_like_a_reward_argument(tmp_path, tokenizer):
+    data = Dataset.from_list([{**r, "completions": "x"} for r in make_pairs(8)])
+    with pytest.raises(DataError, match="a dataset column is named 'completions'.*rename the column"):
+        UPOTrainer(tiny_model(), args=tiny_config(tmp_path / "run", max_steps=1), train_dataset=data,
+                   processing_class=tokenizer, reward_funcs=["readability"])
 
 
 # ---------------------------------------------------------------- precomputed scores

@@ -1,5 +1,6 @@
 """Numeric faults: a non-finite loss or gradient stops the run naming the step and the component (preference,
 designer, value) and keeps the last good checkpoint; `skip_nonfinite_batches` skips such batches and counts them.
+The numbers the data brings (`weight`, precomputed reference log-probs) are checked before training.
 
 The faults are real: options that overflow a term, or a model that produces NaN on some inputs (a hook that
 stands in for an fp16 overflow on a rare batch)."""
@@ -9,11 +10,12 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, tiny_model, tiny_training_options
+from helpers import make_pairs, tiny_model, tiny_training_options, write_jsonl
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
 from upo import UPOConfig, UPOTrainer
+from upo.errors import DataError
 from upo.training.numerics import NonFiniteError
 
 FAST = tiny_training_options(learning_rate=1e-3, logging_steps=1, seed=0, max_steps=3)
@@ -195,3 +197,41 @@ def test_two_processes_stop_together_or_skip_together(tmp_path, skip):
         assert result.returncode != 0
         for rank in (0, 1):
             assert f"Non-finite loss at step 2 (rank {rank}): the value (loss/value" in output, output[-3000:]
+
+
+# --- numbers in the data, checked before training ----------------------------------------------------------
+
+PAIRS = make_pairs(8)
+
+
+@pytest.mark.parametrize("weight, shown, row", [("high", "'high'", None), (True, "True", None), (-1.0, "-1.0", 3),
+                                              (float("nan"), "nan", 3)])
+def test_bad_weight(tmp_path, tokenizer, weight, shown, row):
+    """A whole column of text or booleans, or one negative or NaN weight (JSON allows NaN)."""
+    rows = [{**r, "weight": weight if row in (None, i) else 1.0} for i, r in enumerate(PAIRS)]
+    path = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    row = row or 0
+    with pytest.raises(DataError, match=rf"pairs\.jsonl, pair {row} \(prompt 'Human: .*'\), column 'weight': "
+                       rf"{shown} is not a finite number >= 0"):
+        make_trainer(tmp_path, tokenizer, str(path))
+
+
+def test_one_reference_column_without_the_other(tmp_path, tokenizer):
+    data = Dataset.from_list([{**r, "ref_chosen_logps": -10.0} for r in PAIRS])
+    with pytest.raises(DataError, match="column 'ref_chosen_logps' without 'ref_rejected_logps'.*add the missing one"):
+        make_trainer(tmp_path, tokenizer, data)
+
+
+@pytest.mark.parametrize("value", [3.5, "n/a", float("-inf")])
+def test_bad_precomputed_reference_logps(tmp_path, tokenizer, value):
+    data = Dataset.from_list([{**r, "ref_chosen_logps": value, "ref_rejected_logps": -10.0} for r in PAIRS])
+    with pytest.raises(DataError, match=r"pair 0 .*column 'ref_chosen_logps': .* "
+                       r"is not a finite sum of log-probabilities"):
+        make_trainer(tmp_path, tokenizer, data)
+
+
+def test_every_weight_zero(tmp_path, tokenizer):
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{**r, "weight": 0} for r in PAIRS])
+    with pytest.raises(DataError, match=r"pairs\.jsonl, column 'weight': every pair's weight is 0, "
+                       r"so the loss is 0 and nothing would be learned"):
+        make_trainer(tmp_path, tokenizer, str(path))
