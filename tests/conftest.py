@@ -26,6 +26,15 @@ def _isolated_cache(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def without_cuda(monkeypatch):
+    """This machine as one without a CUDA device, a GPU machine too (torch.cuda.is_available() is False), for the
+    tests of what upo refuses or turns off there."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+
+
+@pytest.fixture
 def tokenizer():
     return AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
 

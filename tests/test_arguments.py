@@ -206,8 +206,9 @@ def test_an_uncached_hub_model_offline_is_one_line(tmp_path, monkeypatch, capsys
                           f"({tmp_path / 'hf' / 'hub'}), and offline mode is on (HF_HUB_OFFLINE=1): download it once")
 
 
-def test_qlora_here_is_refused_before_any_weights_load(tmp_path, capsys):
-    """`upo train --load_in_4bit true` without CUDA or bitsandbytes: one line, before the (garbage) weights are read."""
+def test_qlora_here_is_refused_before_any_weights_load(tmp_path, capsys, without_cuda):
+    """`upo train --load_in_4bit true` without CUDA (on a GPU machine too) or bitsandbytes: one line, before the
+    (garbage) weights are read."""
     folder = make_tiny_lm_dir(tmp_path / "model")
     (folder / "model.safetensors").write_bytes(b"garbage")
     data = write_hub_dataset(tmp_path / "data", {"train": make_pairs(4)})

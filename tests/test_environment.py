@@ -4,6 +4,9 @@ on a GPU machine: scripts/gpu_check.sh starts with `upo env`.)"""
 import sys
 from importlib.metadata import version
 
+import torch
+
+from upo import UPOConfig
 from upo.cli import main
 from upo.environment import GPU_STACK, report
 
@@ -25,8 +28,18 @@ def test_env_lists_the_stack_the_gpu_packages_present_and_the_devices(tmp_path, 
     assert "bitsandbytes 0.49.0" in lines
     absent = next(line for line in lines if line.startswith("not installed: "))
     assert "bitsandbytes" not in absent and all(n in absent for n in GPU_STACK if n != "bitsandbytes")
-    assert lines[-2].startswith("torch build: cpu only; threads: ")
-    assert lines[-1].startswith("cuda devices: none (torch.cuda.is_available() is False)")
-    assert "upo's bf16 default: off" in lines[-1]
+    build = next(i for i, line in enumerate(lines) if line.startswith("torch build: "))
+    if torch.version.cuda:
+        assert lines[build].startswith(f"torch build: cuda {torch.version.cuda}; threads: ")
+    elif not getattr(torch.version, "hip", None):
+        assert lines[build].startswith("torch build: cpu only; threads: ")
+    devices = lines[build + 1:]
+    if torch.cuda.is_available():  # a GPU machine: one line per device, then bf16's support
+        assert [d.split()[0] for d in devices[:-1]] == [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        assert devices[-1].startswith("bf16 on the GPU: ")
+    else:
+        assert len(devices) == 1 and devices[0].startswith("cuda devices: none (torch.cuda.is_available() is False)")
+    bf16 = UPOConfig(output_dir=str(tmp_path / "run"), report_to="none").bf16
+    assert f"(upo's bf16 default: {'on' if bf16 else 'off'})" in devices[-1]  # what the config does here
     assert main(["env"]) == 0
     assert capsys.readouterr().out.splitlines() == lines

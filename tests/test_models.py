@@ -281,8 +281,8 @@ def test_bad_dtype_is_refused_by_name(hub_cache):
         load_causal_lm("org/tiny", dtype="bf16")
 
 
-def test_quantization_without_cuda_or_bitsandbytes_is_refused_before_any_weights_load(tmp_path):
-    """No CUDA here: the check runs first, so a folder whose weights are garbage is never read."""
+def test_quantization_without_cuda_or_bitsandbytes_is_refused_before_any_weights_load(tmp_path, without_cuda):
+    """No CUDA (on a GPU machine too): the check runs first, so a folder whose weights are garbage is never read."""
     folder = make_tiny_lm_dir(tmp_path / "model")
     (folder / "model.safetensors").write_bytes(b"not safetensors")
     for flags in ({"load_in_4bit": True}, {"load_in_8bit": True}):

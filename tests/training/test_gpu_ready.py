@@ -6,6 +6,7 @@ import pytest
 import torch
 from datasets import Dataset
 from helpers import make_pairs, make_tiny_lm_dir, tiny_model, tiny_training_options
+from transformers.utils import is_torch_bf16_gpu_available
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
@@ -42,7 +43,10 @@ def test_one_bf16_mixed_precision_step_on_cpu(tokenizer, tmp_path):
 
 
 def test_bf16_default_is_off_on_cpu_and_trl_recipes_can_turn_it_on(tmp_path):
-    assert UPOConfig(output_dir=str(tmp_path), report_to="none").bf16 is False  # no GPU here (see the option's help)
+    """bf16 defaults to on only where a GPU supports it (see the option's help): off on a machine without one, and off
+    with use_cpu on any machine."""
+    assert UPOConfig(output_dir=str(tmp_path), report_to="none").bf16 is is_torch_bf16_gpu_available()
+    assert UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True).bf16 is False
     assert UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True, bf16=True).bf16 is True
 
 
