@@ -9,11 +9,19 @@ code path (tokenise, mean-pool, normalise, cosine) is the real one. Fixtures liv
 
 from __future__ import annotations
 
+import functools
 import json
+import random
+import shutil
+import subprocess
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
+from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 from transformers import (
+    AutoTokenizer,
     BertConfig,
     BertModel,
     GPT2Config,
@@ -21,10 +29,12 @@ from transformers import (
     LlamaConfig,
     LlamaForCausalLM,
     LlamaForSequenceClassification,
+    PreTrainedTokenizerFast,
     TrainerCallback,
 )
 
 from upo import UPOConfig
+from upo.rewards import completion_text
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -90,8 +100,15 @@ WORDS = ("hi hello hey how are you doing good great fine thanks what is your nam
          "movies music food pizza dogs cats school work weekend fun cool nice yes no maybe lol haha sure why "
          "not really so that was it too well oh wow very much love hate go went see saw").split()
 
+
+def random_words(rng: random.Random, n: int) -> str:
+    """`n` words drawn from WORDS with `rng`."""
+    return " ".join(rng.choice(WORDS) for _ in range(n))
+
+
 def write_jsonl(path: Path, rows: list) -> Path:
-    """`rows` as JSON Lines in `path`, one row a line, UTF-8."""
+    """`rows` as JSON Lines in `path` (its folder made if missing), one row a line, UTF-8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
@@ -102,9 +119,6 @@ def make_tiny_scorer_dir(folder: Path) -> Path:
     chars = sorted(set("".join(WORDS)) | set("abcdefghijklmnopqrstuvwxyz0123456789.,!?'"))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *chars, *(f"##{c}" for c in chars)]
     vocab = list(dict.fromkeys(vocab))
-    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
-    from transformers import PreTrainedTokenizerFast
-
     wordpiece = Tokenizer(models.WordPiece({t: i for i, t in enumerate(vocab)}, unk_token="[UNK]"))
     wordpiece.normalizer = normalizers.BertNormalizer(lowercase=True)
     wordpiece.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
@@ -121,8 +135,6 @@ def make_tiny_scorer_dir(folder: Path) -> Path:
 
 def make_tiny_lm_dir(folder: Path, seed: int = 0) -> Path:
     """A tiny Llama causal LM with the committed tiny tokenizer (it has a chat template), saved in `folder`."""
-    from transformers import AutoTokenizer
-
     folder.mkdir(parents=True, exist_ok=True)
     model = tiny_model("llama", seed=seed)
     model.generation_config.eos_token_id = 1
@@ -146,9 +158,6 @@ def make_hub_cache(hf_home: Path, repo_id: str = "org/tiny", seed: int = 0) -> P
 
 def write_hub_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
     """`folder` laid out as a dataset repository on the Hugging Face Hub: `data/{split}-00000-of-00001.parquet`."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
     (folder / "data").mkdir(parents=True, exist_ok=True)
     for split, rows in splits.items():
         pq.write_table(pa.Table.from_pylist(rows), folder / "data" / f"{split}-00000-of-00001.parquet")
@@ -157,15 +166,13 @@ def write_hub_dataset(folder: Path, splits: dict[str, list[dict]]) -> Path:
 
 def fake_conversations(n: int = 40) -> dict[str, dict]:
     """Conversations in chitchat-dataset's layout: id -> {"messages": [[{"text", "sender"}, ...], ...]}."""
-    import random
-
     rng = random.Random(0)
     out = {}
     for k in range(n):
         turns = []
         for t in range(rng.randint(1, 6)):
             sender = "a" if t % 2 == 0 else "b"
-            turns.append([{"text": " ".join(rng.choice(WORDS) for _ in range(rng.randint(1, 8))), "sender": sender}
+            turns.append([{"text": random_words(rng, rng.randint(1, 8)), "sender": sender}
                           for _ in range(rng.randint(1, 2))])
         if k % 7 == 3:  # a monologue far too long to be context
             turns = [[{"text": " ".join(["word"] * 200), "sender": "a"}], [{"text": "ok then", "sender": "b"}]]
@@ -175,12 +182,10 @@ def fake_conversations(n: int = 40) -> dict[str, dict]:
 
 def write_chitchat_rows(path: Path, n: int, seed: int = 0) -> Path:
     """A small chit-chat preference file in the layout `upo data chitchat` writes."""
-    import random
-
     rng = random.Random(seed)
+    words = functools.partial(random_words, rng)
     rows = []
     for k in range(n):
-        words = lambda m: " ".join(rng.choice(WORDS) for _ in range(m))  # noqa: E731
         rows.append({
             "prompt": [{"role": "system", "content": "Reply casually."}, {"role": "user", "content": words(5)}],
             "chosen": [{"role": "assistant", "content": words(rng.randint(2, 9))}],
@@ -188,15 +193,12 @@ def write_chitchat_rows(path: Path, n: int, seed: int = 0) -> Path:
             "human_reply": words(6),
             "conversation_id": f"c{seed}-{k}",
         })
-    path.parent.mkdir(parents=True, exist_ok=True)
     return write_jsonl(path, rows)
 
 
 def make_tiny_reward_model_dir(folder: Path, seed: int = 0, num_labels: int = 1) -> Path:
     """A tiny Llama reward model (sequence classification, one logit) with the committed tiny tokenizer and its chat
     template, saved in `folder`."""
-    from transformers import AutoTokenizer
-
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     config = LlamaConfig(vocab_size=512, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
@@ -209,33 +211,25 @@ def make_tiny_reward_model_dir(folder: Path, seed: int = 0, num_labels: int = 1)
 
 def write_hh_rows(path: Path, n: int, seed: int = 0) -> Path:
     """A small preference file in Anthropic HH's layout: `chosen` and `rejected` hold the whole conversation."""
-    import random
-
     rng = random.Random(seed)
+    words = functools.partial(random_words, rng)
     rows = []
     for k in range(n):
-        words = lambda m: " ".join(rng.choice(WORDS) for _ in range(m))  # noqa: E731
         history = f"\n\nHuman: {words(4)}" + (f"\n\nAssistant: {words(3)}\n\nHuman: {words(3)}" if k % 2 else "")
         rows.append({"chosen": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}",
                      "rejected": f"{history}\n\nAssistant: {words(rng.randint(2, 8))}"})
-    path.parent.mkdir(parents=True, exist_ok=True)
     return write_jsonl(path, rows)
 
 
 def words_in_reply(prompts, completions, **kwargs):
     """A preference function with GRPO's reward-function signature: longer replies are preferred, an empty one has
     no score (None)."""
-    from upo.rewards import completion_text
-
     return [float(len(completion_text(c).split())) or None for c in completions]
 
 
 def private_mounts_available() -> bool:
     """Whether `unshare -rm` can make a private mount namespace here (a user namespace mapped to root), where a test
     mounts a small tmpfs (a full disk) or a read-only bind mount; CI containers often forbid it."""
-    import shutil
-    import subprocess
-
     if shutil.which("unshare") is None:
         return False
     return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0

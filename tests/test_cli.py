@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model, write_jsonl
 from transformers import AutoModelForCausalLM
 
 from upo.cli import main
@@ -21,9 +21,7 @@ def model_dir(tmp_path, tokenizer):
 
 @pytest.fixture
 def data_file(tmp_path):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(row) + "\n" for row in make_pairs()))
-    return path
+    return write_jsonl(tmp_path / "pairs.jsonl", make_pairs())
 
 
 TRAIN_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, private_mounts_available, tiny_model
+from helpers import make_pairs, private_mounts_available, tiny_model, write_jsonl
 
 from upo.rewards import score_designer_rewards
 from upo.training.checkpointing import MARKER_FILE, last_complete_checkpoint
@@ -32,8 +32,7 @@ def workspace(tmp_path, tokenizer):
     model = tmp_path / "model"
     tiny_model().save_pretrained(model)
     tokenizer.save_pretrained(model)
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
     (tmp_path / "slow_rewards.py").write_text(SLOW_REWARDS)
     return {"model": model, "data": data, "out": tmp_path / "out", "marker": tmp_path / "marker",
             "env": {**ENV, "UPO_TEST_MARKER": str(tmp_path / "marker"), "UPO_CACHE": str(tmp_path / "cache")}}

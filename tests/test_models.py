@@ -305,14 +305,6 @@ def test_quantization_without_cuda_or_bitsandbytes_is_refused_before_any_weights
         quantization_config(load_in_4bit=True, load_in_8bit=True)
 
 
-@pytest.fixture
-def model_folder(tmp_path, tokenizer):
-    folder = tmp_path / "model"
-    tiny_model().save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
-
-
 @pytest.mark.parametrize("damage, message", [
     ("corrupt", r"Cannot load the model '.*model': Error while deserializing header"),
     ("truncated", r"Cannot load the model '.*model': Error while deserializing header"),
@@ -321,7 +313,8 @@ def model_folder(tmp_path, tokenizer):
                         r"It looks like the config file at .*config.json' is not a valid JSON file"),
     ("pickle-with-code", r"Cannot load the model '.*model': its weights file is a pickle holding more than tensors"),
 ])
-def test_model_folders_that_cannot_be_loaded(tmp_path, capsys, model_folder, damage, message):
+def test_model_folders_that_cannot_be_loaded(tmp_path, capsys, damage, message):
+    model_folder = make_tiny_lm_dir(tmp_path / "model")
     weights = model_folder / "model.safetensors"
     if damage == "corrupt":
         data = bytearray(weights.read_bytes())

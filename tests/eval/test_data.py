@@ -5,15 +5,10 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import write_chitchat_rows, write_hh_rows
+from helpers import write_chitchat_rows, write_hh_rows, write_jsonl
 
 from upo.errors import DataError
 from upo.eval.data import hh_to_messages, load_eval_data, rows_as_chat
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def test_hh_pairs_get_their_implicit_prompt(tmp_path):

@@ -1,12 +1,11 @@
 """User reward functions run under a guard: sys.exit, KeyboardInterrupt, exceptions and calls that never return
 stop the run with the function and the rows named, and `upo train` exits non-zero (130 for Ctrl-C)."""
 
-import json
 import threading
 import time
 
 import pytest
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, tiny_model, write_jsonl
 
 from upo.cli import main
 from upo.errors import Interrupted, RewardFunctionError
@@ -81,8 +80,7 @@ def cli_run(tmp_path, tokenizer, monkeypatch):
     model = tmp_path / "model"
     tiny_model().save_pretrained(model)
     tokenizer.save_pretrained(model)
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(8)))
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(8))
     (tmp_path / "bad_rewards.py").write_text(
         "import sys\n"
         "def exits(prompts, completions, **kwargs):\n    sys.exit(0)\n"

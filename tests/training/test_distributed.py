@@ -16,7 +16,7 @@ import ddp_train
 import pytest
 import torch
 import yaml
-from helpers import QUESTIONS, make_pairs, tiny_model
+from helpers import QUESTIONS, make_pairs, tiny_model, write_jsonl
 from safetensors.torch import load_file
 
 from upo import UPOConfig
@@ -30,11 +30,6 @@ TESTS = Path(__file__).parents[1]
 ROOT = TESTS.parent
 BIN = Path(sys.executable).parent
 LAUNCH_TIMEOUT = 240  # a rank that hangs fails the test instead of the whole CI job
-
-
-def write_jsonl(path, rows):
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return path
 
 
 def equal_length_pairs(n=16):

@@ -179,8 +179,7 @@ def test_two_processes_stop_together_or_skip_together(tmp_path, skip):
     from pathlib import Path
 
     root = Path(__file__).parents[2]
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
     command = [Path(sys.executable).parent / "torchrun", "--standalone", "--nproc_per_node", "2", "tests/ddp_train.py",
                "--out", str(tmp_path / "out"), "--data", str(data), "--batch_size", "2", "--designer",
                "--max_steps", "4", "--option", "value_learning_rate=1e30",

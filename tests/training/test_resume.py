@@ -14,7 +14,7 @@ from pathlib import Path
 import ddp_train
 import pytest
 import torch
-from helpers import make_pairs, tiny_config, tiny_model
+from helpers import make_pairs, tiny_config, tiny_model, write_jsonl
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -33,9 +33,7 @@ RUN = ["--batch_size", "4", "--max_steps", "8", "--save_steps", "2", "--designer
 
 
 def write_data(tmp_path):
-    path = tmp_path / "pairs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(16)))
-    return path
+    return write_jsonl(tmp_path / "pairs.jsonl", make_pairs(16))
 
 
 def wait_for(path: Path, process: subprocess.Popen, timeout: float = 180):

@@ -2,7 +2,6 @@
 anything; a killed run leaves no lock behind; an output_dir that is a file or read-only is refused up front."""
 
 import gc
-import json
 import os
 import signal
 import socket
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, private_mounts_available, tiny_config, tiny_model
+from helpers import make_pairs, private_mounts_available, tiny_config, tiny_model, write_jsonl
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
@@ -105,8 +104,7 @@ def test_two_upo_train_commands_into_one_folder(tmp_path, tokenizer):
     model = tmp_path / "model"
     tiny_model().save_pretrained(model)
     tokenizer.save_pretrained(model)
-    data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps(r) + "\n" for r in make_pairs(64)))
+    data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(64))
     flags = ["-m", "upo.cli", "train", "--model_name_or_path", str(model), "--dataset", str(data), "--output_dir",
              str(tmp_path / "out"), "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
              "--per_device_train_batch_size", "2", "--num_train_epochs", "3", "--disable_tqdm", "true"]
