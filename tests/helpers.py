@@ -70,6 +70,13 @@ def tiny_training_options(**overrides) -> dict:
             "disable_tqdm": True, **overrides}
 
 
+def tiny_training_flags(**overrides) -> list[str]:
+    """`tiny_training_options(**overrides)` as `upo train` flags (`--name value`, booleans as true / false)."""
+    options = tiny_training_options(**overrides)
+    return [item for name, value in options.items()
+            for item in (f"--{name}", str(value).lower() if isinstance(value, bool) else str(value))]
+
+
 def tiny_config(output_dir, **overrides) -> UPOConfig:
     """A UPOConfig writing to `output_dir` with `tiny_training_options(**overrides)`."""
     return UPOConfig(output_dir=str(output_dir), **tiny_training_options(**overrides))

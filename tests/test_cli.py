@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 import pytest
-from helpers import make_pairs, tiny_model, write_jsonl
+from helpers import make_pairs, tiny_model, tiny_training_flags, write_jsonl
 from transformers import AutoModelForCausalLM
 
 from upo.cli import main
@@ -24,8 +24,7 @@ def data_file(tmp_path):
     return write_jsonl(tmp_path / "pairs.jsonl", make_pairs())
 
 
-TRAIN_FLAGS = ["--max_steps", "2", "--per_device_train_batch_size", "4", "--report_to", "none", "--use_cpu", "true",
-               "--disable_tqdm", "true", "--max_length", "64"]
+TRAIN_FLAGS = tiny_training_flags(max_steps=2)
 
 
 def test_train_from_yaml_and_flags(tmp_path, model_dir, data_file, capsys):

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, private_mounts_available, tiny_model, write_jsonl
+from helpers import make_pairs, private_mounts_available, tiny_model, tiny_training_flags, write_jsonl
 
 from upo.rewards import score_designer_rewards
 from upo.training.checkpointing import MARKER_FILE, last_complete_checkpoint
@@ -40,9 +40,7 @@ def workspace(tmp_path, tokenizer):
 
 def upo_train(w, *flags, max_steps=8):
     return [sys.executable, "-m", "upo.cli", "train", "--model_name_or_path", str(w["model"]), "--dataset",
-            str(w["data"]), "--output_dir", str(w["out"]), "--use_cpu", "true", "--report_to", "none",
-            "--max_length", "64", "--per_device_train_batch_size", "4", "--max_steps", str(max_steps),
-            "--disable_tqdm", "true", *flags]
+            str(w["data"]), "--output_dir", str(w["out"]), *tiny_training_flags(max_steps=max_steps), *flags]
 
 
 def start(w, command, cwd) -> subprocess.Popen:

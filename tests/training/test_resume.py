@@ -14,7 +14,7 @@ from pathlib import Path
 import ddp_train
 import pytest
 import torch
-from helpers import make_pairs, tiny_config, tiny_model, write_jsonl
+from helpers import make_pairs, tiny_config, tiny_model, tiny_training_flags, write_jsonl
 from safetensors.torch import load_file
 from transformers.trainer_utils import get_last_checkpoint
 
@@ -185,8 +185,7 @@ def test_cli_resumes_with_resume_from_checkpoint_true(tmp_path, tokenizer, capsy
     tokenizer.save_pretrained(model)
     data = write_data(tmp_path)
     flags = ["train", "--model_name_or_path", str(model), "--dataset", str(data), "--output_dir", str(tmp_path / "out"),
-             "--use_cpu", "true", "--report_to", "none", "--max_length", "64", "--save_strategy", "steps",
-             "--save_steps", "2", "--per_device_train_batch_size", "4", "--disable_tqdm", "true"]
+             *tiny_training_flags(save_strategy="steps", save_steps=2)]
     assert main([*flags, "--max_steps", "2"]) == 0
     assert main([*flags, "--max_steps", "4", "--resume_from_checkpoint", "true"]) == 0
     state = json.loads((tmp_path / "out" / "checkpoint-4" / "trainer_state.json").read_text())

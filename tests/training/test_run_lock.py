@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import make_pairs, private_mounts_available, tiny_config, tiny_model, write_jsonl
+from helpers import make_pairs, private_mounts_available, tiny_config, tiny_model, tiny_training_flags, write_jsonl
 
 from upo import UPOConfig, UPOTrainer
 from upo.errors import ConfigError
@@ -106,8 +106,7 @@ def test_two_upo_train_commands_into_one_folder(tmp_path, tokenizer):
     tokenizer.save_pretrained(model)
     data = write_jsonl(tmp_path / "pairs.jsonl", make_pairs(64))
     flags = ["-m", "upo.cli", "train", "--model_name_or_path", str(model), "--dataset", str(data), "--output_dir",
-             str(tmp_path / "out"), "--use_cpu", "true", "--report_to", "none", "--max_length", "64",
-             "--per_device_train_batch_size", "2", "--num_train_epochs", "3", "--disable_tqdm", "true"]
+             str(tmp_path / "out"), *tiny_training_flags(per_device_train_batch_size=2, num_train_epochs=3)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     first = subprocess.Popen([sys.executable, *flags], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
