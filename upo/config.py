@@ -187,7 +187,7 @@ class UPOConfig(TrainingArguments):
         default=0.5,
         metadata={"help": "Temperature of the advantage weights exp(A / temperature): lower is sharper (the better "
                   "replies of a pair weigh more against the worse). 0.5 chosen over 1.0 on three tasks, "
-                  "docs/RESULTS.md."},
+                  "docs/results/2026-12-03-temperature-and-probes.md."},
     )
     aw_max_weight: Annotated[float, Range(low=0, low_open=True, infinite_ok=True, meaning="inf: no cap")] = field(
         default=20.0, metadata={"help": "Cap on the advantage weights."}
@@ -197,7 +197,7 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "How L_aux averages w * log pi(y|x): 'per_sequence' (each response's log-prob summed over "
                   "its tokens, averaged over the responses: the paper's log pi(y|x), as DPO's log-ratios and the "
                   "KTO/HALOs code) or 'per_token' (over the batch's response tokens; about a response's length times "
-                  "weaker). docs/RESULTS.md measures both."},
+                  "weaker). docs/results/2026-11-29-temperature-1-over-seeds.md measures both."},
     )
     value_learning_rate: Annotated[float, NON_NEGATIVE] = field(
         default=1e-3, metadata={"help": "Learning rate of the value head (its own parameter group)."}

@@ -25,8 +25,8 @@ def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha:
                 eval_data: str = "examples/data/chitchat_eval.jsonl", model: str = "smollm2-135m-instruct") -> dict:
     """The demo as a frontier config: DPO and UPO, identical but for UPO's designer term (`alpha`, and the
     temperature of its advantage weights). UPO runs at UPOConfig's defaults (its `alpha` and `aw_temperature` unless
-    given, the designer term per sequence), chosen on the grids of docs/RESULTS.md, not on the demo. UPO's run names
-    its alpha (UPOConfig's default when none is given), as it always has: its training key stays the same."""
+    given, the designer term per sequence), chosen on the grids that docs/RESULTS.md links, not on the demo. UPO's run
+    names its alpha (UPOConfig's default when none is given), as it always has: its training key stays the same."""
     from upo.config import UPOConfig
 
     upo_options = {"alpha": UPOConfig.alpha if alpha is None else alpha}
