@@ -151,8 +151,9 @@ def test_designer_loss_per_sequence_is_per_token_times_the_mean_length():
 def test_step_counts_include_the_responses_with_a_designer_reward():
     batch = {"prompt_last_index": torch.tensor([0, 0]), "response_index": torch.tensor([0, 0, 1, 2, 2, 2, 3]),
              "designer_rewards": t(1.0, NAN, 0.5, 2.0)}
-    # chosen tokens 2 + 1, all 7, rewarded tokens 2 + 3 + 1, rewarded responses 3; one micro-batch, one process
-    assert step_token_counts([batch], 1).tolist() == [3.0, 7.0, 6.0, 3.0]
+    # chosen tokens 2 + 1, all 7, rewarded tokens 2 + 3 + 1, rewarded responses 3, pairs with both rewarded 1 (the
+    # first: chosen 1.0, rejected 0.5); one micro-batch, one process
+    assert step_token_counts([batch], 1).tolist() == [3.0, 7.0, 6.0, 3.0, 1.0]
 
 
 def test_explained_variance_by_hand():

@@ -2,6 +2,8 @@
 package names a method."""
 
 import ast
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -12,6 +14,9 @@ from test_trainer import train
 import upo
 from upo import methods
 from upo.config import UPOConfig
+from upo.data.pipeline import designer_rewards
+from upo.errors import ConfigError
+from upo.rewards.target import designer_temperature
 
 PACKAGE = Path(upo.__file__).parent
 # The only modules that may spell a method's `loss_type`: its record, the losses, and their dispatch.
@@ -32,7 +37,8 @@ def test_each_method_trains_a_step_and_its_card_says_what_its_record_says(tokeni
     card = (tmp_path / name / "README.md").read_text()
     line = methods.designer_card_text(trainer.args, trainer.use_designer_term)
     assert line in card
-    expected = {methods.TERM: "UPO designer term on", methods.REWARD: "preference label (+1 / -1) + 1.0 x the designer",
+    expected = {methods.TERM: "UPO designer term `awr` on",
+                methods.REWARD: "preference label (+1 / -1) + 1.0 x the designer",
                 methods.MARGIN: "designer reward margin, weighted 0.5", methods.NONE: "control tag `[good]`"}
     assert expected[method.designer] in line  # an A-LOL card once said "No designer term"
     assert (trainer.value_head is not None) == (method.value_head or trainer.use_designer_term)
@@ -76,3 +82,37 @@ def test_no_other_module_names_a_method():
             if isinstance(node, ast.Constant) and node.value in names:
                 found.append(f"{path.relative_to(PACKAGE)}:{node.lineno}: {node.value!r}")
     assert not found, "method names outside upo/methods.py, losses.py, objective.py:\n" + "\n".join(found)
+
+
+@pytest.mark.parametrize("aux_loss", list(methods.DESIGNER_TERMS))
+def test_each_designer_term_trains_and_names_its_runs(tokenizer, tmp_path, aux_loss):
+    term = methods.DESIGNER_TERMS[aux_loss]
+    trainer, logs = train(tokenizer, Dataset.from_list(make_pairs(8)), tmp_path, aux_loss, reward_funcs=["length"],
+                          aux_loss=aux_loss, max_steps=1, logging_steps=1)
+    assert math.isfinite(logs[0]["loss/aux"]) and ("aux/pair_accuracy" in logs[0]) == term.pairwise
+    assert (trainer.value_head is None) == term.pairwise  # V(x) cancels within a pair
+    family = methods.family_of(["sigmoid"], 1.0, aux_loss=aux_loss)
+    assert family == ("UPO" if aux_loss == "awr" else f"UPO-{term.label}")
+
+
+def test_a_pair_form_of_the_designer_term_on_unpaired_rows_is_refused():
+    with pytest.raises(ConfigError, match=r"aux_loss 'infonca' with loss_type \['kto'\]: it compares the two "):
+        UPOConfig(output_dir="x", loss_type=["kto"], aux_loss="infonca", use_cpu=True)
+    UPOConfig(output_dir="x", loss_type=["kto"], aux_loss="topr", use_cpu=True)
+    with pytest.raises(ConfigError, match=r"Unknown aux_loss 'infonce'; choose among \['awr', 'infonca'"):
+        UPOConfig(output_dir="x", aux_loss="infonce", use_cpu=True)
+
+
+def test_designer_target_sets_the_temperature_from_the_training_rewards(tokenizer, tmp_path, capsys):
+    pairs = Dataset.from_list(make_pairs(16))
+    trainer, _ = train(tokenizer, pairs, tmp_path, "target", reward_funcs=["length:target_words=5"],
+                       designer_target=0.3, aux_loss="infonca", max_steps=1)
+    expected = designer_temperature(designer_rewards(trainer.train_dataset), 0.3)
+    assert trainer.args.aw_temperature == pytest.approx(expected.temperature, rel=1e-12)
+    assert f"designer_target 0.3 std: aw_temperature {expected.temperature:.4g}" in capsys.readouterr().out
+    trainer.save_model()
+    stored = json.loads((tmp_path / "target" / "upo_config.json").read_text())
+    assert stored["aw_temperature"] == pytest.approx(expected.temperature, rel=1e-12)
+    assert stored["designer_temperature"]["target"] == 0.3 and stored["designer_target"] == 0.3
+    with pytest.raises(ConfigError, match=r"designer_target 50.0 is beyond any reweighting of the training replies"):
+        train(tokenizer, pairs, tmp_path, "far", reward_funcs=["length:target_words=5"], designer_target=50.0)

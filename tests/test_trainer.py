@@ -198,9 +198,12 @@ def test_per_sequence_designer_term_is_stronger_and_can_outweigh_the_preference(
     assert accuracy["per_sequence", 1.0] < 0.5 and accuracy["per_sequence", 0.01] >= 0.9
 
 
-def test_gradient_accumulation_equals_one_big_batch(tokenizer, pairs, tmp_path):
-    """Token-averaged terms (sft, L_aux) divide by the whole step's tokens, so 2 x 2 pairs == 1 x 4 pairs."""
-    opts = dict(max_steps=2, loss_type=["sigmoid", "sft"], reward_funcs=["length"], learning_rate=1e-3)
+@pytest.mark.parametrize("aux_loss", ["awr", "infonca", "topr"])
+def test_gradient_accumulation_equals_one_big_batch(tokenizer, pairs, tmp_path, aux_loss):
+    """Averaged terms (sft, L_aux per response or per pair) divide by the whole step's counts, so 2 x 2 pairs ==
+    1 x 4 pairs."""
+    opts = dict(max_steps=2, loss_type=["sigmoid", "sft"], reward_funcs=["length"], learning_rate=1e-3,
+                aux_loss=aux_loss)
     big, _ = train(tokenizer, pairs, tmp_path, "big", **opts)
     small, _ = train(tokenizer, pairs, tmp_path, "small", **opts, per_device_train_batch_size=2,
                      gradient_accumulation_steps=2)

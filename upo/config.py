@@ -183,6 +183,15 @@ class UPOConfig(TrainingArguments):
     ] = field(
         default=0.7, metadata={"help": "Expectile of the value regression, in [0.5, 1): higher is more optimistic."}
     )
+    aux_loss: str = field(default=methods.DEFAULT_AUX_LOSS, metadata={"help": methods.aux_loss_help()})
+    designer_target: Annotated[float | None, Range(low=0, low_open=True, none_ok=True)] = field(
+        default=None,
+        metadata={"help": "A designer gain to aim for, in std of the designer reward over the training responses "
+                  "(e.g. 0.5): before training it sets aw_temperature to the T whose tilt pi_ref * exp(r_aux / T) of "
+                  "the training responses gains that much (upo.rewards.target; the reward scale beta / T), logged and "
+                  "written to upo_config.json. A target no reweighting of the responses reaches is refused. None: "
+                  "aw_temperature as given."},
+    )
     aw_temperature: Annotated[float, POSITIVE] = field(
         default=0.5,
         metadata={"help": "Temperature of the advantage weights exp(A / temperature): lower is sharper (the better "
@@ -296,10 +305,15 @@ class UPOConfig(TrainingArguments):
             )
         if self.value_baseline not in VALUE_BASELINES:
             raise ConfigError(f"Unknown value_baseline {self.value_baseline!r}; choose among {list(VALUE_BASELINES)}.")
+        if self.aux_loss not in methods.DESIGNER_TERMS:
+            raise ConfigError(f"Unknown aux_loss {self.aux_loss!r}; choose among {list(methods.DESIGNER_TERMS)}.")
         if self.aux_normalization not in AUX_NORMALIZATIONS:
             raise ConfigError(f"Unknown aux_normalization {self.aux_normalization!r}; choose among "
                               f"{list(AUX_NORMALIZATIONS)}.")
         unpaired = methods.lead_method(self.loss_type).rows == methods.UNPAIRED
+        if unpaired and methods.DESIGNER_TERMS[self.aux_loss].pairwise and self.alpha > 0:
+            raise ConfigError(f"aux_loss {self.aux_loss!r} with loss_type {self.loss_type}: it compares the two "
+                              "responses of a pair, and a row of unpaired feedback has one. Use aux_loss: awr or topr.")
         if unpaired and self.value_baseline == "pair_mean" and self.alpha > 0:
             raise ConfigError(f"value_baseline 'pair_mean' with loss_type {self.loss_type}: a row of unpaired feedback "
                               "has one completion with a designer reward, so the pair mean is its own reward and every "

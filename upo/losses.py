@@ -757,9 +757,9 @@ def step_token_counts(batches: list[dict], num_processes: int) -> torch.Tensor:
         batches: the step's micro-batches, as built by `PreferenceCollator`.
     Returns:
         `(chosen tokens, all response tokens, tokens of responses with a designer reward, responses with a designer
-        reward)`, each already divided by `G * P`. Shape: (4,)
+        reward, pairs whose two responses both have one)`, each already divided by `G * P`. Shape: (5,)
     """
-    counts = torch.zeros(4, dtype=torch.float64)
+    counts = torch.zeros(5, dtype=torch.float64)
     for batch in batches:
         n = 2 * len(batch["prompt_last_index"])
         lengths = torch.bincount(batch["response_index"].cpu(), minlength=n).to(torch.float64)
@@ -769,4 +769,5 @@ def step_token_counts(batches: list[dict], num_processes: int) -> torch.Tensor:
             rewarded = ~torch.isnan(batch["designer_rewards"].cpu())
             counts[2] += (lengths * rewarded).sum()
             counts[3] += rewarded.sum()
+            counts[4] += (rewarded[: n // 2] & rewarded[n // 2 :]).sum()
     return counts / (len(batches) * num_processes)

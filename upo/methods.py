@@ -47,8 +47,9 @@ class Method:
     card: str = ""  # what the model card says about the designer reward; formatted with the `UPOConfig`
 
 
-_UPO_TERM_CARD = ("UPO designer term on (alpha = {a.alpha}, value baseline `{a.value_baseline}`, expectile tau = "
-                  "{a.expectile_tau}, temperature = {a.aw_temperature}, max weight = {a.aw_max_weight}).")
+_UPO_TERM_CARD = ("UPO designer term `{a.aux_loss}` on (alpha = {a.alpha}, value baseline `{a.value_baseline}`, "
+                  "expectile tau = {a.expectile_tau}, temperature = {a.aw_temperature:.4g}, max weight = "
+                  "{a.aw_max_weight}).")
 _REWARD_CARD = "Reward of each response: preference label (+1 / -1) + {a.alpha} x the designer reward."
 
 METHODS: dict[str, Method] = {m.loss_type: m for m in (
@@ -73,6 +74,34 @@ METHODS: dict[str, Method] = {m.loss_type: m for m in (
 )}
 
 DEFAULT_LOSS_TYPE = "sigmoid"
+
+
+@dataclass(frozen=True)
+class DesignerTerm:
+    """A form of UPO's designer term `L_aux` (`aux_loss`); the functions are in `upo.losses`."""
+
+    aux_loss: str
+    label: str  # added to a run's family: UPO (the paper's term), UPO-InfoNCA, ...
+    pairwise: bool  # on each pair's two responses: V(x) cancels (no value head), and it needs pairs
+    summary: str  # one line for `aux_loss`'s help
+
+
+DESIGNER_TERMS: dict[str, DesignerTerm] = {t.aux_loss: t for t in (
+    DesignerTerm("awr", "", False, "'awr' (the paper's advantage-weighted likelihood, weights min(exp(A/T), "
+                 "aw_max_weight) > 0: a reweighting of the data's responses, never below the reference)"),
+    DesignerTerm("infonca", "InfoNCA", True, "'infonca' (InfoNCA on each pair, soft targets softmax(r_aux/T): the "
+                 "forward KL, signed, keeps the target pi_ref exp(r_aux/T))"),
+    DesignerTerm("exo", "EXO", True, "'exo' (EXO: the reverse KL of the same, mode-seeking, signed, same target)"),
+    DesignerTerm("nca", "NCA", True, "'nca' (NCA with its absolute terms: each response's log-ratio pinned; keeps "
+                 "the target within a pair only)"),
+    DesignerTerm("topr", "TOPR", False, "'topr' (awr's weights where A >= 0, a ratio-tapered push below the "
+                 "reference where A < 0; does not keep the target)"),
+)}
+DEFAULT_AUX_LOSS = "awr"
+
+
+def aux_loss_help() -> str:
+    return "The form of UPO's designer term L_aux: " + ", ".join(t.summary for t in DESIGNER_TERMS.values()) + "."
 
 # Lists of loss types that have a name of their own.
 COMBINED_FAMILIES = {("sigmoid", "sft"): "RPO"}
@@ -107,17 +136,21 @@ def refused_designer_term(loss_type: Sequence[str], alpha: float, has_rewards: b
     return next((METHODS[n] for n in loss_type if METHODS[n].designer in (MARGIN, NONE)), None)
 
 
-def needs_value_head(loss_type: Sequence[str], alpha: float, has_rewards: bool, value_baseline: str) -> bool:
+def needs_value_head(loss_type: Sequence[str], alpha: float, has_rewards: bool, value_baseline: str,
+                     aux_loss: str = DEFAULT_AUX_LOSS) -> bool:
     if lead_method(loss_type).value_head:
         return True
-    return uses_designer_term(loss_type, alpha, has_rewards) and value_baseline == "value_head"
+    return (uses_designer_term(loss_type, alpha, has_rewards) and value_baseline == "value_head"
+            and not DESIGNER_TERMS[aux_loss].pairwise)
 
 
-def family_of(loss_type: Sequence[str], alpha: float, has_rewards: bool = True) -> str:
-    """The label of a run in reports: DPO, UPO, RPO, IPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, CSFT, ..."""
+def family_of(loss_type: Sequence[str], alpha: float, has_rewards: bool = True,
+              aux_loss: str = DEFAULT_AUX_LOSS) -> str:
+    """The label of a run in reports: DPO, UPO, UPO-InfoNCA, RPO, IPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, ..."""
     lead = lead_method(loss_type)
     if lead.designer == TERM and uses_designer_term(loss_type, alpha, has_rewards):
-        return lead.term_family
+        label = DESIGNER_TERMS[aux_loss].label
+        return f"{lead.term_family}-{label}" if label else lead.term_family
     if lead.designer != TERM or lead.rows != PAIRS or len(loss_type) == 1:
         return lead.family
     return COMBINED_FAMILIES.get(tuple(loss_type)) or "+".join(METHODS[n].family for n in loss_type)

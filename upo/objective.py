@@ -28,6 +28,7 @@ from upo.losses import (
     preference_loss,
     sft_loss,
 )
+from upo.rewards.target import DesignerTemperature, designer_temperature
 
 
 def uses_designer_term(args, has_rewards: bool) -> bool:
@@ -45,8 +46,31 @@ def check_designer_term(args, has_rewards: bool) -> None:
         f"set alpha: 0 for {method.family} alone, or use loss_type [sigmoid] (UPO) instead.")
 
 
+def apply_designer_target(args, rewards: torch.Tensor, term_on: bool) -> DesignerTemperature | None:
+    """Sets `args.aw_temperature` from `args.designer_target` (`upo.rewards.target.designer_temperature`) and says so
+    in one line (with the fix, where `aux_loss: awr` cannot approach the target). None when no target is set.
+
+    Args:
+        rewards: `r_aux` of both responses of every training pair, chosen then rejected. Shape: (2B,)
+    """
+    if args.designer_target is None:
+        return None
+    if not term_on:
+        print(f"designer_target {args.designer_target} has no effect: this run has no UPO designer term (loss_type "
+              f"{args.loss_type}, alpha {args.alpha}).")
+        return None
+    solved = designer_temperature(rewards, args.designer_target)
+    args.aw_temperature = solved.temperature
+    print(f"designer_target {solved.target:g} std: aw_temperature {solved.temperature:.4g} (reward scale beta / T = "
+          f"{solved.reward_scale(args.beta):.4g}); reweighting the training responses reaches at most "
+          f"{solved.pooled_ceiling:.2f} std, the better response of each pair {solved.pair_ceiling:.2f}.")
+    if solved.awr_message is not None and args.aux_loss == "awr":
+        print(solved.awr_message)
+    return solved
+
+
 def needs_value_head(args, has_rewards: bool) -> bool:
-    return methods.needs_value_head(args.loss_type, args.alpha, has_rewards, args.value_baseline)
+    return methods.needs_value_head(args.loss_type, args.alpha, has_rewards, args.value_baseline, args.aux_loss)
 
 
 @dataclass
@@ -81,14 +105,14 @@ def compute_objective(
         labels: KTO's labels, 1 desirable, 0 undesirable. Shape: (B,)
         values: the value head's `V(x)` per row. Shape: (B,)
         pair_weights: the dataset's `weight` column. Shape: (B,)
-        step_tokens: `(chosen tokens, all tokens, designer tokens, designer responses)` of the whole optimizer
-            step (`step_token_counts`), or None to average over this batch.
+        step_tokens: `(chosen tokens, all tokens, designer tokens, designer responses, designer pairs)` of the
+            whole optimizer step (`step_token_counts`), or None to average over this batch.
         mean_over_processes: maps a scalar to its mean over the training processes (KTO's reference point is
             averaged over them, as in TRL); None in one process.
     """
     n = len(logps) // 2
     method = methods.lead_method(args.loss_type)
-    tokens = (None, None, None, None) if step_tokens is None else step_tokens
+    tokens = (None,) * 5 if step_tokens is None else step_tokens
     logratios = logps - ref_logps
     metrics: dict[str, torch.Tensor] = {}
     if method.rows == methods.UNPAIRED:  # KTO
@@ -140,21 +164,27 @@ def compute_objective(
     if not uses_designer_term(args, rewards is not None):
         return ObjectiveOutput(loss, metrics)
 
+    term = methods.DESIGNER_TERMS[args.aux_loss]
     designer = designer_loss(
-        logps, lengths, rewards, value_baseline=args.value_baseline, values=values,
-        expectile_tau=args.expectile_tau, aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
+        logps, lengths, rewards, value_baseline="pair_mean" if term.pairwise else args.value_baseline,
+        values=None if term.pairwise else values, expectile_tau=args.expectile_tau,
+        aw_temperature=args.aw_temperature, aw_max_weight=args.aw_max_weight,
         num_tokens=tokens[2] if args.aux_normalization == "per_token" else tokens[3],
-        normalization=args.aux_normalization,
+        normalization=args.aux_normalization, aux_loss=args.aux_loss, ref_logps=ref_logps, num_pairs=tokens[4],
     )
-    weights = designer.weights[designer.mask]
-    metrics.update({
-        "loss/aux": designer.aux_loss,
-        "loss/value": designer.value_loss,
-        "aux/advantage_mean": designer.advantages[designer.mask].mean(),
-        "aux/weight_mean": weights.mean(),
-        "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
-        "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
-    })
+    metrics.update({"loss/aux": designer.aux_loss, "loss/value": designer.value_loss,
+                    "aux/advantage_mean": designer.advantages[designer.mask].mean()})
+    if term.pairwise:  # the share of pairs the policy already orders as the designer reward does
+        pair_mask = designer.mask[:n] & designer.mask[n:]
+        agrees = ((logratios[:n] - logratios[n:]) * (designer.weights[:n] - 0.5)).detach() > 0
+        metrics["aux/pair_accuracy"] = agrees[pair_mask].float().mean() if pair_mask.any() else agrees.new_zeros(())
+    else:
+        weights = designer.weights[designer.mask]
+        metrics.update({
+            "aux/weight_mean": weights.mean(),
+            "aux/weight_max": weights.max() if weights.numel() else weights.new_zeros(()),
+            "aux/clip_frac": (weights >= args.aw_max_weight).float().mean(),
+        })
     sums = {}
     if values is not None:
         metrics["aux/value_mean"] = values.mean()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import shutil
 import time
@@ -16,12 +17,18 @@ from transformers.trainer_utils import rotate_checkpoints
 from upo import methods
 from upo.config import UPOConfig
 from upo.data.collator import PreferenceCollator
-from upo.data.pipeline import prepare_preference_data
+from upo.data.pipeline import designer_rewards, prepare_preference_data
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
 from upo.logps import forward_logps
 from upo.losses import explained_variance, step_token_counts
-from upo.objective import check_designer_term, compute_objective, needs_value_head, uses_designer_term
+from upo.objective import (
+    apply_designer_target,
+    check_designer_term,
+    compute_objective,
+    needs_value_head,
+    uses_designer_term,
+)
 from upo.training.checkpointing import (
     CHECKPOINT_PATTERN,
     explaining_save_failures,
@@ -106,6 +113,8 @@ class UPOTrainer(Trainer):
                                   f"per-pair weights (only {weighted} do). Remove the column, or choose one of those "
                                   "loss types.")
             self.designer_stats = train.stats
+            self.designer_temperature = apply_designer_target(
+                args, designer_rewards(train.dataset) if self.use_designer_term else None, self.use_designer_term)
             eval_data = None
             if eval_dataset is not None:
                 prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats,
@@ -368,6 +377,8 @@ class UPOTrainer(Trainer):
         config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
         if self.designer_stats is not None:
             config["designer_reward_stats"] = self.designer_stats.to_dict()
+        if self.designer_temperature is not None:  # how designer_target became aw_temperature
+            config["designer_temperature"] = dataclasses.asdict(self.designer_temperature)
         atomic_write_json(os.path.join(output_dir, UPO_CONFIG), config, indent=2, default=str)
         write_model_card(output_dir, self)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from datasets import Dataset
 
 from upo import methods
@@ -55,6 +56,13 @@ def add_designer_rewards(
         dataset = dataset.add_column(f"designer_scores_{label}", values.tolist())
         dataset = dataset.add_column(f"designer_reward_{label}", stats.reward(values).tolist())
     return dataset, stats
+
+
+def designer_rewards(dataset: Dataset) -> torch.Tensor:
+    """`r_aux` of the chosen then the rejected response of every row (NaN where none), as `add_designer_rewards`
+    stored them. Shape: (2B,)"""
+    return torch.tensor(list(dataset["designer_reward_chosen"]) + list(dataset["designer_reward_rejected"]),
+                        dtype=torch.float64)
 
 
 @dataclass

@@ -291,7 +291,8 @@ def run_family(run: dict) -> str:
     options = run.get("options", {})
     loss_type = options.get("loss_type", upo_default("loss_type"))
     loss_type = [loss_type] if isinstance(loss_type, str) else loss_type
-    return methods.family_of(loss_type, float(options.get("alpha", upo_default("alpha"))))
+    return methods.family_of(loss_type, float(options.get("alpha", upo_default("alpha"))),
+                             aux_loss=options.get("aux_loss", upo_default("aux_loss")))
 
 
 def upo_default(name: str):

@@ -81,7 +81,10 @@ def method_defaults() -> dict:
             if f.name not in inherited and f.default is not dataclasses.MISSING and f.default is not None}
 
 
-DESIGNER_TERM_OPTIONS = ("aw_temperature", "aw_max_weight", "aux_normalization")  # read by UPO's designer term only
+# read by UPO's designer term only
+DESIGNER_TERM_OPTIONS = ("aux_loss", "designer_target", "aw_temperature", "aw_max_weight", "aux_normalization")
+# Method options added since the first grids, at the value every run before them trained with.
+IMPLICIT_BEFORE_ADDED = {"aux_loss": "awr"}
 
 
 def changed_defaults(folder: Path, options: dict) -> dict:
@@ -90,6 +93,8 @@ def changed_defaults(folder: Path, options: dict) -> dict:
     default. Options of UPO's designer term are left out for a run without it (DPO, MODPO, DRO-V, ...), which
     they did not change. Empty when the folder records nothing."""
     stored = read_run_config(folder) or {}
+    if stored:
+        stored = {**IMPLICIT_BEFORE_ADDED, **stored}
     without_term = "alpha" in stored and "loss_type" in stored and not methods.uses_designer_term(
         stored["loss_type"], stored["alpha"], True)
     changed = {}
@@ -97,6 +102,8 @@ def changed_defaults(folder: Path, options: dict) -> dict:
         now = json.loads(json.dumps(default, default=str))
         if without_term and name in DESIGNER_TERM_OPTIONS:
             continue
+        if name == "aw_temperature" and stored.get("designer_target") is not None:
+            continue  # solved from the target when the run started, not a default
         if name not in options and name in stored and stored[name] != now:
             changed[name] = (stored[name], now)
     return changed
