@@ -31,6 +31,7 @@ from typing import Any, NamedTuple
 
 from upo.errors import ConfigError, ModelResolutionError
 from upo.files import atomic_write_json, default_cache_dir, exclusive_lock
+from upo.run_folder import ADAPTER_CONFIG, UPO_CONFIG
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 KNOWN_MODELS = {
@@ -254,8 +255,6 @@ def base_model_name_or_path(run_folder: str | os.PathLike) -> str | None:
     adapter's `adapter_config.json` (`base_model_name_or_path`, written by peft); None when neither says.
     """
     folder = Path(run_folder)
-    from upo.training.run_folder import ADAPTER_CONFIG, UPO_CONFIG
-
     for file_name, key in ((UPO_CONFIG, "model_name_or_path"), (ADAPTER_CONFIG, "base_model_name_or_path")):
         try:
             value = json.loads((folder / file_name).read_text()).get(key)

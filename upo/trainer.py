@@ -29,6 +29,7 @@ from upo.objective import (
     needs_value_head,
     uses_designer_term,
 )
+from upo.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, VALUE_HEAD
 from upo.training.checkpointing import (
     CHECKPOINT_PATTERN,
     explaining_save_failures,
@@ -44,7 +45,6 @@ from upo.training.model_card import write_model_card
 from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
-from upo.training.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, VALUE_HEAD
 from upo.training.run_lock import hold_output_dir
 from upo.training.trainer_state import TrainerStateWriter
 from upo.value_head import ValueHead

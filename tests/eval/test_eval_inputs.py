@@ -11,7 +11,7 @@ from upo.errors import ConfigError, DataError, ModelResolutionError, RewardFunct
 from upo.eval.evaluate import EvalSettings, load_eval_rows, load_model
 from upo.eval.metrics import score_objectives
 from upo.eval.scorers import build_preference_scorer
-from upo.training.run_folder import read_run_config
+from upo.run_folder import read_run_config
 
 
 @pytest.fixture

@@ -32,7 +32,7 @@ from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
 from upo.rewards.standardization import DesignerStandardization
-from upo.training.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
+from upo.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
 REFERENCE = "reference"
 

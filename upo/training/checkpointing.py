@@ -33,7 +33,7 @@ from pathlib import Path
 
 from upo.errors import ConfigError, Interrupted, UPOError
 from upo.files import atomic_write_json
-from upo.training.run_folder import CHECKPOINT_MARKER as MARKER_FILE
+from upo.run_folder import CHECKPOINT_MARKER as MARKER_FILE
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 

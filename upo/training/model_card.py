@@ -16,7 +16,7 @@ from pathlib import Path
 
 import upo
 from upo import methods
-from upo.training.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
+from upo.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
 # The Hub IDs and licences of the models upo knows by a short name (upo.models.KNOWN_MODELS).
 KNOWN_HUB_MODELS = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}

@@ -9,7 +9,7 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from upo.files import atomic_write_text
-from upo.training.run_folder import TRAINER_STATE
+from upo.run_folder import TRAINER_STATE
 
 
 class TrainerStateWriter(TrainerCallback):

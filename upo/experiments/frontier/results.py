@@ -175,7 +175,7 @@ def value_fit(run_folder: Path) -> dict:
     it was trained with an `eval_dataset`) and over its last logging window (`value/explained_variance`)."""
     import re
 
-    from upo.training.run_folder import read_trainer_state
+    from upo.run_folder import read_trainer_state
 
     state = read_trainer_state(run_folder)
     history = (state or {}).get("log_history") or []

@@ -2,7 +2,7 @@
 
 Each run trains with `upo train` in its own process (`train_command`: as a user would run it, under `accelerate
 launch` with the config's `accelerate_config`), its output into `train.log`. The runner follows the run through the
-`trainer_state.json` the trainer writes at every log (`upo.training.run_folder.TrainerStateWriter`), never by
+`trainer_state.json` the trainer writes at every log (`upo.run_folder.TrainerStateWriter`), never by
 parsing what it prints. The run is then evaluated by `upo.eval.evaluate.Evaluator` against the reference, which
 is evaluated once for the whole grid. Several `upo frontier` processes on one config share the grid: each run is
 locked while one process works on it, the others skip to the next.
@@ -44,7 +44,7 @@ from upo.experiments.frontier.state import (
     write_train_file,
 )
 from upo.files import atomic_write_json, exclusive_lock, try_lock
-from upo.training.run_folder import TRAINER_STATE, read_trainer_state
+from upo.run_folder import TRAINER_STATE, read_trainer_state
 
 _SHOWN_METRICS = (("epoch", "epoch {:.2f}"), ("loss", "loss {:.4g}"), ("loss/pref", "pref {:.4g}"),
                   ("loss/aux", "aux {:.4g}"), ("loss/value", "value {:.4g}"), ("rewards/margins", "margin {:+.3f}"),

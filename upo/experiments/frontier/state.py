@@ -2,7 +2,7 @@
 
 Layout of `output_dir`:
 
-* `runs/{name}/`: the run's `upo train` folder (`upo.training.run_folder`), plus
+* `runs/{name}/`: the run's `upo train` folder (`upo.run_folder`), plus
   * `run.yaml`: the options it was trained with, `train.log`: what the training process printed;
   * `train_done.json`: written last, once training succeeded, with the key of its options (`config.train_key`);
   * `eval_summary.json`: its evaluation (summary, replies, per-prompt scores), with the key of the settings;
@@ -27,7 +27,7 @@ from pathlib import Path
 from upo import methods
 from upo.experiments.frontier.config import FrontierConfig, FrontierRun, run_dir, run_train_options, train_key
 from upo.files import atomic_write_json, atomic_write_text
-from upo.training.run_folder import read_run_config
+from upo.run_folder import read_run_config
 
 TRAIN_DONE = "train_done.json"
 EVAL_SUMMARY = "eval_summary.json"

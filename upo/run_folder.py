@@ -20,6 +20,8 @@ import json
 import os
 from pathlib import Path
 
+from upo.errors import DataError
+
 UPO_CONFIG = "upo_config.json"
 VALUE_HEAD = "value_head.safetensors"
 TRAINER_STATE = "trainer_state.json"
@@ -42,8 +44,6 @@ def read_run_config(folder: str | os.PathLike) -> dict | None:
     try:
         config = json.loads(path.read_text())
     except ValueError as error:
-        from upo.errors import DataError
-
         raise DataError(f"{path}: not valid JSON ({error}); the run folder is damaged. Delete the file to use the "
                         "folder as a plain model folder.") from None
     return config
