@@ -19,6 +19,7 @@ from upo.config_checks import (
     Range,
     check_option_ranges,
 )
+from upo.engines import check_engine_installed
 from upo.errors import ConfigError
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 from upo.rewards.builtin import builtin_names
@@ -253,8 +254,6 @@ class UPOConfig(TrainingArguments):
     )
 
     def __post_init__(self):
-        from upo.training.distributed import check_engine_installed
-
         check_engine_installed()  # before transformers sets up the processes, where a missing one is a traceback
         if isinstance(self.model_init_kwargs, str):  # from the command line or a YAML string
             try:

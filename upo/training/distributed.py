@@ -50,21 +50,6 @@ def check_launch(args) -> None:
         )
 
 
-def check_engine_installed() -> None:
-    """A launch asking for DeepSpeed where the package is missing: one line with the fix, not an ImportError from
-    inside accelerate (on GPUs it comes while transformers sets up the processes, on CPU when the Trainer starts)."""
-    import importlib.util
-
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true" or importlib.util.find_spec("deepspeed"):
-        return
-    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE", "")
-    raise ConfigError(
-        f"The accelerate config asks for DeepSpeed{f' ZeRO-{stage}' if stage else ''}, but the deepspeed package is "
-        "not installed: pip install deepspeed (on CPU it compiles one op on first use, a few minutes), or shard "
-        "with FSDP2, which needs nothing more: accelerate launch --config_file examples/accelerate/fsdp2.yaml."
-    )
-
-
 def enable_sharding_on_cpu(trainer) -> None:
     """After the Trainer created its accelerator: FSDP2 or DeepSpeed on a CPU run whose config asks for it."""
     trainer.is_fsdp_enabled = trainer.is_fsdp_enabled or enable_fsdp2_on_cpu(trainer.accelerator, trainer.args)

@@ -19,11 +19,8 @@ gradients.
 from __future__ import annotations
 
 import copy
-import os
 
-
-def deepspeed_requested() -> bool:
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+from upo.engines import deepspeed_requested
 
 
 def enable_deepspeed_on_cpu(accelerator, args) -> bool:
