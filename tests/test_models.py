@@ -22,18 +22,8 @@ from helpers import make_hub_cache, make_pairs, make_tiny_lm_dir, tiny_model, wr
 
 from upo.cli import main
 from upo.errors import ConfigError, ModelResolutionError
-from upo.models import (
-    MARKER_FILE,
-    SMOLLM2_GGUF,
-    SMOLLM2_INSTALL,
-    SMOLLM2_NAME,
-    _find_gguf,
-    base_model_name_or_path,
-    load_causal_lm,
-    load_tokenizer,
-    quantization_config,
-    resolve_model_path,
-)
+from upo.models import base_model_name_or_path, load_causal_lm, load_tokenizer, quantization_config, resolve_model_path
+from upo.models.smollm2 import MARKER_FILE, SMOLLM2_GGUF, SMOLLM2_INSTALL, SMOLLM2_NAME, _find_gguf
 
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import upo
 from upo import methods
+from upo.models.smollm2 import SMOLLM2_HUB_ID, SMOLLM2_LICENSE, SMOLLM2_NAME
 from upo.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
 # The Hub IDs and licences of the models upo knows by a short name (upo.models.KNOWN_MODELS).
-KNOWN_HUB_MODELS = {"smollm2-135m-instruct": ("HuggingFaceTB/SmolLM2-135M-Instruct", "apache-2.0")}
+KNOWN_HUB_MODELS = {SMOLLM2_NAME: (SMOLLM2_HUB_ID, SMOLLM2_LICENSE)}
 
 CITATION = """@article{badrinath2025unified,
   title   = {Unified Preference Optimization: Language Model Alignment Beyond the Preference Frontier},
