@@ -8,9 +8,10 @@ from helpers import make_tiny_lm_dir, write_chitchat_rows
 
 from upo.cli import main
 from upo.errors import ConfigError, DataError, ModelResolutionError, RewardFunctionError
-from upo.eval.evaluate import EvalSettings, load_eval_rows, load_model
+from upo.eval.evaluate import EvalSettings, load_eval_rows
 from upo.eval.metrics import score_objectives
 from upo.eval.scorers import build_preference_scorer
+from upo.models import load_model
 from upo.run_folder import read_run_config
 
 

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import torch
-
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
@@ -31,8 +29,10 @@ from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
+from upo.models import SMOLLM2_NAME, load_model
+from upo.models.trained import default_reference
 from upo.rewards.standardization import DesignerStandardization
-from upo.run_folder import ADAPTER_CONFIG, EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
+from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
 REFERENCE = "reference"
 
@@ -59,61 +59,6 @@ def fit_designer_standardization(train_path: str | os.PathLike, reward_funcs: Se
     return standardization
 
 
-# --------------------------------------------------------------------------------------------- models
-
-
-def resolve_base_model(name_or_path: str) -> str:
-    """A base model as recorded in a run folder, made loadable here: a recorded folder that does not exist on this
-    machine (another machine's cache) is tried by its last path component (e.g. `smollm2-135m-instruct`)."""
-    if os.path.isabs(name_or_path) and not os.path.isdir(name_or_path):
-        return Path(name_or_path).name
-    return name_or_path
-
-
-def default_reference(model_path: str) -> str:
-    """The base model the run in `model_path` was trained from; `ConfigError` when the folder does not say."""
-    from upo.errors import ConfigError
-    from upo.models import base_model_name_or_path
-
-    base = base_model_name_or_path(model_path)
-    if base is None:
-        raise ConfigError(f"{model_path} does not record the model it was trained from (no upo_config.json or "
-                          "adapter_config.json naming it): pass the reference with --reference NAME_OR_PATH.")
-    return resolve_base_model(base)
-
-
-def load_model(name_or_path: str, dtype=None, device: str | None = None, trust_remote_code: bool = False):
-    """A trained run folder (full model, or a LoRA adapter merged into its base), a local model, a Hub ID or a known
-    name (`upo.models`). Returns `(model, tokenizer)`, the model in eval mode on `device` (default: CUDA when there
-    is one). `dtype`: default the checkpoint's own on an accelerator, float32 on a CPU."""
-    from upo.models import base_model_name_or_path, load_causal_lm, load_tokenizer
-
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    if dtype is None:
-        dtype = "auto" if device.type != "cpu" else torch.float32
-    folder = Path(name_or_path)
-    if (folder / ADAPTER_CONFIG).is_file():
-        from peft import PeftModel
-
-        base_name = resolve_base_model(base_model_name_or_path(folder) or "smollm2-135m-instruct")
-        base = load_causal_lm(base_name, dtype=dtype, trust_remote_code=trust_remote_code)
-        try:  # merged: generation then costs what the base model costs
-            model = PeftModel.from_pretrained(base, str(folder)).merge_and_unload()
-        except (OSError, ValueError, KeyError, RuntimeError) as error:  # a damaged or mismatched adapter
-            from upo.errors import ModelResolutionError
-
-            raise ModelResolutionError(f"Cannot load the LoRA adapter {folder} onto {base_name!r}: "
-                                       f"{' '.join(str(error).split())[:300]}") from error
-        has_tokenizer = (folder / "tokenizer_config.json").is_file()
-        tokenizer = load_tokenizer(str(folder) if has_tokenizer else base_name, trust_remote_code=trust_remote_code)
-    else:
-        model = load_causal_lm(str(name_or_path), dtype=dtype, trust_remote_code=trust_remote_code)
-        tokenizer = load_tokenizer(str(name_or_path), trust_remote_code=trust_remote_code)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return model.to(device).eval(), tokenizer
-
-
 def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
     """What generation starts with for the model in `model_path` (`upo.methods.generation_prefix` of its run
     config): the good control tag for conditional SFT, else None."""
@@ -135,7 +80,7 @@ class Evaluator:
     order: `designer_stats` (a run's stored one, its `designer_reward_stats`), fitted on `settings.train_data`, on the
     evaluation pairs' chosen and rejected responses, or on the reference's replies."""
 
-    def __init__(self, settings: EvalSettings, reference: str = "smollm2-135m-instruct", scorer=None,
+    def __init__(self, settings: EvalSettings, reference: str = SMOLLM2_NAME, scorer=None,
                  progress: bool = True, device: str | None = None, dtype=None, trust_remote_code: bool = False,
                  designer_stats: dict | None = None):
         from upo.eval.scorers import HumanReplySimilarity, SimilarityScorer, build_preference_scorer

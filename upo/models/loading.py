@@ -8,22 +8,18 @@
 * `quantization_config` builds TRL's bitsandbytes configuration (QLoRA); `check_quantization_available` refuses it
   before any weights load where bitsandbytes cannot run.
 * `load_sequence_classifier`: a reward model (`upo eval --preference_scorer reward_model:...`), by the same names.
-* `base_model_name_or_path` tells which model a run folder (full fine-tune or LoRA adapter) was trained from.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import pickle
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from upo.errors import ConfigError, ModelResolutionError
 from upo.models.smollm2 import SMOLLM2_DESCRIPTION, SMOLLM2_NAME, converted_folder
-from upo.run_folder import ADAPTER_CONFIG, UPO_CONFIG
 
 # The models upo knows by a short name.
 KNOWN_MODELS = {SMOLLM2_NAME: SMOLLM2_DESCRIPTION}
@@ -222,20 +218,3 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
     except (OSError, ValueError) as error:
         raise ModelResolutionError(f"Cannot load the tokenizer of {name_or_path!r}: {_one_line(error)}") from error
-
-
-def base_model_name_or_path(run_folder: str | os.PathLike) -> str | None:
-    """The model a run folder was trained from, as the user named it (a Hub ID, a folder or a known name).
-
-    Read from the run's `upo_config.json` (`model_name_or_path`, written by `UPOTrainer.save_model`), else from a LoRA
-    adapter's `adapter_config.json` (`base_model_name_or_path`, written by peft); None when neither says.
-    """
-    folder = Path(run_folder)
-    for file_name, key in ((UPO_CONFIG, "model_name_or_path"), (ADAPTER_CONFIG, "base_model_name_or_path")):
-        try:
-            value = json.loads((folder / file_name).read_text()).get(key)
-        except (OSError, ValueError, AttributeError):
-            continue
-        if value:
-            return value
-    return None
