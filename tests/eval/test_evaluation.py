@@ -9,11 +9,12 @@ import torch
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from upo.eval.evaluate import EvalSettings, Evaluator, fit_designer_standardization, load_eval_rows
+from upo.eval.evaluate import EvalSettings, Evaluator, load_eval_rows
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_rate
 from upo.eval.scorers import HumanReplySimilarity
 from upo.eval.tables import side_by_side
+from upo.rewards.standardization import fit_designer_standardization
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +50,8 @@ def test_summary_of_fixed_generations():
 
 def test_designer_score_uses_training_statistics(tmp_path):
     train = write_chitchat_rows(tmp_path / "train.jsonl", 12)
-    scale = fit_designer_standardization(train, ["length:target_words=4"], [2.0])
     rows = [json.loads(line) for line in train.read_text().splitlines()]
+    scale = fit_designer_standardization(rows, ["length:target_words=4"], [2.0], standardize=True)
     from upo.rewards import Length
 
     f = Length(4)

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from upo.data.loading import load_preference_pairs
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
@@ -31,7 +31,7 @@ from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
 from upo.models import SMOLLM2_NAME, load_model
 from upo.models.trained import default_reference
-from upo.rewards.standardization import DesignerStandardization
+from upo.rewards.standardization import DesignerStandardization, fit_designer_standardization
 from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
 
 REFERENCE = "reference"
@@ -40,23 +40,6 @@ REFERENCE = "reference"
 def load_eval_rows(path: str | os.PathLike, max_prompts: int | None = None) -> list[dict]:
     """The rows of an evaluation file, normalised (`upo.eval.data.load_eval_data`)."""
     return load_eval_data(path, max_prompts=max_prompts).rows
-
-
-# ------------------------------------------------------------------------------------ designer score
-
-
-def fit_designer_standardization(train_path: str | os.PathLike, reward_funcs: Sequence,
-                                 reward_weights: Sequence[float] | None = None,
-                                 standardize: bool = True) -> DesignerStandardization:
-    """The standardisation UPO trains with, fitted on both responses of the training pairs in `train_path`."""
-    from upo.data.loading import load_preference_pairs
-
-    dataset, _ = load_preference_pairs(str(train_path))
-    extra = {c: dataset[c] for c in dataset.column_names if c not in ("prompt", "chosen", "rejected")}
-    standardization, _ = DesignerStandardization.fit_on_pairs(
-        dataset["prompt"], dataset["chosen"], dataset["rejected"], reward_funcs, reward_weights, standardize,
-        extra_columns=extra)
-    return standardization
 
 
 def conditioning_prefix(model_path: str | os.PathLike) -> str | None:
@@ -123,16 +106,13 @@ class Evaluator:
                 stored.weights = [float(w) for w in s.reward_weights]
             return stored, "the run's training statistics (upo_config.json)"
         if s.train_data:
-            return (fit_designer_standardization(s.train_data, s.reward_funcs, s.reward_weights, s.standardize_rewards),
+            pairs = load_preference_pairs(s.train_data)[0].to_list()
+            return (fit_designer_standardization(pairs, s.reward_funcs, s.reward_weights, s.standardize_rewards),
                     f"the training pairs {s.train_data}")
         pairs = [r for r in self.rows if r.get("chosen") is not None and r.get("rejected") is not None]
         if pairs:
-            extra = {k: [r.get(k) for r in pairs] for k in sorted({k for r in pairs for k in r}
-                                                                  - {"prompt", "chosen", "rejected"})}
-            fitted, _ = DesignerStandardization.fit_on_pairs(
-                [r["prompt"] for r in pairs], [r["chosen"] for r in pairs], [r["rejected"] for r in pairs],
-                s.reward_funcs, s.reward_weights, s.standardize_rewards, extra_columns=extra)
-            return fitted, "the evaluation pairs' chosen and rejected responses"
+            return (fit_designer_standardization(pairs, s.reward_funcs, s.reward_weights, s.standardize_rewards),
+                    "the evaluation pairs' chosen and rejected responses")
         return None, "the reference model's replies"  # fitted once they exist
 
     def _evaluate(self, name: str, model, tokenizer, response_prefix: str | None = None) -> dict:

@@ -15,7 +15,9 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from upo.errors import ConfigError
 from upo.losses import combine_designer_rewards, designer_statistics
+from upo.rewards.scoring import score_designer_rewards
 
 # Evaluation clips each standardised objective to [-EVAL_Z_CLIP, EVAL_Z_CLIP] before weighting, so that one
 # degenerate reply (a single 47-letter "word" scores about -3,500 in Flesch reading ease, -178 std) cannot
@@ -62,8 +64,6 @@ class DesignerStandardization:
         """Scores both responses of every pair (once: cached) and fits on them, or on `chosen` alone.
 
         Returns the standardisation and the raw scores, `{name: (chosen_scores, rejected_scores)}`."""
-        from upo.rewards.scoring import score_designer_rewards
-
         scores = score_designer_rewards(prompts, chosen, rejected, list(reward_funcs), extra_columns=extra_columns,
                                         cache_dir=cache_dir, show_progress=False)
         fitted_on = {name: list(c) + (list(r) if fit_on_rejected else []) for name, (c, r) in scores.items()}
@@ -80,8 +80,6 @@ class DesignerStandardization:
 
     def check_names(self, names: Sequence[str], where: str = "the data") -> None:
         if list(names) != self.names:
-            from upo.errors import ConfigError
-
             raise ConfigError(f"Designer objectives {list(names)} of {where} differ from the ones this "
                               f"standardisation was fitted on, {self.names}: use the same reward_funcs, in the "
                               "same order.")
@@ -103,3 +101,16 @@ class DesignerStandardization:
         if z_clip is not None:
             z = z.clamp(-z_clip, z_clip)
         return (torch.nan_to_num(z, nan=0.0) * w).sum(-1).tolist()
+
+
+def fit_designer_standardization(pairs: Sequence[Mapping], reward_funcs: Sequence,
+                                 reward_weights: Sequence[float] | None, standardize: bool) -> DesignerStandardization:
+    """The standardisation UPO trains with, fitted on both responses of `pairs`: rows with `prompt`, `chosen` and
+    `rejected`, whose other columns reach the reward functions as in training (`upo eval`'s `--train_data` and
+    evaluation pairs, the frontier's training file)."""
+    columns = sorted({key for row in pairs for key in row} - {"prompt", "chosen", "rejected"})
+    standardization, _ = DesignerStandardization.fit_on_pairs(
+        [row["prompt"] for row in pairs], [row["chosen"] for row in pairs], [row["rejected"] for row in pairs],
+        reward_funcs, reward_weights, standardize,
+        extra_columns={key: [row.get(key) for row in pairs] for key in columns})
+    return standardization

@@ -29,8 +29,10 @@ SUMMARY_NUMBERS = ("designer_score", "preference_score", "win_rate", "kl", "impl
 def collect_results(config: FrontierConfig) -> dict:
     """Every finished run's summary (and the reference's), with the options that make the run, and the target
     check: `{"reference", "reference_designer_std", "runs": [...], "target"}`."""
-    from upo.eval.evaluate import fit_designer_standardization, load_eval_rows
+    from upo.data.loading import load_preference_pairs
+    from upo.eval.evaluate import load_eval_rows
     from upo.eval.metrics import rescore_designer, win_indicators
+    from upo.rewards.standardization import fit_designer_standardization
 
     key = settings_key(config)
     out = Path(config.output_dir)
@@ -42,8 +44,9 @@ def collect_results(config: FrontierConfig) -> dict:
         nonlocal standardization
         if standardization is None:
             write_train_file(config)
-            standardization = fit_designer_standardization(settings.train_data, settings.reward_funcs,
-                                                           settings.reward_weights, settings.standardize_rewards)
+            pairs = load_preference_pairs(settings.train_data)[0].to_list()
+            standardization = fit_designer_standardization(pairs, settings.reward_funcs, settings.reward_weights,
+                                                           settings.standardize_rewards)
         summary, designer, _ = rescore_designer(stored["summary"], stored["replies"], rows, settings.reward_funcs,
                                                 standardization)
         return {**stored, "summary": summary, "designer": designer}
