@@ -11,6 +11,7 @@ from upo.errors import ConfigError, DataError, ModelResolutionError, RewardFunct
 from upo.eval.evaluate import EvalSettings, load_eval_rows
 from upo.eval.metrics import score_objectives
 from upo.eval.scorers import build_preference_scorer
+from upo.eval.settings import ScorerArguments
 from upo.models import load_model
 from upo.run_folder import read_run_config
 
@@ -95,7 +96,7 @@ def test_reward_functions_failing_on_generated_replies_are_named():
         with pytest.raises(RewardFunctionError, match=r"'short' returned list \[1.0\] for 2 replies: expected one"):
             score_objectives(["p", "q"], ["a", "b"], ["eval_rewards.short"], [{}, {}])
         # the same guard around a preference scorer that is the user's function
-        scorer = build_preference_scorer("function:eval_rewards.exits")
+        scorer = build_preference_scorer(ScorerArguments("function:eval_rewards.exits"))
         with pytest.raises(RewardFunctionError, match=r"reward function 'exits' raised on the 2 replies \(preference "
                            r"scorer function:eval_rewards.exits\): called sys.exit\(3\)"):
             scorer.score_replies(["p", "q"], ["a", "b"], [{}, {}])

@@ -12,7 +12,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from upo.eval.evaluate import EvalSettings, Evaluator, load_eval_rows
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_rate
-from upo.eval.scorers import HumanReplySimilarity
+from upo.eval.scorers.similarity import HumanReplySimilarity
 from upo.eval.tables import side_by_side
 from upo.rewards.standardization import fit_designer_standardization
 
@@ -156,7 +156,7 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     from helpers import make_tiny_reward_model_dir, write_hh_rows
 
     from upo.cli import main
-    from upo.eval.scorers import RewardModelScorer
+    from upo.eval.scorers.reward_model import RewardModelScorer
 
     stats = {"names": ["length"], "weights": [2.0], "mean": [0.5], "std": [0.25]}
     run = fake_run(tmp_path / "run", folders["policy"], ["length:target_words=3"], stats)
@@ -181,7 +181,7 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     first = report["per_prompt"][0]
     assert isinstance(first["prompt"], list) and first["prompt"][0]["role"] == "user"
     # The preference score is the reward model's mean on the model's own replies.
-    scorer = RewardModelScorer(str(rm))
+    scorer = RewardModelScorer(str(rm), batch_size=16)
     replies = [entry["run"]["reply"] for entry in report["per_prompt"]]
     scores = scorer.score_replies([e["prompt"] for e in report["per_prompt"]], replies, [{}] * 6)
     assert model["preference_score"] == pytest.approx(sum(scores) / 6, abs=1e-4)
@@ -226,9 +226,11 @@ def test_judge_through_the_evaluator(folders, tmp_path):
     Judge.requests, Judge.answer, Judge.status = [], None, 200
     try:
         from upo.eval.scorers import build_preference_scorer
+        from upo.eval.settings import ScorerArguments
 
         evaluation = write_chitchat_rows(tmp_path / "eval.jsonl", 4, seed=3)
-        judge = build_preference_scorer(f"judge:http://127.0.0.1:{server.server_address[1]}/v1", judge_model="m")
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        judge = build_preference_scorer(ScorerArguments(f"judge:{url}", judge_model="m"))
         settings = EvalSettings(str(evaluation), None, [], max_new_tokens=4)
         evaluator = Evaluator(settings, str(folders["reference"]), scorer=judge, progress=False)
         assert evaluator.evaluate_reference()["summary"]["preference_score"] == 0.5

@@ -12,7 +12,10 @@ from helpers import make_tiny_reward_model_dir
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
 from upo.errors import ConfigError, UPOError
-from upo.eval.scorers import PairwiseJudge, RewardModelScorer, build_preference_scorer
+from upo.eval.scorers import build_preference_scorer
+from upo.eval.scorers.judge import PairwiseJudge
+from upo.eval.scorers.reward_model import RewardModelScorer
+from upo.eval.settings import ScorerArguments
 
 PROMPTS = [[{"role": "user", "content": "hi how are you"}], [{"role": "user", "content": "what is your name"}],
            "\n\nHuman: do you like pizza\n\nAssistant:"]
@@ -21,7 +24,7 @@ REPLIES = ["good thanks", "my name is what", "yes i love pizza very much"]
 
 def test_reward_model_scores_prompt_and_reply_through_its_chat_template(tmp_path):
     folder = make_tiny_reward_model_dir(tmp_path / "rm")
-    scorer = build_preference_scorer(f"reward_model:{folder}", batch_size=2)
+    scorer = build_preference_scorer(ScorerArguments(f"reward_model:{folder}", scorer_batch_size=2))
     assert isinstance(scorer, RewardModelScorer) and not scorer.pairwise
     scores = scorer.score_replies(PROMPTS, REPLIES, [{}] * 3)
     # The definition, one sequence at a time and unpadded: the template's text, the logit at its last token.
@@ -44,18 +47,18 @@ def test_reward_model_scores_prompt_and_reply_through_its_chat_template(tmp_path
 def test_a_classifier_with_two_labels_is_not_a_reward_model(tmp_path):
     folder = make_tiny_reward_model_dir(tmp_path / "clf", num_labels=2)
     with pytest.raises(ConfigError, match="the model has 2 labels; a reward model has one"):
-        build_preference_scorer(f"reward_model:{folder}")
+        build_preference_scorer(ScorerArguments(f"reward_model:{folder}"))
 
 
 def test_function_scorer_follows_the_reward_function_contract():
-    scorer = build_preference_scorer("function:helpers.words_in_reply")
+    scorer = build_preference_scorer(ScorerArguments("function:helpers.words_in_reply"))
     assert scorer.score_replies(PROMPTS, REPLIES, [{}] * 3) == [2.0, 4.0, 6.0]
     scores = scorer.score_replies(PROMPTS[:1], [""], [{}])
     assert scores[0] != scores[0]  # None: no opinion (NaN), a tie in the win rate
     with pytest.raises(ConfigError, match="could not be imported"):
-        build_preference_scorer("function:helpers.no_such_function")
+        build_preference_scorer(ScorerArguments("function:helpers.no_such_function"))
     with pytest.raises(ConfigError, match="unknown kind 'oracle'"):
-        build_preference_scorer("oracle:x")
+        build_preference_scorer(ScorerArguments("oracle:x"))
 
 
 class Judge(http.server.BaseHTTPRequestHandler):
@@ -101,7 +104,8 @@ def judge_url():
 
 def test_judge_asks_both_orders_and_counts_ties_as_halves(judge_url, monkeypatch):
     monkeypatch.setenv("JUDGE_KEY", "secret")
-    judge = build_preference_scorer(f"judge:{judge_url}", judge_model="judge-7b", judge_api_key_env="JUDGE_KEY")
+    judge = build_preference_scorer(ScorerArguments(f"judge:{judge_url}", judge_model="judge-7b",
+                                                    judge_api_key_env="JUDGE_KEY"))
     assert isinstance(judge, PairwiseJudge) and judge.pairwise
     replies = ["a much longer reply here", "short", "same words", "identical"]
     reference = ["short one", "a much longer reply", "other words", "identical"]
@@ -123,13 +127,15 @@ def test_judge_asks_both_orders_and_counts_ties_as_halves(judge_url, monkeypatch
 def test_judge_template_model_and_server_errors_are_one_line(judge_url, tmp_path):
     template = tmp_path / "judge.txt"
     template.write_text("Prompt: {prompt}\nReply A:\n{reply_a}\n\nReply B:\n{reply_b}\n\nAnswer A or B.")
-    judge = build_preference_scorer(f"judge:{judge_url}", judge_model="m", judge_template=str(template))
+    judge = build_preference_scorer(ScorerArguments(f"judge:{judge_url}", judge_model="m",
+                                                    judge_template=str(template)))
     assert judge.compare(PROMPTS[:1], ["one two three"], ["one"], [{}]) == [1.0]
     assert Judge.requests[0]["body"]["messages"][0]["content"].startswith("Prompt: user: hi how are you\nReply A:")
     with pytest.raises(ConfigError, match=r"the template lacks \{reply_b\}"):
-        build_preference_scorer(f"judge:{judge_url}", judge_model="m", judge_template="{prompt} {reply_a}")
+        build_preference_scorer(ScorerArguments(f"judge:{judge_url}", judge_model="m",
+                                                judge_template="{prompt} {reply_a}"))
     with pytest.raises(ConfigError, match="needs the judge's model name: pass --judge_model"):
-        build_preference_scorer(f"judge:{judge_url}")
+        build_preference_scorer(ScorerArguments(f"judge:{judge_url}"))
     Judge.status = 401
     with pytest.raises(UPOError, match=r"judge at http://127.0.0.1:\d+/v1/chat/completions: HTTP 401"):
         judge.compare(PROMPTS[:1], ["a b"], ["c"], [{}])

@@ -9,7 +9,7 @@ from transformers import AutoTokenizer
 
 from upo.data.loading import load_preference_pairs
 from upo.eval.generate import Decoding, generate_replies
-from upo.eval.scorers import HumanReplySimilarity
+from upo.eval.scorers.similarity import HumanReplySimilarity
 from upo.experiments.chitchat import (
     ChitchatOptions,
     build_chitchat,

@@ -301,3 +301,6 @@ def test_the_keys_of_the_shipped_grids_stay_those_their_finished_runs_hold():
     config = load_frontier_config({**raw, "report_to": "tensorboard"})
     assert settings_key(config) == "7c2b91f07de73478"
     assert train_key(run_train_options(config, config.runs[1])) == "d57554ab52ed7fc8"
+    # How the scorer runs (upo.eval.settings.SCORER_RUNTIME_OPTIONS) never changes what it scores, nor the key.
+    raw["eval"].update(scorer_batch_size=4, judge_api_key_env="OTHER_KEY", judge_concurrency=2)
+    assert settings_key(load_frontier_config(raw)) == "7c2b91f07de73478"

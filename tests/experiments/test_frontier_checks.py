@@ -6,6 +6,7 @@ import pytest
 
 from upo.cli import main
 from upo.errors import ConfigError
+from upo.eval.settings import ScorerArguments
 from upo.experiments.frontier import load_frontier_config
 from upo.experiments.frontier.config import EVAL_KEYS, TOP_KEYS
 
@@ -38,7 +39,8 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
              "train": {"max_steps": 3, "max_length": 64, "standardize_rewards": False},
              "eval": {"max_prompts": 4, "max_new_tokens": 5, "batch_size": 6, "seed": 7, "do_sample": True,
                       "temperature": 0.5, "preference_scorer": "judge:http://x/v1", "preference_scorer_model": "m",
-                      "judge_model": "j", "judge_template": "t.txt"},
+                      "judge_model": "j", "judge_template": "t.txt", "scorer_batch_size": 2,
+                      "judge_api_key_env": "JUDGE_KEY", "judge_concurrency": 3},
              "accelerate_config": str(accelerate), "accelerate_args": "--num_processes 1", "seeds": [3],
              "report_to": "tensorboard"}
     assert set(given) == set(TOP_KEYS) and set(given["eval"]) == set(EVAL_KEYS)
@@ -55,8 +57,9 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
     assert (evaluation.max_prompts, evaluation.max_new_tokens, evaluation.batch_size, evaluation.seed,
             evaluation.do_sample, evaluation.temperature) == (4, 5, 6, 7, True, 0.5)
     assert (evaluation.max_length, evaluation.standardize_rewards) == (64, False)  # as the runs train
-    assert (config.scorer.preference_scorer, config.scorer.judge_model, config.scorer.judge_template,
-            config.scorer_model) == ("judge:http://x/v1", "j", "t.txt", "m")
+    assert config.scorer == ScorerArguments("judge:http://x/v1", scorer_batch_size=2, judge_model="j",
+                                            judge_template="t.txt", judge_api_key_env="JUDGE_KEY", judge_concurrency=3)
+    assert config.scorer_model == "m"
     assert (config.accelerate_config, config.accelerate_args) == (str(accelerate), ["--num_processes", "1"])
     assert config.report_to == "tensorboard"
 

@@ -25,7 +25,9 @@ from upo.data.loading import load_preference_pairs
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
-from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings
+from upo.eval.scorers import build_preference_scorer
+from upo.eval.scorers.similarity import HumanReplySimilarity, SimilarityScorer
+from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings, ScorerArguments
 from upo.eval.tables import side_by_side
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
@@ -66,8 +68,6 @@ class Evaluator:
     def __init__(self, settings: EvalSettings, reference: str = SMOLLM2_NAME, scorer=None,
                  progress: bool = True, device: str | None = None, dtype=None, trust_remote_code: bool = False,
                  designer_stats: dict | None = None):
-        from upo.eval.scorers import HumanReplySimilarity, SimilarityScorer, build_preference_scorer
-
         self.settings = settings
         self.designer_stats = designer_stats
         self.device, self.dtype, self.trust_remote_code = device, dtype, trust_remote_code
@@ -87,7 +87,8 @@ class Evaluator:
         self.scale, self.scale_source = self._designer_standardization()
         if isinstance(scorer, HumanReplySimilarity):
             scorer = SimilarityScorer(similarity=scorer)
-        self.scorer = scorer or build_preference_scorer("similarity")
+        self.scorer = scorer or build_preference_scorer(ScorerArguments(), device=device, dtype=dtype,
+                                                        trust_remote_code=trust_remote_code)
         self.decoding = Decoding(max_new_tokens=settings.max_new_tokens, do_sample=settings.do_sample,
                                  temperature=settings.temperature, top_k=0)
         self.progress = progress
@@ -214,7 +215,6 @@ def finite_or_none(value):
 def main(argv: list[str]) -> None:
     """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
     from upo.errors import ConfigError
-    from upo.eval.scorers import build_preference_scorer
     from upo.options import read_eval_options
     from upo.threads import choose_num_threads
 
@@ -233,11 +233,8 @@ def main(argv: list[str]) -> None:
     if settings.eval_data and settings.dataset_name:
         raise ConfigError("--eval_data and --dataset_name both given: pass one.")
     reference = args.reference or default_reference(args.model[0])
-    scorer = build_preference_scorer(scoring.preference_scorer, batch_size=scoring.scorer_batch_size,
-                                     device=args.device, dtype=args.dtype, trust_remote_code=args.trust_remote_code,
-                                     judge_model=scoring.judge_model, judge_template=scoring.judge_template,
-                                     judge_api_key_env=scoring.judge_api_key_env,
-                                     judge_concurrency=scoring.judge_concurrency)
+    scorer = build_preference_scorer(scoring, device=args.device, dtype=args.dtype,
+                                     trust_remote_code=args.trust_remote_code)
     evaluator = Evaluator(settings, reference, scorer=scorer, device=args.device, dtype=args.dtype,
                           trust_remote_code=args.trust_remote_code, designer_stats=stats)
     print(f"Reference: {reference}. Data: {evaluator.data.describe()}; {evaluator.prompt_note}. "

@@ -3,7 +3,9 @@ from these dataclasses (`upo.options.read_eval_options`), and the frontier build
 
 * `EvalSettings`: what every model of one comparison is evaluated with (the data, the designer objectives, the
   decoding). The frontier's `eval:` section and its evaluation key (`settings_key`) are these settings.
-* `ScorerArguments`: the preference scorer (`upo.eval.scorers.build_preference_scorer`).
+* `ScorerArguments`: the preference scorer (`upo.eval.scorers.build_preference_scorer`): the spec, and every
+  option of every kind of scorer (`upo/eval/scorers/`, one file per kind). `SCORER_RUNTIME_OPTIONS` names those that
+  change how a scorer runs, never what it scores.
 * `EvalArguments`: which models, the reference, where they run and where the results go.
 
 A numeric option declares its range in its type (`Annotated[int, POSITIVE_INT]`, upo.config_checks), checked when
@@ -16,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Annotated
 
 from upo.config_checks import OPTIONAL_POSITIVE_INT, POSITIVE, POSITIVE_INT, SEED, EachEntry, Range, check_ranges
+from upo.eval.scorers import scorer_usage
 
 DEFAULT_EVAL_DATA = "examples/data/chitchat_eval.jsonl"
 
@@ -102,8 +105,7 @@ class ScorerArguments:
 
     preference_scorer: str = field(
         default="similarity",
-        metadata={"help": "similarity[:FOLDER], reward_model:PATH_OR_ID, function:pkg.module.fn or judge:URL (an "
-                  "OpenAI-compatible chat endpoint)."},
+        metadata={"help": f"{scorer_usage()}."},
     )
     scorer_batch_size: Annotated[int, POSITIVE_INT] = field(
         default=16, metadata={"help": "Batch size of a reward model."}
@@ -176,3 +178,5 @@ class EvalArguments:
 
 
 EVAL_DATACLASSES = (EvalArguments, ScorerArguments, EvalSettings)
+# The scorer's options that change how it runs, never what it scores: they stay out of the frontier's evaluation key.
+SCORER_RUNTIME_OPTIONS = ("scorer_batch_size", "judge_api_key_env", "judge_concurrency")

@@ -29,7 +29,7 @@ def summary_metrics(summaries: list[dict]) -> dict[str, float]:
 
 def sample_replies(report: dict, n: int = 16) -> tuple[list[str], list[list[str]]]:
     """The first `n` prompts with each model's reply: `(columns, rows)`."""
-    from upo.eval.scorers import render_conversation
+    from upo.eval.scorers.judge import render_conversation
 
     names = [s["name"] for s in report["summaries"]]
     has_answer = any(e.get("reference_answer") for e in report["per_prompt"])

@@ -200,7 +200,7 @@ def build_chitchat(out_dir: str | os.PathLike, model_name_or_path: str = "smollm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from upo.eval.generate import Decoding, generate_replies
-    from upo.eval.scorers import HumanReplySimilarity
+    from upo.eval.scorers.similarity import HumanReplySimilarity
     from upo.models import resolve_model_path
 
     out_dir = Path(out_dir)

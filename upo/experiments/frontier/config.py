@@ -34,7 +34,7 @@ from pathlib import Path
 from upo import methods
 from upo.config_checks import declared_ranges, range_problems
 from upo.errors import ConfigError
-from upo.eval.settings import EvalSettings, ScorerArguments
+from upo.eval.settings import SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
 from upo.models import SMOLLM2_NAME
 from upo.options import parse_train_options, read_yaml_mapping
 
@@ -44,10 +44,10 @@ DEFAULTS = {"model_name_or_path": SMOLLM2_NAME, "train_pairs": None, "reward_wei
             "accelerate_config": None, "accelerate_args": [], "seeds": None, "report_to": None}
 TOP_KEYS = (*REQUIRED_KEYS, *DEFAULTS)
 # Under `eval`: some of `upo eval`'s settings (EvalSettings, with its defaults; the others come from the top level
-# and `train`), the preference scorer's (ScorerArguments), and `preference_scorer_model`, the older spelling of
-# `preference_scorer: similarity:FOLDER`.
+# and `train`), every option of the preference scorer (ScorerArguments), and `preference_scorer_model`, the older
+# spelling of `preference_scorer: similarity:FOLDER`.
 EVAL_SETTINGS_KEYS = ("max_prompts", "max_new_tokens", "batch_size", "seed", "do_sample", "temperature")
-SCORER_KEYS = ("preference_scorer", "judge_model", "judge_template")
+SCORER_KEYS = tuple(f.name for f in dataclasses.fields(ScorerArguments))
 EVAL_KEYS = (*EVAL_SETTINGS_KEYS, *SCORER_KEYS, "preference_scorer_model")
 RUN_KEYS = ("name", "options")
 # Set by the frontier for every run (`run_train_options`), from the top level.
@@ -79,7 +79,7 @@ class FrontierConfig:
     model_name_or_path: str
     train: dict  # `upo train` options shared by every run
     evaluation: EvalSettings  # how every run and the reference are evaluated (eval_data, the `eval:` settings, ...)
-    scorer: ScorerArguments  # the preference scorer (`eval: {preference_scorer, judge_model, judge_template}`)
+    scorer: ScorerArguments  # the preference scorer (`eval: {preference_scorer, judge_model, ...}`)
     scorer_model: str | None  # `eval: {preference_scorer_model}`: the similarity scorer's embedding folder
     accelerate_config: str | None  # each run under `accelerate launch --config_file` this file
     accelerate_args: list[str]  # more `accelerate launch` flags
@@ -257,6 +257,10 @@ def run_train_options(config: FrontierConfig, run: FrontierRun) -> dict:
 # from its default, so that the runs of an older frontier stay evaluated (and a new `upo eval` option costs nothing).
 FIRST_SETTINGS = ("eval_data", "train_data", "reward_funcs", "reward_weights", "standardize_rewards", "max_prompts",
                   "max_new_tokens", "batch_size", "seed", "max_length")
+# The scorer's options of the first frontiers that chose a scorer: in the key whenever the scorer is not `similarity`.
+# An option added since enters the key only away from its default, and one that changes how the scorer runs, never
+# what it scores (upo.eval.settings.SCORER_RUNTIME_OPTIONS), never.
+FIRST_SCORER_OPTIONS = ("preference_scorer", "judge_model", "judge_template")
 
 
 def _default(f: dataclasses.Field):
@@ -270,7 +274,12 @@ def settings_key(config: FrontierConfig) -> str:
     keyed = [settings, config.model_name_or_path]
     scorer = config.scorer
     if scorer.preference_scorer != "similarity":  # it changes every preference number (similarity: older grids' key)
-        keyed.append([scorer.preference_scorer, scorer.judge_model, scorer.judge_template])
+        keyed.append([getattr(scorer, name) for name in FIRST_SCORER_OPTIONS])
+    unkeyed = (*FIRST_SCORER_OPTIONS, *SCORER_RUNTIME_OPTIONS)
+    added = {f.name: getattr(scorer, f.name) for f in dataclasses.fields(ScorerArguments)
+             if f.name not in unkeyed and getattr(scorer, f.name) != _default(f)}
+    if added:
+        keyed.append(added)
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

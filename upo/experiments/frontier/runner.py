@@ -10,6 +10,7 @@ locked while one process works on it, the others skip to the next.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -187,16 +188,15 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
 
 
 def preference_scorer(config: FrontierConfig):
-    """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec), with
-    `eval.judge_model` and `eval.judge_template` for a judge; `eval.preference_scorer_model`, the older option, is
+    """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec), with the
+    scorer's options of the `eval:` section (`ScorerArguments`); `eval.preference_scorer_model`, the older option, is
     the similarity scorer's embedding folder."""
     from upo.eval.scorers import build_preference_scorer
 
-    spec = config.scorer.preference_scorer
-    if spec == "similarity" and config.scorer_model:
-        spec = f"similarity:{config.scorer_model}"
-    return build_preference_scorer(spec, judge_model=config.scorer.judge_model,
-                                   judge_template=config.scorer.judge_template)
+    scorer = config.scorer
+    if scorer.preference_scorer == "similarity" and config.scorer_model:
+        scorer = dataclasses.replace(scorer, preference_scorer=f"similarity:{config.scorer_model}")
+    return build_preference_scorer(scorer)
 
 
 def log_run_evaluation(config: FrontierConfig, run: FrontierRun, evaluator, record: dict, folder: Path) -> None:
