@@ -87,7 +87,7 @@ def test_kl_along_greedy_replies_matches_the_definition(folders):
     reference = AutoModelForCausalLM.from_pretrained(folders["reference"]).eval()
     tokenizer = AutoTokenizer.from_pretrained(folders["reference"])
     prompts = [[{"role": "user", "content": "hello there " * k}] for k in (1, 3, 5)]  # different lengths: padding
-    out = generate(policy, tokenizer, prompts, Decoding(max_new_tokens=5), batch_size=3, reference=reference,
+    out = generate(policy, tokenizer, prompts, Decoding(max_new_tokens=5), seed=0, batch_size=3, reference=reference,
                    progress=False)
     for prompt, [reply], [kl], [count] in zip(prompts, out.replies, out.kls, out.token_counts):
         # Greedy again, one prompt alone: the same tokens (batching does not change the reply).
@@ -101,7 +101,8 @@ def test_kl_along_greedy_replies_matches_the_definition(folders):
         assert count == len([t for t in alone if t != 1])
         assert kl == pytest.approx(_manual_kl(policy, reference, tokenizer, prompt, alone), rel=1e-4, abs=1e-5)
         assert kl > 0
-    same = generate(reference, tokenizer, prompts, Decoding(max_new_tokens=5), reference=reference, progress=False).kls
+    same = generate(reference, tokenizer, prompts, Decoding(max_new_tokens=5), seed=0, batch_size=3,
+                    reference=reference, progress=False).kls
     assert [k for [k] in same] == pytest.approx([0.0, 0.0, 0.0], abs=1e-5)
 
 

@@ -122,8 +122,9 @@ class Evaluator:
         is_reference = model is self.reference
         comparable = same_vocabulary(tokenizer, self.tokenizer)
         ref = None if is_reference or not comparable else self.reference
-        generations = generate(model, tokenizer, self.prompts, self.decoding, s.seed, s.batch_size, reference=ref,
-                               response_prefix=response_prefix, progress=self.progress, desc=f"{name}: generating")
+        generations = generate(model, tokenizer, self.prompts, self.decoding, seed=s.seed, batch_size=s.batch_size,
+                               reference=ref, response_prefix=response_prefix, progress=self.progress,
+                               desc=f"{name}: generating")
         replies = [r[0] for r in generations.replies]
         kls = [k[0] for k in generations.kls] if comparable else [math.nan] * len(replies)
         counts = [c[0] for c in generations.token_counts]

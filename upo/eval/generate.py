@@ -86,8 +86,9 @@ def generate(
     tokenizer,
     prompts: Sequence,
     decoding: Decoding,
-    seed: int = 0,
-    batch_size: int = 32,
+    *,
+    seed: int,
+    batch_size: int,
     reference=None,
     response_prefix: str | None = None,
     done: dict[int, dict[int, list[str]]] | None = None,
@@ -95,7 +96,8 @@ def generate(
     progress: bool = True,
     desc: str = "generating",
 ) -> Generations:
-    """Replies of `model` to `prompts` (see the module docstring), on the model's device.
+    """Replies of `model` to `prompts` (see the module docstring), on the model's device. `seed` and `batch_size`
+    have no default here: each caller's own options give them (`upo eval`'s, upo.eval.settings; the data builder's).
 
     `reference`: a second causal LM sharing the tokenizer; each reply then gets its exact KL to it,
     `sum_t KL(pi(.|x, y<t) || pi_ref(.|x, y<t))` over the whole vocabulary, summed over the reply's tokens up to
@@ -188,11 +190,11 @@ def reply_kl(policy_logits: torch.Tensor, reference, sequences: torch.Tensor, at
     return (per_token * in_reply.to(per_token.dtype)).sum(-1)
 
 
-def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding, seed: int = 0,
-                     batch_size: int = 32, done: dict[int, dict[int, list[str]]] | None = None,
+def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding, *, seed: int, batch_size: int,
+                     done: dict[int, dict[int, list[str]]] | None = None,
                      on_batch: Callable[[int, dict[int, list[str]]], None] | None = None, progress: bool = True,
                      desc: str = "generating") -> list[list[str]]:
     """`decoding.num_return_sequences` replies per prompt, as a list (one entry per prompt) of lists (`generate`'s
     replies alone)."""
-    return generate(model, tokenizer, prompts, decoding, seed, batch_size, done=done, on_batch=on_batch,
-                    progress=progress, desc=desc).replies
+    return generate(model, tokenizer, prompts, decoding, seed=seed, batch_size=batch_size, done=done,
+                    on_batch=on_batch, progress=progress, desc=desc).replies
