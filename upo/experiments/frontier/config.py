@@ -32,6 +32,7 @@ from dataclasses import MISSING, dataclass
 from pathlib import Path
 
 from upo import methods
+from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
 from upo.errors import ConfigError
 from upo.eval.settings import SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
@@ -263,21 +264,18 @@ FIRST_SETTINGS = ("eval_data", "train_data", "reward_funcs", "reward_weights", "
 FIRST_SCORER_OPTIONS = ("preference_scorer", "judge_model", "judge_template")
 
 
-def _default(f: dataclasses.Field):
-    return f.default_factory() if f.default_factory is not MISSING else f.default
-
-
 def settings_key(config: FrontierConfig) -> str:
     """Changes whenever the evaluation would give other numbers: a stored evaluation with another key is stale."""
-    settings = {f.name: getattr(config.evaluation, f.name) for f in dataclasses.fields(EvalSettings)
-                if f.name in FIRST_SETTINGS or getattr(config.evaluation, f.name) != _default(f)}
+    evaluation = {f.name: getattr(config.evaluation, f.name) for f in dataclasses.fields(EvalSettings)}
+    settings = {name: value for name, value in evaluation.items()
+                if name in FIRST_SETTINGS or value != option_default(EvalSettings, name)}
     keyed = [settings, config.model_name_or_path]
     scorer = config.scorer
     if scorer.preference_scorer != "similarity":  # it changes every preference number (similarity: older grids' key)
         keyed.append([getattr(scorer, name) for name in FIRST_SCORER_OPTIONS])
     unkeyed = (*FIRST_SCORER_OPTIONS, *SCORER_RUNTIME_OPTIONS)
     added = {f.name: getattr(scorer, f.name) for f in dataclasses.fields(ScorerArguments)
-             if f.name not in unkeyed and getattr(scorer, f.name) != _default(f)}
+             if f.name not in unkeyed and getattr(scorer, f.name) != option_default(ScorerArguments, f.name)}
     if added:
         keyed.append(added)
     return hashlib.sha256(json.dumps(keyed, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -298,15 +296,14 @@ def run_family(run: dict) -> str:
     """DPO, UPO, RPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, CSFT, ... (`upo.methods.family_of`), from the run's
     options and `UPOConfig`'s defaults."""
     options = run.get("options", {})
-    loss_type = options.get("loss_type", upo_default("loss_type"))
+    loss_type = options.get("loss_type", option_default(UPOConfig, "loss_type"))
     loss_type = [loss_type] if isinstance(loss_type, str) else loss_type
-    return methods.family_of(loss_type, float(options.get("alpha", upo_default("alpha"))),
-                             aux_loss=options.get("aux_loss", upo_default("aux_loss")))
+    return methods.family_of(loss_type, float(options.get("alpha", option_default(UPOConfig, "alpha"))),
+                             aux_loss=options.get("aux_loss", option_default(UPOConfig, "aux_loss")))
 
 
-def upo_default(name: str):
-    """The default of a `UPOConfig` option: the one place it is stated."""
-    from upo.config import UPOConfig
-
-    field = UPOConfig.__dataclass_fields__[name]
+def option_default(options: type, name: str):
+    """The default of the option `name` as its dataclass (`UPOConfig`, `EvalSettings`, `ScorerArguments`) declares it:
+    the one place it is stated."""
+    field = options.__dataclass_fields__[name]
     return field.default_factory() if field.default_factory is not MISSING else field.default
