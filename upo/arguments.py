@@ -23,7 +23,7 @@ from typing import Annotated
 
 from upo.config_checks import POSITIVE, POSITIVE_INT, Range
 from upo.errors import ConfigError
-from upo.models import SMOLLM2_NAME
+from upo.models import SMOLLM2_NAME, quantization_config
 
 
 @dataclass
@@ -138,8 +138,6 @@ class ModelArguments:
         return {**kwargs, **(overrides or {})}
 
     def quantization_config(self):
-        from upo.models import quantization_config
-
         return quantization_config(self.load_in_4bit, self.load_in_8bit, bnb_4bit_quant_type=self.bnb_4bit_quant_type,
                                    use_bnb_nested_quant=self.use_bnb_nested_quant,
                                    bnb_4bit_quant_storage=self.bnb_4bit_quant_storage, compute_dtype=self.dtype)

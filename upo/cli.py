@@ -1,4 +1,9 @@
-"""The `upo` command: `upo train`, `upo score`, `upo env`."""
+"""The `upo` command: `upo train`, `upo score`, `upo env`.
+
+Each command imports what it runs inside its own function (a command in its own module is imported only when run,
+`_module_command`), so that `upo --help` answers at once instead of after seconds of importing torch, transformers
+and datasets.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import argparse
 import sys
 import traceback
 
+from upo import __version__
 from upo.errors import ConfigError
 
 
@@ -29,7 +35,7 @@ def _training_data(script_args, config):
 
 
 def train(argv: list[str]) -> None:
-    from upo.options import read_train_options  # here, not at the top: it imports transformers (`upo --help`)
+    from upo.options import read_train_options
 
     script_args, model_args, config = read_train_options(argv)
     train_data, eval_data = _training_data(script_args, config)
@@ -104,8 +110,6 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["--version"], ["-V"]):
-        from upo import __version__
-
         print(f"upo {__version__}")
         return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -126,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit:
         raise
     except BaseException as error:  # noqa: B036 (Ctrl-C too: it gets a message and status 130, not a traceback)
-        from upo.failures import BUG_NOTE, explain
+        from upo.failures import BUG_NOTE, explain  # only when a command failed
 
         known = explain(error)
         if known is None:

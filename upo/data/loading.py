@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
 from datasets.table import InMemoryTable
 
+from upo.data.unpaired import load_unpaired_rows
 from upo.data.validation import (
     PAIR_COLUMNS,
     DataReport,
@@ -29,6 +30,7 @@ from upo.data.validation import (
     row_location,
 )
 from upo.errors import DataError
+from upo.models import offline_mode_variable
 
 ACCEPTED_SOURCES = (
     "a datasets.Dataset or DatasetDict, a local .jsonl, .json, .csv or .parquet file, a local folder "
@@ -70,8 +72,6 @@ def load_preference_pairs(source: DataSource, split: str = "train") -> tuple[Dat
 
 def load_unpaired(source: DataSource, split: str = "train") -> tuple[Dataset, DataReport]:
     """Load unpaired rows (`prompt`, `completion`, `label`), or pairs unpaired (see `upo.data.unpaired`)."""
-    from upo.data.unpaired import load_unpaired_rows
-
     dataset, source_name, line_numbers = _load(source, split)
     return load_unpaired_rows(dataset, source_name, line_numbers)
 
@@ -138,8 +138,6 @@ def _load_by_name(source: HubDataset) -> Dataset:
         option = "dataset_config" if "config" in str(error).lower() else "dataset_train_split / dataset_test_split"
         raise DataError(f"{source}: {' '.join(str(error).split())} Set {option} to one of them.") from error
     except (OSError, ConnectionError) as error:  # not found, not cached offline, no data files
-        from upo.models import offline_mode_variable
-
         offline = offline_mode_variable() or ("HF_DATASETS_OFFLINE" if os.environ.get("HF_DATASETS_OFFLINE", "").upper()
                                               in ("1", "ON", "YES", "TRUE") else None)
         hint = (f" Offline mode is on ({offline}=1): a Hub dataset must have been loaded once with network access, "

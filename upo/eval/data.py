@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from upo.data.loading import HubDataset, load_rows
 from upo.data.validation import is_conversational, split_implicit_prompt
 from upo.errors import DataError
 from upo.rewards.completions import completion_text
@@ -86,8 +87,6 @@ def load_eval_data(source: str | os.PathLike | None = None, dataset_name: str | 
 
 def _load_raw(source, dataset_name, dataset_config, split):
     """The raw rows as a `datasets.Dataset`, the name errors use, and each row's file line when known."""
-    from upo.data.loading import HubDataset, load_rows
-
     if dataset_name is not None:
         return load_rows(HubDataset(dataset_name, dataset_config, _eval_split(dataset_name, dataset_config, split)))
     path = Path(source)

@@ -22,19 +22,26 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from upo.data.loading import load_preference_pairs
+from upo.errors import ConfigError
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
+from upo.eval.page import eval_page
 from upo.eval.scorers import build_preference_scorer
 from upo.eval.scorers.similarity import HumanReplySimilarity, SimilarityScorer
 from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings, ScorerArguments
 from upo.eval.tables import side_by_side
+from upo.eval.tracking import log_evaluation
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
 from upo.models import SMOLLM2_NAME, load_model
 from upo.models.trained import default_reference
+from upo.options import read_eval_options
+from upo.rewards import resolve_reward_funcs, reward_func_name
 from upo.rewards.standardization import DesignerStandardization, fit_designer_standardization
 from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
+from upo.threads import choose_num_threads
+from upo.training.model_card import add_eval_results
 
 REFERENCE = "reference"
 
@@ -99,8 +106,6 @@ class Evaluator:
         if not s.reward_funcs:
             return DesignerStandardization([], [], [], []), "no designer objectives"
         if self.designer_stats:
-            from upo.rewards import resolve_reward_funcs, reward_func_name
-
             stored = DesignerStandardization.from_dict(self.designer_stats)
             stored.check_names([reward_func_name(f) for f in resolve_reward_funcs(s.reward_funcs)], "--reward_funcs")
             if s.reward_weights is not None:
@@ -215,10 +220,6 @@ def finite_or_none(value):
 
 def main(argv: list[str]) -> None:
     """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
-    from upo.errors import ConfigError
-    from upo.options import read_eval_options
-    from upo.threads import choose_num_threads
-
     args, scoring, settings = read_eval_options(argv, description=__doc__.split("\n\n")[0])
     choose_num_threads(args.num_threads)
     config = read_run_config(args.model[0]) or {}
@@ -251,15 +252,12 @@ def main(argv: list[str]) -> None:
     written = write_eval_outputs(out, report)
     print(side_by_side(summaries))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
-    from upo.eval.tracking import log_evaluation
 
     run_name = args.run_name or f"upo-eval-{names[0]}"
     logged = log_evaluation(report, args.report_to, run_name, args.logging_dir or out / "runs")
     if logged:
         print(f"Logged the metrics and sample replies to {', '.join(logged)} (run {run_name})")
     if args.update_model_card:
-        from upo.training.model_card import add_eval_results
-
         data_name = settings.dataset_name or Path(settings.eval_data or DEFAULT_EVAL_DATA).name
         for name, path, summary in zip(names, args.model, summaries[1:]):
             if read_run_config(path) is not None and add_eval_results(path, summary, data_name, settings.dataset_name):
@@ -268,8 +266,6 @@ def main(argv: list[str]) -> None:
 
 def write_eval_outputs(out: Path, report: dict) -> list[Path]:
     """`eval.json`, `eval.md` and `eval.html` (`upo.eval.page`) in `out`; returns their paths."""
-    from upo.eval.page import eval_page
-
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(out / EVAL_JSON, report)
     header = (f"Reference: {report['reference_model']}. Data: {report['data']}. Decoding: {report['decoding']}. "

@@ -19,7 +19,13 @@ from collections.abc import Sequence
 
 import torch
 
+from upo.data.collator import PreferenceCollator
+from upo.data.tokenization import tokenize_dataset
 from upo.errors import RewardFunctionError
+from upo.logps import forward_logps
+from upo.rewards import resolve_reward_funcs, reward_func_name
+from upo.rewards.scoring import as_score, call_reward_function
+from upo.training.reference import add_reference_logps
 
 # A scorer's two scores closer than this are a tie: float noise must not decide a win.
 TIE_TOLERANCE = 1e-6
@@ -29,9 +35,6 @@ def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, 
     """Each objective's raw score of each reply, through the same reward-function contract as training.
 
     A reply to a conversational prompt is passed as one assistant message; `rows`' other columns are kwargs."""
-    from upo.rewards import resolve_reward_funcs, reward_func_name
-    from upo.rewards.scoring import call_reward_function
-
     completions = [[{"role": "assistant", "content": r}] if isinstance(p, list) else r
                    for p, r in zip(prompts, replies)]
     extra_names = sorted({k for row in rows for k in row} - {"prompt", "chosen", "rejected", "prompts", "completions"})
@@ -50,8 +53,6 @@ def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, 
 
 
 def _score(name: str, value, index: int) -> float:
-    from upo.rewards.scoring import as_score
-
     try:
         return as_score(value)
     except ValueError as error:
@@ -139,11 +140,6 @@ def implicit_reward_accuracy(policy, reference, tokenizer, rows: list[dict], max
 
     None when no row has `chosen` and `rejected`; 0.5 for the reference itself (`reference=None`)."""
     from datasets import Dataset
-
-    from upo.data.collator import PreferenceCollator
-    from upo.data.tokenization import tokenize_dataset
-    from upo.logps import forward_logps
-    from upo.training.reference import add_reference_logps
 
     pairs = [{"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]} for r in rows
              if r.get("chosen") is not None and r.get("rejected") is not None]

@@ -16,6 +16,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from upo.eval.tables import side_by_side
+
 SCORES = (("preference", "preference", "{:.4f}"), ("win", "win vs reference", "{:.2g}"),
           ("designer", "designer", "{:+.3f}"), ("kl", "KL", "{:.2f}"))
 
@@ -273,8 +275,6 @@ def render_page(title: str, settings: Sequence[str], summary_html: str, plot_htm
 
 def eval_page(report: dict) -> str:
     """`eval.html` from the report `upo eval` writes to `eval.json`."""
-    from upo.eval.tables import side_by_side
-
     summaries = report["summaries"]
     names = [s["name"] for s in summaries]
     per_prompt = report["per_prompt"]

@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from upo.errors import ConfigError
+from upo.eval.scorers.judge import render_conversation
 
 SUPPORTED_TRACKERS = ("tensorboard", "wandb")
 
@@ -29,8 +30,6 @@ def summary_metrics(summaries: list[dict]) -> dict[str, float]:
 
 def sample_replies(report: dict, n: int = 16) -> tuple[list[str], list[list[str]]]:
     """The first `n` prompts with each model's reply: `(columns, rows)`."""
-    from upo.eval.scorers.judge import render_conversation
-
     names = [s["name"] for s in report["summaries"]]
     has_answer = any(e.get("reference_answer") for e in report["per_prompt"])
     columns = ["prompt", *(["reference answer"] if has_answer else []), *names]

@@ -34,6 +34,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from upo.errors import DataError
+from upo.eval.generate import Decoding, generate_replies
+from upo.eval.scorers.similarity import HumanReplySimilarity
+from upo.models import resolve_model_path
+
 SOURCE_PACKAGE = "chitchat_dataset"
 SOURCE_INSTALL = "pip install chitchat-dataset==0.9.0"
 SYSTEM_PROMPT = "You are chatting with someone you just met. Reply casually, in one short sentence."
@@ -67,8 +72,6 @@ class Example:
 def source_path() -> Path:
     """dataset.json inside the installed chitchat-dataset package (found without importing it)."""
     import importlib.machinery
-
-    from upo.errors import DataError
 
     spec = importlib.machinery.PathFinder.find_spec(SOURCE_PACKAGE)
     path = Path(next(iter(spec.submodule_search_locations))) / "dataset.json" if spec else None
@@ -198,10 +201,6 @@ def build_chitchat(out_dir: str | os.PathLike, model_name_or_path: str = "smollm
     """Builds `chitchat_train.jsonl` and `chitchat_eval.jsonl` in `out_dir`; returns their paths."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from upo.eval.generate import Decoding, generate_replies
-    from upo.eval.scorers.similarity import HumanReplySimilarity
-    from upo.models import resolve_model_path
 
     out_dir = Path(out_dir)
     t0 = time.time()

@@ -18,6 +18,12 @@ import re
 import time
 from pathlib import Path
 
+from upo.config import UPOConfig
+from upo.eval.tables import side_by_side
+from upo.experiments.frontier import collect_results, load_frontier_config, run_frontier
+from upo.models import resolve_model_path
+from upo.threads import choose_num_threads
+
 
 def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha: float | None = None,
                 aw_temperature: float | None = None, learning_rate: float = 2e-4,
@@ -27,8 +33,6 @@ def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha:
     temperature of its advantage weights). UPO runs at UPOConfig's defaults (its `alpha` and `aw_temperature` unless
     given, the designer term per sequence), chosen on the grids that docs/RESULTS.md links, not on the demo. UPO's run
     names its alpha (UPOConfig's default when none is given), as it always has: its training key stays the same."""
-    from upo.config import UPOConfig
-
     upo_options = {"alpha": UPOConfig.alpha if alpha is None else alpha}
     if aw_temperature is not None:
         upo_options["aw_temperature"] = aw_temperature
@@ -86,12 +90,6 @@ def main(argv: list[str]) -> None:
                         "where more threads are much slower; else torch's default).")
     args = parser.parse_args(argv)
     import torch
-
-    from upo.config import UPOConfig
-    from upo.eval.tables import side_by_side
-    from upo.experiments.frontier import collect_results, load_frontier_config, run_frontier
-    from upo.models import resolve_model_path
-    from upo.threads import choose_num_threads
 
     start = time.perf_counter()
     threads = choose_num_threads(args.num_threads)

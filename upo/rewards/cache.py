@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from upo import __version__
 from upo.files import atomic_write
 
 
@@ -40,8 +41,6 @@ def function_identity(func: Callable, name: str) -> dict[str, Any] | None:
     Without source (a builtin, code typed into a bare interpreter), an edit could not be noticed, so such
     a function is not cached.
     """
-    from upo import __version__  # here: upo/__init__ may import this package
-
     is_function = inspect.isroutine(func)
     code = func if is_function else type(func)
     try:

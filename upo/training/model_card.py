@@ -16,6 +16,7 @@ from pathlib import Path
 
 import upo
 from upo import methods
+from upo.files import atomic_write_text
 from upo.models.smollm2 import SMOLLM2_HUB_ID, SMOLLM2_LICENSE, SMOLLM2_NAME
 from upo.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
@@ -193,8 +194,6 @@ def build_model_card(output_dir: str, trainer, extra_eval_results: list | None =
 
 def write_model_card(output_dir: str, trainer, **kwargs) -> None:
     """Writes the card (`build_model_card`) as `README.md` in `output_dir`."""
-    from upo.files import atomic_write_text
-
     atomic_write_text(Path(output_dir) / MODEL_CARD, str(build_model_card(output_dir, trainer, **kwargs)))
 
 
@@ -215,7 +214,6 @@ def add_eval_results(folder: str | os.PathLike, summary: dict, dataset_name: str
     card.data.eval_results = kept + fresh
     if card.data.model_name is None:
         card.data.model_name = Path(folder).resolve().name
-    from upo.files import atomic_write_text
 
     atomic_write_text(path, str(card))
     return True

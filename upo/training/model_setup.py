@@ -7,6 +7,7 @@ import torch
 
 from upo.config import UPOConfig
 from upo.errors import ConfigError
+from upo.models import load_causal_lm, load_tokenizer
 
 
 def disable_dropout(model: torch.nn.Module) -> None:
@@ -27,8 +28,6 @@ def prepare_models(model, ref_model, args: UPOConfig, processing_class, peft_con
     prepared first when quantized: QLoRA), input grads enabled for checkpointing through an adapter, dropout off
     when `args.disable_dropout`. The tokenizer gets a pad token (EOS) when it has none."""
     if isinstance(model, str) or isinstance(ref_model, str):
-        from upo.models import load_causal_lm, load_tokenizer
-
         # As TRL: fp32 weights unless model_init_kwargs says otherwise (bf16 then comes from autocast), and code
         # shipped with a model runs only when asked (transformers would otherwise prompt for it on a terminal).
         init_kwargs = {"dtype": "float32", "trust_remote_code": args.trust_remote_code,

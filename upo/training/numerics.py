@@ -22,7 +22,8 @@ import math
 import torch
 from torch.distributed.tensor import DTensor
 
-from upo.errors import UPOError
+from upo.errors import DataError, UPOError
+from upo.training.checkpointing import last_complete_checkpoint
 
 # The loss components `compute_loss` reports (`loss/pref` -> "pref"), and the names the method gives them.
 COMPONENT_NAMES = {"pref": "preference", "aux": "designer", "value": "value"}
@@ -147,8 +148,6 @@ _HELP = {
 
 
 def _kept(output_dir: str) -> str:
-    from upo.training.checkpointing import last_complete_checkpoint
-
     last = last_complete_checkpoint(output_dir)
     kept = (f" The weights were not updated with it; the last good checkpoint is {last} (resume with "
             "resume_from_checkpoint=True)." if last else " The weights were not updated with it; no checkpoint was "
@@ -180,8 +179,6 @@ def check_numeric_columns(dataset, source: str) -> None:
     log-probs come in pairs of columns and are finite sums of log-probabilities, so <= 0. Pairs are named
     by their position in the prepared data (after dropped pairs) and the start of their prompt.
     """
-    from upo.errors import DataError
-
     columns = set(dataset.column_names)
     present = [c for c in REFERENCE_COLUMNS if c in columns]
     if len(present) == 1:

@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from upo import __version__
 from upo.files import atomic_write, default_cache_dir, exclusive_lock
 from upo.logps import forward_logps
 
@@ -70,8 +71,6 @@ def data_fingerprint(dataset: Dataset) -> str:
 
 def reference_cache_file(cache_dir: str | os.PathLike, reference_key: str, data_key: str, batch_size: int,
                          collator, mixed_precision: str = "no") -> Path:
-    from upo import __version__
-
     parts = [reference_key, data_key, batch_size, repr(collator), __version__]
     if mixed_precision != "no":  # autocast moves the values; fp32 keys stay what they were
         parts.append(mixed_precision)

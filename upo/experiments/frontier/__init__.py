@@ -45,6 +45,7 @@ from upo.experiments.frontier.state import (
     train_done,
     write_train_file,
 )
+from upo.threads import choose_num_threads
 
 __all__ = [
     "EVAL_SUMMARY", "REFERENCE_EVAL", "TRAIN_DONE", "FrontierConfig", "FrontierRun", "collect_results",
@@ -77,7 +78,6 @@ def main(argv: list[str]) -> None:
     overrides.update({key: getattr(args, key) for key in ("accelerate_config", "accelerate_args")
                       if getattr(args, key) is not None})
     config = load_frontier_config(args.config, **overrides)
-    from upo.threads import choose_num_threads
 
     threads = choose_num_threads(args.num_threads)
     if args.report_only and args.only:

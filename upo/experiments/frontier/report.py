@@ -9,6 +9,9 @@ import textwrap
 from pathlib import Path
 
 from upo import methods
+from upo.eval.evaluate import finite_or_none
+from upo.eval.page import frontier_page
+from upo.eval.tables import summary_table
 from upo.experiments.frontier.config import FrontierConfig
 from upo.experiments.frontier.results import pareto_front
 from upo.files import atomic_write_json, atomic_write_text
@@ -34,9 +37,6 @@ def one_line(s: dict) -> str:
 def write_report(config: FrontierConfig, results: dict) -> list[Path]:
     """Writes `frontier.json`, `frontier.md`, `frontier.html` and, once a run is finished, `frontier.png`; returns
     their paths."""
-    from upo.eval.evaluate import finite_or_none
-    from upo.eval.page import frontier_page
-
     out = Path(config.output_dir)
     written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN, out / FRONTIER_PAGE]
     markdown = format_report(results)
@@ -59,8 +59,6 @@ def write_report(config: FrontierConfig, results: dict) -> list[Path]:
 
 
 def format_report(results: dict) -> str:
-    from upo.eval.tables import summary_table
-
     rows = ([{**results["reference"], "name": "reference"}] if results["reference"] else []) + \
            [{**r["summary"], "name": r["name"]} for r in results["runs"]]
     if not rows:

@@ -20,8 +20,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from upo import methods
+from upo.data.loading import load_preference_pairs
+from upo.eval.evaluate import load_eval_rows
+from upo.eval.metrics import paired_intervals, rescore_designer, win_indicators
 from upo.experiments.frontier.config import FrontierConfig, run_dir, run_family, settings_key
 from upo.experiments.frontier.state import REFERENCE_EVAL, read_eval_summary, train_done, write_train_file
+from upo.rewards.standardization import fit_designer_standardization
+from upo.run_folder import read_trainer_state
 
 SUMMARY_NUMBERS = ("designer_score", "preference_score", "win_rate", "kl", "implicit_accuracy", "length_words")
 
@@ -29,11 +34,6 @@ SUMMARY_NUMBERS = ("designer_score", "preference_score", "win_rate", "kl", "impl
 def collect_results(config: FrontierConfig) -> dict:
     """Every finished run's summary (and the reference's), with the options that make the run, and the target
     check: `{"reference", "reference_designer_std", "runs": [...], "target"}`."""
-    from upo.data.loading import load_preference_pairs
-    from upo.eval.evaluate import load_eval_rows
-    from upo.eval.metrics import rescore_designer, win_indicators
-    from upo.rewards.standardization import fit_designer_standardization
-
     key = settings_key(config)
     out = Path(config.output_dir)
     settings = config.evaluation
@@ -97,8 +97,6 @@ def target_check(runs: list[dict], reference: dict | None, win_rate_tolerance: f
     prompts), and that no run of another method with the same seed dominates (designer and preference scores both at
     least as high, one higher: MODPO, DRO-V, A-LOL, DPO or any other baseline). A grid over seeds is judged on its
     means instead (`seeds_target_check`)."""
-    from upo.eval.metrics import paired_intervals
-
     dpo_runs = [r for r in runs if r["family"] == methods.DPO_FAMILY]
     if not dpo_runs or reference is None:
         return {"met": None, "reason": "needs a finished DPO run and the reference"}
@@ -177,8 +175,6 @@ def value_fit(run_folder: Path) -> dict:
     """The value's explained variance the run logged: on the evaluation pairs (`eval_value/explained_variance`, when
     it was trained with an `eval_dataset`) and over its last logging window (`value/explained_variance`)."""
     import re
-
-    from upo.run_folder import read_trainer_state
 
     state = read_trainer_state(run_folder)
     history = (state or {}).get("log_history") or []

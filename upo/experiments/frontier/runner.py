@@ -18,6 +18,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from upo.errors import UPOError
+from upo.eval.evaluate import REFERENCE, Evaluator
+from upo.eval.scorers import build_preference_scorer
+from upo.eval.tracking import log_evaluation
 from upo.experiments.frontier.config import (
     FrontierConfig,
     FrontierRun,
@@ -76,8 +80,6 @@ def train_run(config: FrontierConfig, run: FrontierRun, num_threads: int | None 
     line. A failure raises `UPOError` with the end of `train.log`."""
     import yaml
 
-    from upo.errors import UPOError
-
     options = run_train_options(config, run)
     folder = Path(options["output_dir"])
     kept = set_aside_finished(folder)  # trained before with other options: kept, never overwritten
@@ -133,8 +135,6 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
     def get_evaluator():
         nonlocal evaluator
         if evaluator is None:
-            from upo.eval.evaluate import Evaluator
-
             evaluator = Evaluator(config.evaluation, config.model_name_or_path, progress=progress,
                                   scorer=preference_scorer(config))
         return evaluator
@@ -191,8 +191,6 @@ def preference_scorer(config: FrontierConfig):
     """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec), with the
     scorer's options of the `eval:` section (`ScorerArguments`); `eval.preference_scorer_model`, the older option, is
     the similarity scorer's embedding folder."""
-    from upo.eval.scorers import build_preference_scorer
-
     scorer = config.scorer
     if scorer.preference_scorer == "similarity" and config.scorer_model:
         scorer = dataclasses.replace(scorer, preference_scorer=f"similarity:{config.scorer_model}")
@@ -205,8 +203,6 @@ def log_run_evaluation(config: FrontierConfig, run: FrontierRun, evaluator, reco
     options = run_train_options(config, run)
     if options["report_to"] in ("none", None, []):
         return
-    from upo.eval.evaluate import REFERENCE
-    from upo.eval.tracking import log_evaluation
 
     records = {REFERENCE: evaluator.evaluate_reference(), run.name: record}
     report = {"summaries": [r["summary"] for r in records.values() if "summary" in r],

@@ -25,6 +25,7 @@ import json
 from pathlib import Path
 
 from upo import methods
+from upo.config import UPOConfig
 from upo.experiments.frontier.config import FrontierConfig, FrontierRun, run_dir, run_train_options, train_key
 from upo.files import atomic_write_json, atomic_write_text
 from upo.run_folder import read_run_config
@@ -73,8 +74,6 @@ def method_defaults() -> dict:
     """The defaults of the options `UPOConfig` adds to `TrainingArguments` (None-valued ones left out: those are
     resolved when the run starts, so their stored values are not defaults)."""
     from transformers import TrainingArguments
-
-    from upo.config import UPOConfig
 
     inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
     return {f.name: f.default for f in dataclasses.fields(UPOConfig)
