@@ -114,7 +114,8 @@ def test_a_quantized_model_without_an_adapter_is_refused(tokenizer, tmp_path):
 
 def test_reference_is_precomputed_where_and_how_training_runs(tokenizer, tmp_path):
     """After the Trainer placed the model, under its autocast: with bf16, the precomputed reference log-probs are
-    those of a bf16-autocast forward (as the reference would give during training), not float32 ones."""
+    those of a bf16-autocast forward (as the reference would give during training: the model's forward under
+    autocast, the LM head in its weights' dtype outside it, as the policy's), not float32 ones."""
     from upo.data.collator import PreferenceCollator
     from upo.data.tokenization import tokenize_dataset
     from upo.training.reference import add_reference_logps
@@ -131,7 +132,7 @@ def test_reference_is_precomputed_where_and_how_training_runs(tokenizer, tmp_pat
         bf16 = add_reference_logps(pairs, tiny_model(), collator, 4, use_cache=False)["ref_chosen_logps"][:]
     fp32 = add_reference_logps(pairs, tiny_model(), collator, 4, use_cache=False)["ref_chosen_logps"][:]
     torch.testing.assert_close(precomputed, torch.tensor(bf16), rtol=0, atol=1e-6)
-    assert (precomputed - torch.tensor(fp32)).abs().max() > 1e-3
+    assert (precomputed - torch.tensor(fp32)).abs().max() > 1e-4  # 9e-4 measured
 
 
 def test_a_reference_model_by_name(tokenizer, tmp_path):
