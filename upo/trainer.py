@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import os
 import shutil
 import time
@@ -41,6 +42,7 @@ from upo.training.checkpointing import (
     write_completion_marker,
 )
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
+from upo.training.gradients import clip_gradients, unscale_once
 from upo.training.model_card import write_model_card
 from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
@@ -179,8 +181,13 @@ class UPOTrainer(Trainer):
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         loss = super().training_step(model, inputs, num_items_in_batch)
-        # A non-finite gradient stops the run (or, optionally, drops the step) before the optimizer sees it.
-        self.nonfinite_guard.after_backward(model, self.state.global_step, self.accelerator.sync_gradients)
+        # At an optimizer step the gradients are unscaled once (fp16), then checked before the optimizer sees them: a
+        # non-finite one stops the run (or, optionally, drops the step); a loss-scale overflow skips the step
+        # (upo.training.gradients).
+        if self.accelerator.sync_gradients:
+            unscale_once(self.accelerator)
+        self.nonfinite_guard.after_backward(model, self.state.global_step, self.accelerator.sync_gradients,
+                                            self.accelerator.scaler)
         return loss
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -193,14 +200,20 @@ class UPOTrainer(Trainer):
 
     def _clip_grad_norm(self, model):
         # The value head is clipped on its own: in the policy's norm its (large, fresh) gradient would shrink every
-        # policy step where DPO's would not. The returned norm, logged as grad_norm, is the policy's.
-        head = self.value_head
-        if head is None:
+        # policy step where DPO's would not. The returned norm, logged as grad_norm, is the policy's. Under DeepSpeed
+        # the engine has already clipped every gradient by one norm, the value head's included, and that is its norm.
+        if self.is_deepspeed_enabled:
             return super()._clip_grad_norm(model)
-        head_ids = {id(p) for p in head.parameters()}
-        torch.nn.utils.clip_grad_norm_(list(head.parameters()), self.args.max_grad_norm)
-        policy = [p for p in model.parameters() if id(p) not in head_ids]
-        return self.accelerator.clip_grad_norm_(policy, self.args.max_grad_norm)
+        return clip_gradients(model, self._value_head_parameters(), self.args.max_grad_norm)
+
+    def _get_grad_norm(self, model, grad_norm=None):
+        # max_grad_norm 0 (no clipping): the policy's norm all the same, measured without unscaling a second time
+        if grad_norm is None and not self.is_deepspeed_enabled:
+            grad_norm = clip_gradients(model, self._value_head_parameters(), math.inf)
+        return super()._get_grad_norm(model, grad_norm)
+
+    def _value_head_parameters(self) -> list:
+        return list(self.value_head.parameters()) if self.value_head is not None else []
 
     # --- Wiring ---
 
@@ -337,6 +350,10 @@ class UPOTrainer(Trainer):
             self._last_log = (now, self._total_tokens)
             if self.nonfinite_guard.skipped_batches:
                 metrics["nonfinite/skipped_batches"] = float(self.nonfinite_guard.skipped_batches)
+            scaler = self.accelerator.scaler
+            if scaler is not None and scaler.is_enabled():  # fp16: the loss scale, and the steps it skipped
+                metrics["amp/loss_scale"] = scaler.get_scale()
+                metrics["amp/skipped_steps"] = float(self.nonfinite_guard.scaler_skipped_steps)
         else:
             metrics = {f"eval_{key}": value for key, value in metrics.items()}
         logs.update(metrics)

@@ -13,6 +13,15 @@ gradients *before* the update, so the weights and the last checkpoint stay good:
 
 Under several processes every rank takes the same decision: the loss check is all-reduced, and gradients
 are checked after their all-reduce.
+
+Under fp16's loss scaler (`torch.amp.GradScaler`, which accelerate sets up for fp16 on a GPU) the gradients are
+checked once unscaled (`upo.training.gradients`), and a non-finite one is first the scaler's business: its scale was
+too high, so it skips the optimizer step and halves the scale, as every fp16 trainer does. Those steps are counted as
+`amp/skipped_steps`, beside the scale (`amp/loss_scale`). Once the scale is down to `MIN_LOSS_SCALE` (1, DeepSpeed's
+default `min_loss_scale`), the gradient overflows without any scaling: that is a fault, stopped or skipped as above.
+
+Under DeepSpeed the engine updates the weights inside the backward pass, before this guard could read a gradient:
+there the loss is checked, and the gradients only by the engine itself (docs/RELIABILITY.md says when it skips).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ from upo.training.checkpointing import last_complete_checkpoint
 
 # The loss components `compute_loss` reports (`loss/pref` -> "pref"), and the names the method gives them.
 COMPONENT_NAMES = {"pref": "preference", "aux": "designer", "value": "value"}
+# A gradient that is not finite at this loss scale or below overflows unscaled: not the loss scaler's overflow.
+MIN_LOSS_SCALE = 1.0
 
 
 class NonFiniteError(UPOError, FloatingPointError):
@@ -39,14 +50,16 @@ class NonFiniteGuard:
     * `check_loss(loss, components, global_step)`, in `compute_loss` before the loss is returned for its
       backward pass: False for a finite loss; raises `NonFiniteError`, or (skipping) returns True, and the
       trainer then returns `no_update_loss(model, loss)` and records no metric of the batch;
-    * `after_backward(model, global_step, sync_gradients)`, after each micro-batch's backward: at an optimizer
-      step, checks the gradients before the optimizer sees them.
+    * `after_backward(model, global_step, sync_gradients, scaler)`, after each micro-batch's backward: at an
+      optimizer step, checks the (unscaled) gradients before the optimizer sees them; `scaler_skipped_steps` counts
+      the steps that fp16's loss scaler skips.
     """
 
     def __init__(self, args):
         self.args = args
         self.skip = args.skip_nonfinite_batches
         self.skipped_batches = 0
+        self.scaler_skipped_steps = 0
         self._micro_batches = 0  # since the last optimizer step
         self._skipped_in_step = 0
         self._last_components: dict[str, float] = {}
@@ -75,10 +88,11 @@ class NonFiniteGuard:
         zero = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
         return zero + loss.detach()
 
-    def after_backward(self, model, global_step: int, sync_gradients: bool) -> None:
+    def after_backward(self, model, global_step: int, sync_gradients: bool, scaler=None) -> None:
+        """`scaler`: fp16's GradScaler (None without one), whose `unscale_` has already run at an optimizer step."""
         self._micro_batches += 1
         if sync_gradients:
-            self._check_gradients(model, global_step, all_skipped=self._skipped_in_step == self._micro_batches)
+            self._check_gradients(model, global_step, self._skipped_in_step == self._micro_batches, scaler)
             self._micro_batches = self._skipped_in_step = 0
 
     def _raise_for_loss(self, loss, local: bool, global_step: int):
@@ -96,7 +110,7 @@ class NonFiniteGuard:
             + "".join(" " + _HELP[name] for name in names if name in _HELP) + _kept(self.args.output_dir)
         )
 
-    def _check_gradients(self, model, global_step: int, all_skipped: bool):
+    def _check_gradients(self, model, global_step: int, all_skipped: bool, scaler=None):
         grads = [(n, p.grad) for n, p in model.named_parameters() if p.grad is not None]
         if not grads:
             return
@@ -115,6 +129,10 @@ class NonFiniteGuard:
             name = None if bool(finite.all()) else local[int((~finite).nonzero()[0])][0]
         if not (_any_process(name is not None, grads[0][1].device) if sharded else name is not None):
             return
+        scale = scaler.get_scale() if scaler is not None and scaler.is_enabled() else None
+        if scale is not None and scale > MIN_LOSS_SCALE:
+            self.scaler_skipped_steps += 1  # the scaler saw it too: it skips this step and halves its scale
+            return
         name = name or "(its shard on another process)"
         if self.skip:
             self.skipped_batches += self._micro_batches - self._skipped_in_step
@@ -123,11 +141,16 @@ class NonFiniteGuard:
             return
         component = "value" if "upo_value_head" in name else "policy (preference and designer terms)"
         finite_losses = ", ".join(f"loss/{k} = {v:.4g}" for k, v in self._last_components.items())
+        unscaled = ""
+        if scale is not None:
+            unscaled = (f" It is no fp16 loss-scale overflow: the scale is down to {scale:g} (the scaler skipped "
+                        f"{self.scaler_skipped_steps} steps so far), so the gradient overflows unscaled; bf16 (where "
+                        "the GPU has it) has fp32's range.")
         raise NonFiniteError(
             f"Non-finite gradient at step {global_step + 1}{self._where(batch=False)}: "
             f"first in parameter {name!r}, of the {component}; the last micro-batch's losses were finite "
-            f"({finite_losses or 'unknown'}). Lower learning_rate or max_grad_norm, or look for extreme values "
-            f"in the batch.{_kept(self.args.output_dir)}"
+            f"({finite_losses or 'unknown'}).{unscaled} Lower learning_rate or max_grad_norm, or look for extreme "
+            f"values in the batch.{_kept(self.args.output_dir)}"
         )
 
     def _where(self, batch: bool = True) -> str:

@@ -1,0 +1,67 @@
+"""Each optimizer step's gradients between the backward passes and the update: unscaled once, checked, then clipped.
+
+transformers' Trainer clips through `accelerator.clip_grad_norm_`, which divides the gradients by fp16's loss scale
+itself, right before clipping. upo reads the gradients earlier, in its non-finite check (`upo.training.numerics`),
+and read scaled there, the scaler's routine overflows would look like faults. So at each optimizer step:
+
+1. `unscale_once`: the gradients are divided by the loss scale (fp16 with accelerate's `GradScaler`; nothing in fp32
+   and bf16). The scaler records whether they overflowed, and its `step` then skips the update and lowers the scale;
+2. the non-finite check reads the unscaled gradients (`NonFiniteGuard.after_backward`);
+3. `clip_gradients`: the value head's gradient is clipped on its own, then the policy's (docs/METHOD.md), both by
+   their norm over every process, and neither divided by the scale a second time (a GradScaler refuses a second
+   unscale, which accelerate's `clip_grad_norm_` would attempt under FSDP and fp16).
+
+Sharded gradients (FSDP2's DTensors) are normed over their mesh, as accelerate does
+(`Accelerator._clip_grad_norm_dtensor_aware`); FSDP1 clips its flat parameters through its own
+`clip_grad_norm_`, which is only right for the whole model (upo refuses FSDP1 with a value head,
+`upo.training.distributed`). Under DeepSpeed none of this runs: the engine unscales, checks, clips (every gradient
+by one norm) and steps inside the backward pass.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch.distributed.tensor import DTensor
+
+
+def unscale_once(accelerator) -> None:
+    """Divide every gradient by fp16's loss scale, once per optimizer step (a no-op without a scaler)."""
+    if accelerator.scaler is not None:
+        accelerator.unscale_gradients()
+
+
+def clip_gradients(model: torch.nn.Module, head_parameters: list, max_norm: float) -> torch.Tensor:
+    """Clip the value head's gradient and the policy's (every other parameter) to `max_norm`, each by its own norm;
+    `max_norm=inf` only measures. Returns the policy's norm before clipping (a 0-dim tensor), the logged grad_norm."""
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    if isinstance(model, FullyShardedDataParallel):  # FSDP1: its flat parameters hold the whole model
+        if head_parameters:
+            raise RuntimeError("FSDP1 with the value head is refused before training (upo.training.distributed)")
+        return model.clip_grad_norm_(max_norm)
+    head = {id(p) for p in head_parameters}
+    if head_parameters:
+        clip_grad_norm(head_parameters, max_norm)
+    return clip_grad_norm([p for p in model.parameters() if id(p) not in head], max_norm)
+
+
+def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
+    """`torch.nn.utils.clip_grad_norm_` over gradients that may be sharded on one or several meshes (each group's
+    norm is gathered on its mesh, then the norms are combined). Returns the total 2-norm before clipping."""
+    groups: dict = {}
+    for p in parameters:
+        if p.grad is not None:
+            groups.setdefault(p.grad.device_mesh if isinstance(p.grad, DTensor) else None, []).append(p)
+    if not groups:
+        return torch.zeros(())
+    norms = [torch.nn.utils.get_total_norm([p.grad for p in group]) for group in groups.values()]
+    norms = [n.full_tensor() if isinstance(n, DTensor) else n for n in norms]
+    device = norms[0].device
+    total = torch.linalg.vector_norm(torch.stack([n.to(device) for n in norms]))
+    if math.isfinite(max_norm):
+        for mesh, group in groups.items():
+            norm = total if mesh is None else DTensor.from_local(total.to(group[0].grad.device), mesh)
+            torch.nn.utils.clip_grads_with_norm_(group, max_norm, norm)
+    return total
