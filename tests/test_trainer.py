@@ -235,6 +235,24 @@ def test_the_value_head_is_clipped_apart_from_the_policy(tokenizer, pairs, tmp_p
     assert norm(head) == pytest.approx(0.01, rel=1e-4)
 
 
+def test_grad_norm_without_clipping_is_still_the_policys(tokenizer, pairs, tmp_path):
+    """max_grad_norm 0 turns clipping off; the logged grad_norm is then the policy's true norm, as with clipping (it
+    used to be the norm of the policy and the value head together), and no gradient changes."""
+    trainer = UPOTrainer(tiny_model(), args=UPOConfig(output_dir=str(tmp_path), **{**FAST, "max_grad_norm": 0},
+                                                      reward_funcs=["length"]),
+                         train_dataset=pairs, processing_class=tokenizer)
+    model = trainer.model.train()
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    trainer.compute_loss(model, batch).backward()
+    head = {id(p) for p in trainer.value_head.parameters()}
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    policy = [g for n, g in grads.items() if not n.startswith("upo_value_head")]
+    policy_norm = torch.linalg.vector_norm(torch.stack([g.norm() for g in policy])).item()
+    assert policy_norm > 0.01 and any(id(p) in head and p.grad.norm() > 0.01 for p in model.parameters())
+    assert float(trainer._get_grad_norm(model)) == pytest.approx(policy_norm, rel=1e-6)
+    assert all(torch.equal(p.grad, grads[n]) for n, p in model.named_parameters() if p.grad is not None)
+
+
 def test_the_value_fit_on_held_out_pairs_is_reported(tokenizer, pairs, tmp_path):
     """`eval_value/explained_variance`: 1 - SSE / SST of r_aux by V(x) over the whole evaluation set."""
     held_out = Dataset.from_list([{**row, "prompt": row["prompt"].replace("Human:", "Human: Tell me,")}
