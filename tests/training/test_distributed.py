@@ -16,10 +16,11 @@ import ddp_train
 import pytest
 import torch
 import yaml
+from datasets import Dataset
 from helpers import QUESTIONS, make_pairs, tiny_model, write_jsonl
 from safetensors.torch import load_file
 
-from upo import UPOConfig
+from upo import UPOConfig, UPOTrainer
 from upo.data.collator import PreferenceCollator
 from upo.data.tokenization import tokenize_dataset
 from upo.errors import ConfigError
@@ -158,12 +159,22 @@ def test_processes_that_would_train_alone_are_refused(tmp_path, monkeypatch):
         check_launch(args)
 
 
-def test_fsdp1_requested_where_accelerate_cannot_enable_it_warns(tmp_path, monkeypatch):
-    args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+@pytest.mark.parametrize("version", ["1", None])
+def test_fsdp1_is_refused_in_one_line_before_anything_loads(tmp_path, monkeypatch, tokenizer, version):
+    """FSDP1, named or accelerate's default (a config without fsdp_version): the value head would train at the
+    policy's learning rate and be clipped by each process's own norm. Refused with the fix, before the model loads
+    (a model name that does not exist is never reached), on GPUs and on CPU alike."""
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
-    monkeypatch.setenv("FSDP_VERSION", "1")
-    with pytest.warns(UserWarning, match=r"asks for FSDP1 \(fsdp_version: 1\), but .* NO.*Use fsdp_version: 2"):
-        check_launch(args)
+    monkeypatch.delenv("FSDP_VERSION", raising=False)
+    if version:
+        monkeypatch.setenv("FSDP_VERSION", version)
+    args = UPOConfig(output_dir=str(tmp_path), report_to="none", use_cpu=True)
+    with pytest.raises(ConfigError, match=r"^The accelerate config asks for FSDP1 \(fsdp_version: 1, accelerate's "
+                       r"default .* set fsdp_version: 2 in the config's fsdp_config \(examples/accelerate/fsdp2.yaml\)"
+                       r"\.$") as refused:
+        UPOTrainer(str(tmp_path / "no-such-model"), args=args, train_dataset=Dataset.from_list(make_pairs(4)),
+                   processing_class=tokenizer)
+    assert "\n" not in str(refused.value)
 
 
 def test_missing_deepspeed_is_one_line_with_the_fix(tmp_path, monkeypatch):

@@ -5,12 +5,17 @@ accelerate and `transformers.Trainer` wire them. Two of their fallbacks are sile
 
 * on a machine without GPUs, a launch of N processes without `use_cpu=True` gives N *independent*
   single-process runs (transformers only logs a line), each on all the data;
-* an accelerate config asking for DeepSpeed, or for FSDP1, on a machine where accelerate cannot enable them
-  (CPU) runs plain data parallel instead, with no sharding. (FSDP2 runs on CPU: `upo.training.fsdp`.)
+* an accelerate config asking for DeepSpeed on a machine where accelerate cannot enable it (CPU) runs plain data
+  parallel instead, with no sharding.
 
 `check_launch` turns the first into an error with the fix and the second into a warning. On CPU, where
 accelerate would fall back to data parallel, `enable_sharding_on_cpu` switches FSDP2 (`upo.training.fsdp`) and
 DeepSpeed ZeRO (`upo.training.zero`) on; `prepare_reference_model` shards the reference as the policy is.
+
+FSDP1 (`fsdp_version: 1`, accelerate's default when a config names no version) is refused before anything loads,
+with the fix (`fsdp_version: 2`): it flattens each unit's parameters into one, so the value head's own learning rate
+and its own clipping (`create_optimizer`, `upo.training.gradients`) cannot find its parameters, and upo shards the
+reference with FSDP2's `fully_shard`. FSDP2 does all FSDP1 did here, and runs on CPU too, where it is tested.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import os
 import warnings
 
 from upo.errors import ConfigError
-from upo.training.fsdp import enable_fsdp2_on_cpu, requested_fsdp_version, shard_reference
+from upo.training.fsdp import enable_fsdp2_on_cpu, fsdp_requested, requested_fsdp_version, shard_reference
 from upo.training.zero import enable_deepspeed_on_cpu
 from upo.training.zero import prepare_reference as prepare_deepspeed_reference
 
@@ -33,19 +38,23 @@ def check_launch(args) -> None:
             "accelerate found no GPU to run them together on. On a machine without GPUs, set use_cpu=True "
             "(--use_cpu true) so that the processes train as one job over gloo."
         )
+    if fsdp_requested(args) and requested_fsdp_version(args) == 1:
+        raise ConfigError(
+            "The accelerate config asks for FSDP1 (fsdp_version: 1, accelerate's default when the config names no "
+            "version), which upo does not support (it flattens the parameters: the value head would train at the "
+            "policy's learning rate and be clipped by each process's own norm, and upo shards the reference with "
+            "FSDP2): set fsdp_version: 2 in the config's fsdp_config (examples/accelerate/fsdp2.yaml)."
+        )
     state = getattr(args, "distributed_state", None)
     engine = str(getattr(state, "distributed_type", "")).rsplit(".", 1)[-1]
     for requested, name in (("ACCELERATE_USE_FSDP", "FSDP"), ("ACCELERATE_USE_DEEPSPEED", "DEEPSPEED")):
         if os.environ.get(requested, "false").lower() != "true" or engine == name:
             continue
-        if engine in ("MULTI_CPU", "NO") and (name == "DEEPSPEED" or requested_fsdp_version(args) == 2):
+        if engine in ("MULTI_CPU", "NO"):
             continue  # upo enables them on CPU itself (enable_sharding_on_cpu); one process has nothing to shard
-        what = "FSDP1 (fsdp_version: 1)" if name == "FSDP" else name
-        fix = " Use fsdp_version: 2 (examples/accelerate/fsdp2.yaml), which runs on CPU too." if name == "FSDP" else ""
         warnings.warn(
-            f"The accelerate config asks for {what}, but accelerate runs {engine or 'no distributed engine'}: it "
-            f"enables {name} only on GPUs (and similar accelerators), never with use_cpu. Training goes on as "
-            f"plain data parallel, without sharding.{fix}",
+            f"The accelerate config asks for {name}, but accelerate runs {engine or 'no distributed engine'}. "
+            "Training goes on as plain data parallel, without sharding.",
             stacklevel=2,
         )
 

@@ -12,7 +12,7 @@ reduce-scatter and all-gather, the full state dict for saving and the distribute
 gloo (torch 2.13). `enable_fsdp2_on_cpu` therefore lifts that one check: it builds the FSDP plugin from the
 same config (the launcher's environment, or `--fsdp` / `--fsdp_config`) and switches the shared accelerator
 state to FSDP before anything is prepared. From there on, accelerate and the Trainer do everything as on GPUs;
-upo shards nothing itself. FSDP1 (`fsdp_version: 1`) needs a CUDA device and stays off on CPU.
+upo shards nothing itself. FSDP1 (`fsdp_version: 1`) is refused before (`upo.training.distributed`).
 
 The reference model, when one is kept, is sharded too, so each process holds 1/N of its weights, as TRL does
 (`trl.models.utils.prepare_fsdp`). TRL shards it as one unit, since its patched forward applies the LM head
@@ -62,7 +62,7 @@ def enable_fsdp2_on_cpu(accelerator, args) -> bool:
         return False
     plugin = _plugin(args)
     if plugin.fsdp_version != 2:
-        return False  # FSDP1 wraps with a CUDA device id: not on CPU (upo.training.distributed warns)
+        return False  # FSDP1: refused before this (upo.training.distributed.check_launch)
     # Both states are shared singletons: every later `Accelerator`, `PartialState()` and the Trainer see FSDP.
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP

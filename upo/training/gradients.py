@@ -12,10 +12,8 @@ and read scaled there, the scaler's routine overflows would look like faults. So
    unscale, which accelerate's `clip_grad_norm_` would attempt under FSDP and fp16).
 
 Sharded gradients (FSDP2's DTensors) are normed over their mesh, as accelerate does
-(`Accelerator._clip_grad_norm_dtensor_aware`); FSDP1 clips its flat parameters through its own
-`clip_grad_norm_`, which is only right for the whole model (upo refuses FSDP1 with a value head,
-`upo.training.distributed`). Under DeepSpeed none of this runs: the engine unscales, checks, clips (every gradient
-by one norm) and steps inside the backward pass.
+(`Accelerator._clip_grad_norm_dtensor_aware`); FSDP1 is refused (`upo.training.distributed`). Under DeepSpeed none
+of this runs: the engine unscales, checks, clips (every gradient by one norm) and steps inside the backward pass.
 """
 
 from __future__ import annotations
@@ -35,12 +33,6 @@ def unscale_once(accelerator) -> None:
 def clip_gradients(model: torch.nn.Module, head_parameters: list, max_norm: float) -> torch.Tensor:
     """Clip the value head's gradient and the policy's (every other parameter) to `max_norm`, each by its own norm;
     `max_norm=inf` only measures. Returns the policy's norm before clipping (a 0-dim tensor), the logged grad_norm."""
-    from torch.distributed.fsdp import FullyShardedDataParallel
-
-    if isinstance(model, FullyShardedDataParallel):  # FSDP1: its flat parameters hold the whole model
-        if head_parameters:
-            raise RuntimeError("FSDP1 with the value head is refused before training (upo.training.distributed)")
-        return model.clip_grad_norm_(max_norm)
     head = {id(p) for p in head_parameters}
     if head_parameters:
         clip_grad_norm(head_parameters, max_norm)
