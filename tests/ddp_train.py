@@ -63,6 +63,7 @@ def main(argv=None):
     parser.add_argument("--designer", action="store_true", help="alpha = 1 with a reward function and value head")
     parser.add_argument("--precompute_ref", action="store_true")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r=4, every linear layer)")
+    parser.add_argument("--tied", action="store_true", help="the LM head is the embedding matrix")
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume_from_checkpoint=True")
     parser.add_argument("--step_sleep", type=float, default=0.0, help="seconds to sleep after each step")
@@ -83,7 +84,7 @@ def main(argv=None):
         options[key] = json.loads(value)
     config = UPOConfig(**options)
     tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
-    model = tiny_model()
+    model = tiny_model(tied=args.tied)
     hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
     SlowSaveTrainer.slow_save_at = args.slow_save_at
     peft_config = None

@@ -50,12 +50,13 @@ class Recorder(TrainerCallback):
             self.logs.append(dict(logs))
 
 
-def tiny_model(arch: str = "llama", seed: int = 0, vocab_size: int = 512):
+def tiny_model(arch: str = "llama", seed: int = 0, vocab_size: int = 512, tied: bool = False):
+    """`tied`: the Llama's LM head is its embedding matrix (GPT-2's always is)."""
     torch.manual_seed(seed)
     if arch == "llama":
         config = LlamaConfig(vocab_size=vocab_size, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
                              num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                             pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=False)
+                             pad_token_id=0, eos_token_id=1, bos_token_id=1, tie_word_embeddings=tied)
         return LlamaForCausalLM(config)
     config = GPT2Config(vocab_size=vocab_size, n_embd=64, n_layer=2, n_head=4, n_positions=256,
                         resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, pad_token_id=0, eos_token_id=1, bos_token_id=1)

@@ -51,6 +51,25 @@ def test_output_folder_loads_with_from_pretrained(tokenizer, pairs, tmp_path):
         assert key in logs[-1], key
 
 
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_a_tied_lm_head_in_a_gathered_state_dict_is_saved_once(tokenizer, pairs, tmp_path, arch):
+    """Under FSDP2 the Trainer hands `_save` the full state dict gathered from the shards, where the LM head tied to
+    the embeddings is a tensor of its own: it used to be saved twice. Saved once, as save_pretrained does, and the
+    model loads tied. (Under FSDP2 itself: test_fsdp2_saves_a_tied_lm_head_once, slow.)"""
+    trainer = UPOTrainer(tiny_model(arch, tied=True), args=UPOConfig(output_dir=str(tmp_path), **FAST, max_steps=1),
+                         train_dataset=pairs, processing_class=tokenizer)
+    model = trainer.model
+    gathered = {k: v.detach().clone() for k, v in model.state_dict().items()}  # as accelerate's get_state_dict gives
+    trainer._save(str(tmp_path / "out"), state_dict=gathered)
+    trainer._save(str(tmp_path / "plain"))
+    saved = load_file(tmp_path / "out" / "model.safetensors")
+    assert saved.keys() == load_file(tmp_path / "plain" / "model.safetensors").keys()
+    assert "lm_head.weight" not in saved and len(saved) == len(gathered) - 1
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "out")
+    assert loaded.get_output_embeddings().weight is loaded.get_input_embeddings().weight
+    assert all(torch.equal(loaded.state_dict()[k], v) for k, v in gathered.items())
+
+
 def test_reference_equals_policy_at_the_first_step(tokenizer, pairs, tmp_path):
     from peft import LoraConfig
 

@@ -42,6 +42,7 @@ from upo.training.checkpointing import (
     write_completion_marker,
 )
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
+from upo.training.fsdp import without_tied_copies
 from upo.training.gradients import clip_gradients, unscale_once
 from upo.training.model_card import write_model_card
 from upo.training.model_setup import freeze_reference, prepare_models
@@ -372,6 +373,8 @@ class UPOTrainer(Trainer):
         output_dir = output_dir or self.args.output_dir
         if state_dict is None:
             state_dict = self.accelerator.unwrap_model(self.model).state_dict()
+        else:  # gathered from shards (FSDP2): a tied weight comes as two tensors
+            state_dict = without_tied_copies(state_dict, self.accelerator.unwrap_model(self.model))
         head = {k[len(VALUE_HEAD_PREFIX):]: v.contiguous()
                 for k, v in state_dict.items() if k.startswith(VALUE_HEAD_PREFIX)}
         state_dict = {k: v for k, v in state_dict.items() if not k.startswith(VALUE_HEAD_PREFIX)}

@@ -290,6 +290,27 @@ def test_fsdp2_lora_equals_one_process(tmp_path, monkeypatch):
 
 
 @pytest.mark.slow
+def test_fsdp2_saves_a_tied_lm_head_once(tmp_path):
+    """A Llama whose LM head is its embedding matrix, under FSDP2: the checkpoint's consolidated model.safetensors
+    holds the tied weight once, as save_pretrained writes it (it held lm_head.weight as well), and loads tied."""
+    from transformers import AutoModelForCausalLM
+
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "tests/ddp_train.py",
+            "--out", str(tmp_path / "two"), "--batch_size", "2", "--data", str(data), "--designer", "--tied",
+            "--max_steps", "2", "--save_steps", "2"], tmp_path, tmp_path / "cache")
+    first, _ = ranks(tmp_path / "two")
+    assert first["engine"] == "DistributedType.FSDP" and first["sharded"]
+    checkpoint = tmp_path / "two" / "run" / "checkpoint-2"
+    saved = load_file(checkpoint / "model.safetensors")
+    assert "model.embed_tokens.weight" in saved and "lm_head.weight" not in saved
+    loaded = AutoModelForCausalLM.from_pretrained(checkpoint)
+    assert loaded.lm_head.weight is loaded.model.embed_tokens.weight
+    assert torch.equal(loaded.model.embed_tokens.weight, load_file(tmp_path / "two" / "final.safetensors")[
+        "model.embed_tokens.weight"])
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("stage", [2, 3])
 def test_deepspeed_zero_equals_one_process(stage, tmp_path, monkeypatch):
     """`accelerate launch --config_file examples/accelerate/deepspeed_zero{2,3}.yaml` on CPU (upo.training.zero):

@@ -75,3 +75,16 @@ def shard_reference(model: torch.nn.Module, accelerator) -> torch.nn.Module:
     from accelerate.utils.fsdp_utils import fsdp2_prepare_model
 
     return fsdp2_prepare_model(accelerator, model).eval()
+
+
+def without_tied_copies(state_dict: dict, model: torch.nn.Module) -> dict:
+    """`state_dict` with each tied weight once (the embeddings', not `lm_head.weight`), as `save_pretrained` writes it.
+
+    A full state dict gathered from FSDP2's shards holds a tied weight under both names as two separate tensors, so
+    `save_pretrained`, which finds tied weights by shared storage, would save both. A copy that is not equal to the
+    weight it is tied to is kept (then the weights were not tied after all)."""
+    tied = getattr(model, "all_tied_weights_keys", None) or {}
+    drop = {copy for copy, source in tied.items()
+            if copy in state_dict and source in state_dict and state_dict[copy] is not state_dict[source]
+            and torch.equal(state_dict[copy], state_dict[source])}
+    return {k: v for k, v in state_dict.items() if k not in drop} if drop else state_dict
