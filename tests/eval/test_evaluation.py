@@ -11,7 +11,14 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from upo.eval.evaluate import EvalSettings, Evaluator, load_eval_rows
 from upo.eval.generate import Decoding, generate
-from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_rate
+from upo.eval.metrics import (
+    implicit_reward_accuracy,
+    paired_intervals,
+    score_objectives,
+    summarize,
+    win_indicators,
+    win_rate,
+)
 from upo.eval.scorers.similarity import HumanReplySimilarity
 from upo.eval.tables import side_by_side
 from upo.rewards.standardization import fit_designer_standardization
@@ -27,6 +34,22 @@ def folders(tmp_path_factory):
 def test_win_rate_counts_ties_and_identical_replies_as_half():
     assert win_rate([0.9, 0.1, 0.5, 0.7], [0.5, 0.2, 0.5, 0.1], ["a", "b", "c", "d"], ["x", "y", "z", "d"]) == \
         pytest.approx((1 + 0 + 0.5 + 0.5) / 4)
+
+
+def test_no_score_on_either_side_is_a_tie_in_the_win_rate_and_its_interval():
+    """A function scorer's None ("no opinion", scored NaN) on the model's side or the reference's counts one half, as
+    a judge's tie does, never a loss (it was a loss). The win rate and the paired interval of its gap both average the
+    same per-prompt wins."""
+    nan = math.nan
+    model, reference = [nan, 0.9, 0.1, None, 0.4], [0.5, nan, 0.2, nan, 0.3]
+    assert win_indicators(model, reference) == [0.5, 0.5, 0.0, 0.5, 1.0]
+    summary = summarize("m", ["a"] * 5, {}, [nan] * 5, model, reference, ["b"] * 5, [0.0] * 5, [1] * 5, None)
+    assert summary["win_rate"] == 2.5 / 5
+    # A scorer with no opinion on any of the model's replies: a model no better and no worse than the reference.
+    silent = win_indicators([nan] * 4, [0.1, 0.2, 0.3, 0.4])
+    assert silent == [0.5] * 4 and win_rate([nan] * 4, [0.1, 0.2, 0.3, 0.4]) == 0.5
+    assert paired_intervals([0.0, 1.0, 0.0, 1.0], [0.0, 1.0, 0.0, 1.0], 1.0, silent, [0.5] * 4) == {
+        "gain_std_ci90": [0.0, 0.0], "win_rate_gap_ci90": [0.0, 0.0]}
 
 
 def test_summary_of_fixed_generations():

@@ -5,7 +5,8 @@
 * **designer score**: per reply, the weighted sum of the objectives standardised with the *training*
   responses' statistics (`upo.rewards.standardization`), averaged over prompts;
 * **preference score**: the preference scorer's mean (`upo.eval.scorers`);
-* **win rate**: how often the model's reply beats the reference's to the same prompt; ties count one half;
+* **win rate**: how often the model's reply beats the reference's to the same prompt; ties count one half, and so
+  does a prompt that the scorer has no score for on either side;
 * **KL** to the reference along the model's own replies (`upo.eval.generate`), averaged over prompts;
 * **implicit-reward accuracy** on held-out pairs: how often `log pi/pi_ref` ranks chosen above rejected;
 * reply length in words and tokens.
@@ -63,14 +64,20 @@ def _score(name: str, value, index: int) -> float:
 def win_indicators(model_scores: Sequence[float], reference_scores: Sequence[float],
                    model_replies: Sequence[str] | None = None,
                    reference_replies: Sequence[str] | None = None) -> list[float]:
-    """Per prompt: 1 when the model's reply scores higher than the reference's, 0 when lower, 0.5 for a tie
-    (scores within `TIE_TOLERANCE`, or the same text)."""
+    """Per prompt: 1 when the model's reply scores higher than the reference's, 0 when lower, 0.5 for a tie: scores
+    within `TIE_TOLERANCE`, the same text, or no score on either side (None or NaN: a scorer's "no opinion", which
+    says neither reply is better). The win rate and its paired interval both average these."""
     out = []
     for k, (m, r) in enumerate(zip(model_scores, reference_scores)):
         same_text = (model_replies is not None and reference_replies is not None
                      and model_replies[k] == reference_replies[k])
-        out.append(0.5 if same_text or abs(m - r) < TIE_TOLERANCE else float(m > r))
+        tie = same_text or _missing(m) or _missing(r) or abs(m - r) < TIE_TOLERANCE
+        out.append(0.5 if tie else float(m > r))
     return out
+
+
+def _missing(score) -> bool:
+    return score is None or math.isnan(score)
 
 
 def win_rate(model_scores: Sequence[float], reference_scores: Sequence[float],
