@@ -44,6 +44,27 @@ def test_reward_model_scores_prompt_and_reply_through_its_chat_template(tmp_path
     assert scorer.score_replies(PROMPTS[:2], REPLIES[:2], [{}] * 2) == pytest.approx(scores[:2], abs=1e-5)
 
 
+def test_reward_model_scores_the_last_real_token_whatever_the_pad_ids(tmp_path):
+    """The model's config pads with id 1 (its end-of-text token, as many reward models do), the tokenizer with 0:
+    transformers' own pooling read a padding position of a shorter reply in a batch (and skipped the template's
+    closing end-of-text token even alone). Batched, alone and by the definition (the score head on the last
+    token's hidden state, unpadded) now agree."""
+    folder = make_tiny_reward_model_dir(tmp_path / "rm")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "pad_token_id": 1}))
+    scorer = build_preference_scorer(ScorerArguments(f"reward_model:{folder}", scorer_batch_size=3))
+    assert scorer.tokenizer.pad_token_id == 0 and scorer.model.config.pad_token_id == 1
+    batched = scorer.score_replies(PROMPTS, REPLIES, [{}] * 3)
+    alone = [scorer.score_replies([p], [r], [{}])[0] for p, r in zip(PROMPTS, REPLIES)]
+    model = AutoModelForSequenceClassification.from_pretrained(folder).eval()
+    expected = []
+    for text, templated in zip(scorer.texts(PROMPTS, REPLIES), [True, True, False]):
+        ids = scorer.tokenizer(text, add_special_tokens=not templated, return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            expected.append(float(model.score(model.model(input_ids=ids).last_hidden_state[0, -1])[0]))
+    assert batched == pytest.approx(alone, abs=1e-5) and batched == pytest.approx(expected, abs=1e-5)
+
+
 def test_a_classifier_with_two_labels_is_not_a_reward_model(tmp_path):
     folder = make_tiny_reward_model_dir(tmp_path / "clf", num_labels=2)
     with pytest.raises(ConfigError, match="the model has 2 labels; a reward model has one"):

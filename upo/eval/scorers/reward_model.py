@@ -13,7 +13,7 @@ class RewardModelScorer(PreferenceScorer):
 
     A conversational prompt and its reply go through the reward model's chat template (as TRL's `RewardTrainer`
     trains them); a text prompt is followed by the reply as text. Inputs longer than `max_length` tokens are cut
-    at the end."""
+    at the end. Scored at the last real token whatever the pad ids (`last_token_rewards`)."""
 
     kind = "reward_model"
     usage = "reward_model:PATH_OR_ID"
@@ -40,7 +40,7 @@ class RewardModelScorer(PreferenceScorer):
         self.tokenizer = load_tokenizer(name_or_path, trust_remote_code=trust_remote_code)
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        if self.model.config.pad_token_id is None:  # it finds each sequence's last token by the pad id
+        if self.model.config.pad_token_id is None:  # transformers refuses a batch without one (upo pools by the mask)
             self.model.config.pad_token_id = self.tokenizer.pad_token_id
         self.tokenizer.padding_side = "right"
 
@@ -73,6 +73,32 @@ class RewardModelScorer(PreferenceScorer):
             for start in range(0, len(texts), self.batch_size):
                 chunk = [{"input_ids": e["input_ids"]} for e in encoded[start:start + self.batch_size]]
                 batch = self.tokenizer.pad(chunk, return_tensors="pt")
-                logits = self.model(**{k: v.to(device) for k, v in batch.items()}).logits
-                scores += logits[:, 0].float().cpu().tolist()
+                scores += last_token_rewards(self.model, {k: v.to(device) for k, v in batch.items()}).cpu().tolist()
         return scores
+
+
+def last_token_rewards(model, batch: dict):
+    """A reward model's logit at each sequence's last real token, found by the attention mask. Shape: (B,) float32.
+
+    transformers pools a decoder's sequence classifier at the last token that is not the *config's* pad id: where the
+    tokenizer pads with another id, a shorter reply in a batch is scored at a padding position, and where the
+    config's pad id is the end-of-text token a template ends with, that token is skipped even alone. So the head's
+    logits at every position (`score`, as decoder classifiers name it) are taken and read at the mask's last 1. A
+    classifier without such a head (an encoder pooling its first token) keeps its own pooling, which the mask guides.
+    """
+    import torch
+
+    head = getattr(model, "score", None)
+    per_token = []
+    hook = head.register_forward_hook(lambda m, i, out: per_token.append(out)) if isinstance(
+        head, torch.nn.Module) else None
+    try:
+        pooled = model(**batch).logits
+    finally:
+        if hook is not None:
+            hook.remove()
+    if not per_token or per_token[-1].dim() != 3:  # no per-position head: the model's own pooling
+        return pooled[:, 0].float()
+    mask = batch["attention_mask"]
+    last = (mask * torch.arange(mask.shape[1], device=mask.device)).argmax(-1)
+    return per_token[-1][torch.arange(len(last), device=last.device), last, 0].float()
