@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The GPU check, for a machine with a CUDA GPU: DPO and UPO trained a few steps in bf16 on SmolLM2-135M-Instruct,
-# full fine-tune and LoRA (the LoRA runs with activation checkpointing and the reference precomputed on the GPU), a
-# QLoRA run where bitsandbytes is installed, all evaluated on held-out prompts on the GPU, then the step benchmark
-# against TRL's DPOTrainer. Offline: the model is the shipped one unless MODEL names another (a Hub ID, online).
+# full fine-tune and LoRA (the LoRA runs with activation checkpointing and the reference precomputed on the GPU), UPO
+# in fp16 (its loss scaler), a QLoRA run where bitsandbytes is installed, evaluated on held-out prompts on the GPU,
+# then the step benchmark against TRL's DPOTrainer. Offline: the model is the shipped one unless MODEL names another (a Hub ID, online).
 #
 #   bash scripts/gpu_check.sh                        # set-up (.venv, keeping a CUDA torch put there first), then all
 #   UPO_PYTHON=/path/to/python bash scripts/gpu_check.sh   # an environment that already has upo and a CUDA torch
@@ -62,6 +62,9 @@ for method in dpo upo; do
   step "train_${method}_lora" "$py" -m upo.cli train --model_name_or_path "$model" "${data[@]}" "${extra[@]}" \
     "${lora[@]}" --output_dir "$out/${method}_lora"
 done
+# fp16, the mixed precision of V100 / T4: a loss-scale overflow is a skipped step (amp/skipped_steps), not an error
+step train_upo_fp16 "$py" -m upo.cli train --model_name_or_path "$model" "${data[@]}" "${designer[@]}" \
+  --learning_rate 5e-6 --bf16 false --fp16 true --output_dir "$out/upo_fp16"
 if "$py" -c "import bitsandbytes" 2>/dev/null; then
   step train_upo_qlora "$py" -m upo.cli train --model_name_or_path "$model" "${data[@]}" "${designer[@]}" \
     "${lora[@]}" --load_in_4bit true --dtype bfloat16 --output_dir "$out/upo_qlora"
@@ -69,7 +72,7 @@ else
   summary+=("SKIP train_upo_qlora (bitsandbytes is not installed)")
 fi
 
-# Every training ran on the GPU, in bf16, with finite losses, and wrote its model.
+# Every training ran on the GPU, in bf16 (or fp16, through its loss scaler), with finite losses, and wrote its model.
 step check_runs "$py" - "$out" <<'EOF'
 import json, math, sys
 from pathlib import Path
@@ -77,11 +80,16 @@ from pathlib import Path
 for run in sorted(p for p in Path(sys.argv[1]).iterdir() if (p / "upo_config.json").is_file()):
     config = json.loads((run / "upo_config.json").read_text())
     logs = [e for e in json.loads((run / "trainer_state.json").read_text())["log_history"] if "loss" in e]
-    assert config["bf16"] is True, f"{run.name}: bf16 off"
+    assert config["bf16"] is True or config["fp16"] is True, f"{run.name}: no mixed precision"
     assert logs and all(math.isfinite(e["loss"]) for e in logs), f"{run.name}: no or non-finite losses"
+    amp = ""
+    if config["fp16"]:  # the scaler's state is logged; it must have let most steps through
+        last = logs[-1]
+        assert last["amp/skipped_steps"] < last["step"] / 2, f"{run.name}: the loss scaler skipped most steps"
+        amp = f", loss scale {last['amp/loss_scale']:g} ({last['amp/skipped_steps']:g} steps skipped)"
     speed = [e["perf/tokens_per_second"] for e in logs if "perf/tokens_per_second" in e]
     print(f"{run.name}: {len(logs)} logs, last loss {logs[-1]['loss']:.4f}, margin "
-          f"{logs[-1].get('rewards/margins', float('nan')):.4f}, {max(speed, default=0):.0f} tokens/s")
+          f"{logs[-1].get('rewards/margins', float('nan')):.4f}, {max(speed, default=0):.0f} tokens/s{amp}")
 EOF
 cat "$out/check_runs.log"
 
