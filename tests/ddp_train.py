@@ -33,6 +33,18 @@ def length_reward(prompts, completions, **kwargs):
     return [float(len(c)) for c in completions]
 
 
+class NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a non-finite gradient with finite losses."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
 class SleepEachStep(TrainerCallback):
     """Slows training down so that a test can kill it between two checkpoints."""
 
@@ -64,6 +76,7 @@ def main(argv=None):
     parser.add_argument("--precompute_ref", action="store_true")
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r=4, every linear layer)")
     parser.add_argument("--tied", action="store_true", help="the LM head is the embedding matrix")
+    parser.add_argument("--nan_gradient", action="store_true", help="layer 0's MLP passes NaN gradients back")
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume_from_checkpoint=True")
     parser.add_argument("--step_sleep", type=float, default=0.0, help="seconds to sleep after each step")
@@ -85,6 +98,8 @@ def main(argv=None):
     config = UPOConfig(**options)
     tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
     model = tiny_model(tied=args.tied)
+    if args.nan_gradient:
+        model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
     hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
     SlowSaveTrainer.slow_save_at = args.slow_save_at
     peft_config = None

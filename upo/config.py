@@ -239,7 +239,10 @@ class UPOConfig(TrainingArguments):
         default=False,
         metadata={"help": "On a NaN or infinite loss or gradient, skip the batch (counted as "
                   "nonfinite/skipped_batches in the logs) instead of stopping with the step and the loss component "
-                  "named. The weights are never updated with a non-finite value either way."},
+                  "named. The weights are never updated with a non-finite value either way, except under DeepSpeed, "
+                  "whose engine updates them inside the backward pass: there upo checks the loss, and the gradients "
+                  "are left to the engine's own checks (docs/RELIABILITY.md). In fp16 a loss-scale overflow is the "
+                  "scaler's skipped step (amp/skipped_steps), not a fault."},
     )
     reward_timeout: Annotated[
         float | None, Range(low=0, low_open=True, none_ok=True, meaning="seconds per call; None: no limit")

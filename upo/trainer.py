@@ -184,11 +184,12 @@ class UPOTrainer(Trainer):
         loss = super().training_step(model, inputs, num_items_in_batch)
         # At an optimizer step the gradients are unscaled once (fp16), then checked before the optimizer sees them: a
         # non-finite one stops the run (or, optionally, drops the step); a loss-scale overflow skips the step
-        # (upo.training.gradients).
+        # (upo.training.gradients). DeepSpeed has stepped already: the guard reads whether it applied the step.
         if self.accelerator.sync_gradients:
             unscale_once(self.accelerator)
+        engine = self.accelerator.deepspeed_engine_wrapped if self.is_deepspeed_enabled else None
         self.nonfinite_guard.after_backward(model, self.state.global_step, self.accelerator.sync_gradients,
-                                            self.accelerator.scaler)
+                                            self.accelerator.scaler, engine.engine if engine is not None else None)
         return loss
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
@@ -354,6 +355,7 @@ class UPOTrainer(Trainer):
             scaler = self.accelerator.scaler
             if scaler is not None and scaler.is_enabled():  # fp16: the loss scale, and the steps it skipped
                 metrics["amp/loss_scale"] = scaler.get_scale()
+            if scaler is not None and scaler.is_enabled() or self.nonfinite_guard.scaler_skipped_steps:
                 metrics["amp/skipped_steps"] = float(self.nonfinite_guard.scaler_skipped_steps)
         else:
             metrics = {f"eval_{key}": value for key, value in metrics.items()}

@@ -21,7 +21,9 @@ too high, so it skips the optimizer step and halves the scale, as every fp16 tra
 default `min_loss_scale`), the gradient overflows without any scaling: that is a fault, stopped or skipped as above.
 
 Under DeepSpeed the engine updates the weights inside the backward pass, before this guard could read a gradient:
-there the loss is checked, and the gradients only by the engine itself (docs/RELIABILITY.md says when it skips).
+there the loss is checked as above, and a gradient only by the engine, whose ZeRO optimizers skip a step with a
+non-finite gradient norm; the guard then stops the run or counts the batch as above, from the engine's word
+(`was_step_applied`). DeepSpeed without ZeRO in fp32 checks nothing: that step is applied (docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
@@ -88,12 +90,35 @@ class NonFiniteGuard:
         zero = sum(p.reshape(-1)[:1].sum() * 0.0 for p in model.parameters() if p.requires_grad)
         return zero + loss.detach()
 
-    def after_backward(self, model, global_step: int, sync_gradients: bool, scaler=None) -> None:
-        """`scaler`: fp16's GradScaler (None without one), whose `unscale_` has already run at an optimizer step."""
+    def after_backward(self, model, global_step: int, sync_gradients: bool, scaler=None, engine=None) -> None:
+        """`scaler`: fp16's GradScaler (None without one), whose `unscale_` has already run at an optimizer step.
+        `engine`: the DeepSpeed engine, which has already stepped (or skipped) at an optimizer step."""
         self._micro_batches += 1
         if sync_gradients:
-            self._check_gradients(model, global_step, self._skipped_in_step == self._micro_batches, scaler)
+            if engine is not None:
+                self._check_engine_step(engine, global_step)
+            else:
+                self._check_gradients(model, global_step, self._skipped_in_step == self._micro_batches, scaler)
             self._micro_batches = self._skipped_in_step = 0
+
+    def _check_engine_step(self, engine, global_step: int) -> None:
+        """DeepSpeed updates the weights inside the backward pass and shows no gradient; what it tells is whether it
+        applied the step, which its ZeRO optimizers (stages 1-3) and its fp16 / bf16 optimizers skip when the gradient
+        norm is not finite. fp16: its loss scaler's skipped step (it stops the run itself at its minimum scale);
+        otherwise a fault, stopped or skipped as above (the weights were not updated: the engine skipped)."""
+        if engine.was_step_applied():
+            return
+        if engine.fp16_enabled():
+            self.scaler_skipped_steps += 1
+        elif self.skip:
+            self.skipped_batches += self._micro_batches - self._skipped_in_step
+        else:
+            raise NonFiniteError(
+                f"Non-finite gradient at step {global_step + 1}{self._where(batch=False)}, found by DeepSpeed, which "
+                "skipped the update (its engine shows no gradient, so the parameter is not known); the last "
+                f"micro-batch's losses were finite ({self._losses()}). Lower learning_rate or max_grad_norm, or look "
+                f"for extreme values in the batch.{_kept(self.args.output_dir)}"
+            )
 
     def _raise_for_loss(self, loss, local: bool, global_step: int):
         bad = {k: v for k, v in self._last_components.items() if not math.isfinite(v)}
@@ -140,7 +165,6 @@ class NonFiniteGuard:
                 p.grad = None
             return
         component = "value" if "upo_value_head" in name else "policy (preference and designer terms)"
-        finite_losses = ", ".join(f"loss/{k} = {v:.4g}" for k, v in self._last_components.items())
         unscaled = ""
         if scale is not None:
             unscaled = (f" It is no fp16 loss-scale overflow: the scale is down to {scale:g} (the scaler skipped "
@@ -149,9 +173,12 @@ class NonFiniteGuard:
         raise NonFiniteError(
             f"Non-finite gradient at step {global_step + 1}{self._where(batch=False)}: "
             f"first in parameter {name!r}, of the {component}; the last micro-batch's losses were finite "
-            f"({finite_losses or 'unknown'}).{unscaled} Lower learning_rate or max_grad_norm, or look for extreme "
+            f"({self._losses()}).{unscaled} Lower learning_rate or max_grad_norm, or look for extreme "
             f"values in the batch.{_kept(self.args.output_dir)}"
         )
+
+    def _losses(self) -> str:
+        return ", ".join(f"loss/{k} = {v:.4g}" for k, v in self._last_components.items()) or "unknown"
 
     def _where(self, batch: bool = True) -> str:
         parts = []
