@@ -43,7 +43,7 @@ from upo.training.checkpointing import (
 )
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
 from upo.training.fsdp import without_tied_copies
-from upo.training.gradients import clip_gradients, unscale_once
+from upo.training.gradients import EngineHeadGradient, clip_gradients, unscale_once
 from upo.training.model_card import write_model_card
 from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
@@ -158,6 +158,7 @@ class UPOTrainer(Trainer):
         self._total_tokens = 0
         self._last_log = (time.perf_counter(), 0)
         self.nonfinite_guard = NonFiniteGuard(args)
+        self._engine_head_gradient = None  # DeepSpeed with a value head: see _clip_grad_norm
         self._step_num_tokens = None
 
     def create_accelerator_and_postprocess(self) -> None:
@@ -181,6 +182,9 @@ class UPOTrainer(Trainer):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
     def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.is_deepspeed_enabled and self.value_head is not None and self._engine_head_gradient is None:
+            self._engine_head_gradient = EngineHeadGradient(self._value_head_parameters(),
+                                                            self.accelerator.deepspeed_engine_wrapped.engine)
         loss = super().training_step(model, inputs, num_items_in_batch)
         # At an optimizer step the gradients are unscaled once (fp16), then checked before the optimizer sees them: a
         # non-finite one stops the run (or, optionally, drops the step); a loss-scale overflow skips the step
@@ -203,16 +207,23 @@ class UPOTrainer(Trainer):
     def _clip_grad_norm(self, model):
         # The value head is clipped on its own: in the policy's norm its (large, fresh) gradient would shrink every
         # policy step where DPO's would not. The returned norm, logged as grad_norm, is the policy's. Under DeepSpeed
-        # the engine has already clipped every gradient by one norm, the value head's included, and that is its norm.
+        # the engine has already clipped every gradient by one norm, the value head's included; grad_norm is still
+        # the policy's (upo.training.gradients.EngineHeadGradient).
         if self.is_deepspeed_enabled:
-            return super()._clip_grad_norm(model)
+            return self._deepspeed_policy_norm(model)
         return clip_gradients(model, self._value_head_parameters(), self.args.max_grad_norm)
 
     def _get_grad_norm(self, model, grad_norm=None):
         # max_grad_norm 0 (no clipping): the policy's norm all the same, measured without unscaling a second time
-        if grad_norm is None and not self.is_deepspeed_enabled:
-            grad_norm = clip_gradients(model, self._value_head_parameters(), math.inf)
+        if grad_norm is None:
+            grad_norm = self._deepspeed_policy_norm(model) if self.is_deepspeed_enabled else clip_gradients(
+                model, self._value_head_parameters(), math.inf)
         return super()._get_grad_norm(model, grad_norm)
+
+    def _deepspeed_policy_norm(self, model):
+        if self._engine_head_gradient is None:
+            return super()._clip_grad_norm(model)  # the engine's norm over every gradient: the policy's here
+        return self._engine_head_gradient.policy_norm()
 
     def _value_head_parameters(self) -> list:
         return list(self.value_head.parameters()) if self.value_head is not None else []

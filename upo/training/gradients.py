@@ -57,3 +57,37 @@ def clip_grad_norm(parameters, max_norm: float) -> torch.Tensor:
             norm = total if mesh is None else DTensor.from_local(total.to(group[0].grad.device), mesh)
             torch.nn.utils.clip_grads_with_norm_(group, max_norm, norm)
     return total
+
+
+class EngineHeadGradient:
+    """Under DeepSpeed, the policy's gradient norm, which the engine does not give.
+
+    The engine clips by one norm over every gradient, the value head's included, reports that norm, and shows no
+    gradient. The value head's gradient, as the engine applies it, is collected here by hooks on its parameters
+    during the backward passes: divided by the loss scale (fp16), summed over the step's micro-batches (the engine
+    divides each loss by their number), averaged over the processes as the engine averages. The policy's norm is
+    then sqrt(engine norm^2 - head norm^2); every process calls `policy_norm` once per optimizer step.
+    """
+
+    def __init__(self, head_parameters: list, engine):
+        self.engine = engine
+        self.sums: dict[int, torch.Tensor] = {}
+        for k, p in enumerate(head_parameters):
+            p.register_hook(lambda grad, k=k: self._add(k, grad))
+
+    def _add(self, key: int, grad: torch.Tensor) -> None:
+        scale = getattr(self.engine.optimizer, "loss_scale", None) or 1.0
+        grad = grad.detach().float() / scale
+        self.sums[key] = grad if key not in self.sums else self.sums[key] + grad
+
+    def policy_norm(self) -> torch.Tensor | None:
+        total = self.engine.get_global_grad_norm()
+        if total is None or not self.sums:
+            return total
+        head = torch.cat([self.sums[k].reshape(-1) for k in sorted(self.sums)])
+        self.sums = {}
+        if torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            torch.distributed.all_reduce(head)
+            head = head / torch.distributed.get_world_size()
+        total = torch.as_tensor(total, dtype=torch.float64)
+        return torch.sqrt(torch.clamp(total ** 2 - head.double().pow(2).sum(), min=0)).float()
