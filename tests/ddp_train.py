@@ -59,6 +59,13 @@ class SlowSaveTrainer(UPOTrainer):
     """Holds one checkpoint save half-way (model written, optimizer not yet) so a test can kill it right there."""
 
     slow_save_at = None
+    fp16_scale = None
+
+    def create_accelerator_and_postprocess(self):
+        super().create_accelerator_and_postprocess()
+        if self.fp16_scale:  # tests/training/test_mixed_precision.py's FP16Trainer, under a launcher
+            self.accelerator.native_amp = True
+            self.accelerator.scaler = torch.amp.GradScaler("cpu", init_scale=self.fp16_scale)
 
     def _save_optimizer_and_scheduler(self, output_dir):
         if self.state.global_step == self.slow_save_at:
@@ -77,6 +84,9 @@ def main(argv=None):
     parser.add_argument("--lora", action="store_true", help="train a LoRA adapter (r=4, every linear layer)")
     parser.add_argument("--tied", action="store_true", help="the LM head is the embedding matrix")
     parser.add_argument("--nan_gradient", action="store_true", help="layer 0's MLP passes NaN gradients back")
+    parser.add_argument("--fp16_scale", type=float, default=None,
+                        help="fp16 as accelerate sets it up on a GPU (autocast and a GradScaler of this initial "
+                        "scale), on the CPU; with --option fp16=true")
     parser.add_argument("--save_steps", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="resume_from_checkpoint=True")
     parser.add_argument("--step_sleep", type=float, default=0.0, help="seconds to sleep after each step")
@@ -102,6 +112,7 @@ def main(argv=None):
         model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
     hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
     SlowSaveTrainer.slow_save_at = args.slow_save_at
+    SlowSaveTrainer.fp16_scale = args.fp16_scale
     peft_config = None
     if args.lora:
         from peft import LoraConfig

@@ -5,6 +5,7 @@ The launched script is tests/ddp_train.py. Each launch costs ~20 s here, mostly 
 """
 
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -287,6 +288,77 @@ def test_fsdp2_lora_equals_one_process(tmp_path, monkeypatch):
     assert any(k.endswith("lora_B.default.weight") and v.abs().max() > 0 for k, v in trained.items())
     print(f"FSDP2 + LoRA (2 x 2) vs one process (1 x 4): max weight difference {difference:.2e}")
     assert difference < 1e-5
+
+
+def equal_shape_pairs(n=16):
+    """equal_length_pairs with prompts of one token length too: every batch has the same shape, however it is drawn,
+    so bf16 weights give each pair the same log-probs in any batch (bf16 kernels round by the padded shape)."""
+    words = ["snow", "wind", "water", "fire", "ice", "salt", "sand", "soap"]
+    return [{**row, "prompt": f"Human: What is {words[i % len(words)]}? Assistant:"}
+            for i, row in enumerate(equal_length_pairs(n))]
+
+
+@pytest.mark.slow
+def test_fsdp2_bf16_with_a_precomputed_reference_keeps_the_implicit_rewards_at_zero(tmp_path, monkeypatch, tokenizer):
+    """FSDP2 with bf16 computes with the weights cast to bf16 (its MixedPrecisionPolicy, which upo now sets on CPU as
+    accelerate does on GPUs: the run was fp32 here). The reference precomputed before sharding is computed as the
+    sharded policy will be, so at learning rate 0 every implicit reward is exactly 0 (8e-5 off otherwise). The
+    log-probs are bf16's: within u = 2^-8 of fp32's, and not equal to them."""
+    from upo.data.tokenization import tokenize_dataset
+
+    rows = equal_shape_pairs()
+    pairs = tokenize_dataset(Dataset.from_list(rows), tokenizer, max_length=64)
+    assert all(len(set(map(len, pairs[c]))) == 1 for c in ("prompt_ids", "chosen_ids", "rejected_ids"))
+    data = write_jsonl(tmp_path / "pairs.jsonl", rows)
+    common = ["--data", str(data), "--precompute_ref", "--max_steps", "4", "--option", "learning_rate=0.0"]
+    launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "tests/ddp_train.py",
+            "--out", str(tmp_path / "two"), "--batch_size", "2", *common, "--option", "bf16=true"], tmp_path,
+           tmp_path / "cache-two")
+    first, second = ranks(tmp_path / "two")
+    assert first["engine"] == "DistributedType.FSDP" and first["sharded"]
+    logs = [log for log in first["log_history"] if "loss" in log]
+    assert len(logs) == 4
+    for log in logs:
+        assert (log["rewards/chosen"], log["rewards/rejected"], log["rewards/margins"]) == (0.0, 0.0, 0.0), log
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", *common])
+    fp32 = [log for log in json.loads((tmp_path / "one" / "rank0.json").read_text())["log_history"] if "loss" in log]
+    assert logs[0]["logps/chosen"] != fp32[0]["logps/chosen"]
+    assert logs[0]["logps/chosen"] == pytest.approx(fp32[0]["logps/chosen"], rel=2.0 ** -8)
+
+
+@pytest.mark.slow
+def test_fsdp2_fp16_unscales_once_and_skips_overflows_on_every_process(tmp_path, monkeypatch):
+    """FSDP2 with fp16 as on a GPU (tests/training/test_mixed_precision.py's set-up, under the launcher): the sharded
+    gradients are unscaled once, then checked and clipped (value head apart) by their norm over both processes.
+    accelerate's clip_grad_norm_ used to unscale them a second time ("unscale_() has already been called"). At the
+    default scale the designer term's gradients, reduced in fp16 (FSDP2's MixedPrecisionPolicy), overflow: both
+    processes skip the same steps (5 here) while the scale falls (to 2048), then train. At scale 256 nothing
+    overflows and step 1's grad_norm is fp32's within fp16's unit roundoff (2^-11)."""
+    data = write_jsonl(tmp_path / "pairs.jsonl", equal_length_pairs())
+    common = ["--data", str(data), "--designer", "--option", "max_grad_norm=0.01"]
+    fsdp2 = [BIN / "accelerate", "launch", "--config_file", "examples/accelerate/fsdp2.yaml", "tests/ddp_train.py",
+             "--batch_size", "2", *common, "--option", "fp16=true"]
+    launch([*fsdp2, "--out", str(tmp_path / "default"), "--max_steps", "8", "--fp16_scale", str(2.0 ** 16)], tmp_path,
+           tmp_path / "c1")
+    scalers = []
+    for rank in ranks(tmp_path / "default"):
+        assert rank["engine"] == "DistributedType.FSDP" and rank["sharded"]
+        logs = [log for log in rank["log_history"] if "loss" in log]
+        scalers.append([(log["amp/skipped_steps"], log["amp/loss_scale"]) for log in logs])
+        skipped = logs[-1]["amp/skipped_steps"]
+        assert 1 <= skipped < 8 and logs[-1]["amp/loss_scale"] == 2.0 ** (16 - skipped)
+        assert math.isfinite(logs[-1]["grad_norm"])
+    assert scalers[0] == scalers[1]
+    launch([*fsdp2, "--out", str(tmp_path / "low"), "--max_steps", "1", "--fp16_scale", "256"], tmp_path,
+           tmp_path / "c2")
+    monkeypatch.setenv("UPO_CACHE", str(tmp_path / "cache-one"))
+    ddp_train.main(["--out", str(tmp_path / "one"), "--batch_size", "4", "--max_steps", "1", *common])
+    fp16, _ = ranks(tmp_path / "low")
+    fp32 = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    norms = [[log["grad_norm"] for log in run["log_history"] if "loss" in log] for run in (fp16, fp32)]
+    print(f"FSDP2 fp16 grad_norm {norms[0]}; one process fp32 {norms[1]}")
+    assert norms[0][0] != norms[1][0] and norms[0][0] == pytest.approx(norms[1][0], rel=2.0 ** -11)
 
 
 @pytest.mark.slow

@@ -63,6 +63,8 @@ def enable_fsdp2_on_cpu(accelerator, args) -> bool:
     plugin = _plugin(args)
     if plugin.fsdp_version != 2:
         return False  # FSDP1: refused before this (upo.training.distributed.check_launch)
+    if state.mixed_precision != "no":  # what AcceleratorState does on GPUs: FSDP2's MixedPrecisionPolicy (bf16, fp16)
+        plugin.set_mixed_precision(state.mixed_precision)
     # Both states are shared singletons: every later `Accelerator`, `PartialState()` and the Trainer see FSDP.
     state.fsdp_plugin = plugin
     state.distributed_type = DistributedType.FSDP

@@ -19,6 +19,7 @@ found (a broadcast), so they never read a file a slower file system has not show
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -170,7 +171,24 @@ def _on_device(model: torch.nn.Module, device: torch.device):
         model.to(first.device)
 
 
+def _sharded_compute_dtype(accelerator) -> torch.dtype | None:
+    """The dtype FSDP2's mixed precision policy gives the weights in the forward (bf16, fp16), where it has one."""
+    plugin = getattr(getattr(accelerator, "state", None), "fsdp_plugin", None)
+    if accelerator is None or str(accelerator.distributed_type) != "DistributedType.FSDP" or plugin is None:
+        return None
+    return getattr(plugin.mixed_precision_policy, "param_dtype", None)
+
+
 def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, accelerator=None):
+    dtype = _sharded_compute_dtype(accelerator)
+    weights = next(reference.parameters(), None)
+    if dtype is not None and weights is not None and weights.is_floating_point() and weights.dtype != dtype:
+        # The policy will run sharded, its weights cast to `dtype` in each forward (FSDP2's MixedPrecisionPolicy,
+        # which leaves buffers such as the rotary frequencies as they are); the reference is computed before that,
+        # unsharded: on a copy whose weights are cast so, so it computes as the policy will.
+        reference = copy.deepcopy(reference)
+        for p in reference.parameters():
+            p.data = p.data.to(dtype)
     was_training = reference.training
     reference.eval()
     loader = DataLoader(dataset.select_columns(TOKEN_COLUMNS), batch_size=batch_size, collate_fn=collator,
