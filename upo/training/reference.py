@@ -3,12 +3,15 @@
 Computed where training runs, as TRL does: after the Trainer has placed the model on its device, under its
 autocast (bf16 / fp16), and split across processes: each process runs the reference on its share of the
 batches (accelerate's data-loader sharding), then the shares are gathered, so every process holds all of them.
+Computed as the policy's will be, so that at learning rate 0 the implicit rewards are 0: the same `forward_logps`
+(its LM head in its weights' dtype, outside autocast), and under FSDP2 with a mixed precision policy on a copy
+whose weights are in the policy's compute dtype (FSDP2 casts them so in each forward; it shards only later).
 
 They are cached on disk, so a second run on the same data and reference reads them instead of running the
 reference again. Key: sha256 over the reference's weights (names, dtypes, shapes and bytes; with
 `disable_adapter`, the adapter's weights are left out, since they play no part; upo's value head too), the
 tokenised pairs, the batch size and padding (they move the last bits of a float), the mixed precision when there
-is one, and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
+is one (and FSDP2's weight dtype), and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
 ``rejected`` of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder, then
 renamed with ``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it
 (``{key[:32]}.lock``) makes a second run on the same key wait, then read, instead of computing it again. Under
@@ -121,6 +124,8 @@ def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, 
         return dataset
     main = accelerator is None or accelerator.is_main_process
     precision = str(getattr(accelerator, "mixed_precision", "no") or "no")
+    if sharded_compute_dtype(accelerator, reference) is not None:  # computed on weights cast as FSDP2 will cast them
+        precision += f", weights in {sharded_compute_dtype(accelerator, reference)}"
     with contextlib.ExitStack() as held:
         cached, path = None, None
         if use_cache and main:
@@ -171,18 +176,23 @@ def _on_device(model: torch.nn.Module, device: torch.device):
         model.to(first.device)
 
 
-def _sharded_compute_dtype(accelerator) -> torch.dtype | None:
-    """The dtype FSDP2's mixed precision policy gives the weights in the forward (bf16, fp16), where it has one."""
-    plugin = getattr(getattr(accelerator, "state", None), "fsdp_plugin", None)
-    if accelerator is None or str(accelerator.distributed_type) != "DistributedType.FSDP" or plugin is None:
+def sharded_compute_dtype(accelerator, reference) -> torch.dtype | None:
+    """The dtype FSDP2's mixed precision policy will cast the weights to in each forward (bf16, fp16), where it has
+    one and it is not the reference's own."""
+    from accelerate.utils import DistributedType
+
+    if accelerator is None or accelerator.distributed_type != DistributedType.FSDP:
         return None
-    return getattr(plugin.mixed_precision_policy, "param_dtype", None)
+    dtype = getattr(getattr(accelerator.state.fsdp_plugin, "mixed_precision_policy", None), "param_dtype", None)
+    weights = next(reference.parameters(), None)
+    if dtype is None or weights is None or not weights.is_floating_point() or weights.dtype == dtype:
+        return None
+    return dtype
 
 
 def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, accelerator=None):
-    dtype = _sharded_compute_dtype(accelerator)
-    weights = next(reference.parameters(), None)
-    if dtype is not None and weights is not None and weights.is_floating_point() and weights.dtype != dtype:
+    dtype = sharded_compute_dtype(accelerator, reference)
+    if dtype is not None:
         # The policy will run sharded, its weights cast to `dtype` in each forward (FSDP2's MixedPrecisionPolicy,
         # which leaves buffers such as the rotary frequencies as they are); the reference is computed before that,
         # unsharded: on a copy whose weights are cast so, so it computes as the policy will.
