@@ -45,6 +45,19 @@ class NaNGradient(torch.autograd.Function):
         return grad * float("nan")
 
 
+class PolicyGradNorms(TrainerCallback):
+    """The policy's gradient norm (the value head left out) as the optimizer gets it, computed here from the
+    gradients themselves, each step (where they are visible: not under DeepSpeed)."""
+
+    def __init__(self):
+        self.norms = []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        grads = [p.grad.norm() for n, p in model.named_parameters() if p.grad is not None and "upo_value_head" not in n]
+        if grads:
+            self.norms.append(torch.linalg.vector_norm(torch.stack(grads)).item())
+
+
 class SleepEachStep(TrainerCallback):
     """Slows training down so that a test can kill it between two checkpoints."""
 
@@ -121,7 +134,8 @@ def main(argv=None):
     trainer = SlowSaveTrainer(model, args=config, train_dataset=args.data, processing_class=tokenizer,
                          peft_config=peft_config,
                          reward_funcs=[length_reward] if args.designer else None,
-                         callbacks=[SleepEachStep(args.step_sleep)] if args.step_sleep else None)
+                         callbacks=[norms := PolicyGradNorms(),
+                                    *([SleepEachStep(args.step_sleep)] if args.step_sleep else [])])
     hook.remove()
     trainer.train(resume_from_checkpoint=True if args.resume else None)
 
@@ -136,6 +150,7 @@ def main(argv=None):
                 type(p).__name__ == "DTensor" or hasattr(p, "ds_id") for p in trainer.ref_model.parameters()),
             "reward_calls": CALLS["reward"],
             "reference_forwards": CALLS["forward"], "log_history": trainer.state.log_history,
+            "policy_grad_norms": norms.norms,
             "ref_chosen_logps": trainer.train_dataset["ref_chosen_logps"][:]
             if "ref_chosen_logps" in trainer.train_dataset.column_names else None}
     (out / f"rank{rank}.json").write_text(json.dumps(seen, default=str))
