@@ -7,16 +7,16 @@ Computed as the policy's will be, so that at learning rate 0 the implicit reward
 (its LM head in its weights' dtype, outside autocast), and under FSDP2 with a mixed precision policy on a copy
 whose weights are in the policy's compute dtype (FSDP2 casts them so in each forward; it shards only later).
 
-They are cached on disk, so a second run on the same data and reference reads them instead of running the
-reference again. Key: sha256 over the reference's weights (names, dtypes, shapes and bytes; with
-`disable_adapter`, the adapter's weights are left out, since they play no part; upo's value head too), the
-tokenised pairs, the batch size and padding (they move the last bits of a float), the mixed precision when there
-is one (and FSDP2's weight dtype), and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and
-``rejected`` of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder, then
-renamed with ``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it
-(``{key[:32]}.lock``) makes a second run on the same key wait, then read, instead of computing it again. Under
-several processes the main process holds the lock, reads and writes the cache, and tells the others what it
-found (a broadcast), so they never read a file a slower file system has not shown them yet.
+They are cached on disk, so a second run on the same data and reference reads them instead of running the reference
+again. Key: sha256 over the reference's weights (names, dtypes, shapes and bytes; with `disable_adapter`, the
+adapter's weights are left out, since they play no part; upo's value head too), the tokenised pairs, the batch size
+and padding (they move the last bits of a float), the mixed precision when there is one (and FSDP2's weight dtype),
+and the upo version. File: ``{cache_dir}/{key[:32]}.safetensors`` with float32 tensors ``chosen`` and ``rejected``
+of shape (N,): safetensors, never a pickle. Written to a temporary file in the same folder, then renamed with
+``os.replace``, so a concurrent reader sees the whole file or none; a lock file beside it (``{key[:32]}.lock``)
+makes a second run on the same key wait, then read, instead of computing it again. Under several processes the main
+process holds the lock, reads and writes the cache, and tells the others what it found (a broadcast), so they never
+read a file a slower file system has not shown them yet.
 """
 
 from __future__ import annotations
