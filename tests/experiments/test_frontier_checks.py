@@ -42,7 +42,7 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
                       "judge_model": "j", "judge_template": "t.txt", "scorer_batch_size": 2,
                       "judge_api_key_env": "JUDGE_KEY", "judge_concurrency": 3},
              "accelerate_config": str(accelerate), "accelerate_args": "--num_processes 1", "seeds": [3],
-             "report_to": "tensorboard"}
+             "report_to": "tensorboard", "target": {"family": "UPO", "preference_margin": 0.01}}
     assert set(given) == set(TOP_KEYS) and set(given["eval"]) == set(EVAL_KEYS)
     config = load_frontier_config(given)
     assert (config.output_dir, config.dataset, config.reward_funcs, config.reward_weights) == (
@@ -62,6 +62,7 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
     assert config.scorer_model == "m"
     assert (config.accelerate_config, config.accelerate_args) == (str(accelerate), ["--num_processes", "1"])
     assert config.report_to == "tensorboard"
+    assert (config.target.family, config.target.preference_margin) == ("UPO", 0.01)
 
 
 def test_the_defaults_are_upo_evals_and_upo_trains():

@@ -10,10 +10,12 @@ processes that config starts). See `examples/frontier_chitchat.yaml` and docs/SC
 checks it whole before anything is trained. A misspelt key (`eval: {max_prompt: 8}`, `runs: [{name: a, option:
 {...}}]`) was silently ignored, and a bad option of the fifth run surfaced only when the first four had trained; so
 the loader refuses: a missing or invalid file, or one that is not a mapping (one line, `upo.options.read_yaml_mapping`);
-unknown keys at every level (`TOP_KEYS`, `EVAL_KEYS`, `RUN_KEYS`); runs that are not mappings, or without a distinct
-name; options the frontier sets itself (`FRONTIER_SET`: given under `train` or a run they were overridden without a
-word); out-of-range evaluation settings (as `upo eval` declares them, upo.eval.settings); bad `seeds`; and every
-run's options as `upo train` itself parses them (`upo.options.parse_train_options`), named with their run.
+unknown keys at every level (`TOP_KEYS`, `EVAL_KEYS`, `RUN_KEYS`, the target's `TARGET_KEYS`); runs that are not
+mappings, or without a distinct name; options the frontier sets itself (`FRONTIER_SET`: given under `train` or a run
+they were overridden without a word); out-of-range evaluation settings (as `upo eval` declares them,
+upo.eval.settings); bad `seeds`; a `target` naming a family or run the grid does not have
+(`upo.experiments.frontier.target.read_target`); and every run's options as `upo train` itself parses them
+(`upo.options.parse_train_options`), named with their run.
 
 `FrontierConfig.runs` is the one list of runs: each a `FrontierRun`, trained into `run_dir(config, name)`. With
 `seeds: [0, 1, 2]`, each run of the config is trained once per seed, as `{name}-s{seed}` with `seed` set; its
@@ -36,13 +38,14 @@ from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
 from upo.errors import ConfigError
 from upo.eval.settings import SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
+from upo.experiments.frontier.target import Target, read_target
 from upo.models import SMOLLM2_NAME
 from upo.options import parse_train_options, read_yaml_mapping
 
 # The keys of a frontier config: those it must give, then the others with their defaults.
 REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
 DEFAULTS = {"model_name_or_path": SMOLLM2_NAME, "train_pairs": None, "reward_weights": None, "train": {}, "eval": {},
-            "accelerate_config": None, "accelerate_args": [], "seeds": None, "report_to": None}
+            "accelerate_config": None, "accelerate_args": [], "seeds": None, "report_to": None, "target": None}
 TOP_KEYS = (*REQUIRED_KEYS, *DEFAULTS)
 # Under `eval`: some of `upo eval`'s settings (EvalSettings, with its defaults; the others come from the top level
 # and `train`), every option of the preference scorer (ScorerArguments), and `preference_scorer_model`, the older
@@ -85,6 +88,7 @@ class FrontierConfig:
     accelerate_config: str | None  # each run under `accelerate launch --config_file` this file
     accelerate_args: list[str]  # more `accelerate launch` flags
     report_to: str | list | None  # the tracker of every run (and of its evaluation)
+    target: Target | None  # the target the config declares (`target:`), judged in the report; None: no verdict
     source: dict = dataclasses.field(repr=False, compare=False)  # as given, defaults filled in: frontier.json's
 
 
@@ -147,7 +151,9 @@ def _build(source: dict) -> FrontierConfig:
         model_name_or_path=source["model_name_or_path"], train=train, evaluation=evaluation,
         scorer=ScorerArguments(**{name: section[name] for name in SCORER_KEYS if name in section}),
         scorer_model=section.get("preference_scorer_model"), accelerate_config=source["accelerate_config"],
-        accelerate_args=list(source["accelerate_args"] or []), report_to=source["report_to"], source=source)
+        accelerate_args=list(source["accelerate_args"] or []), report_to=source["report_to"],
+        target=read_target(source["target"], {run.name: run_family({"options": run.options}) for run in runs}),
+        source=source)
 
 
 def expand_seeds(runs: list[FrontierRun], seeds: list[int] | None) -> list[FrontierRun]:
