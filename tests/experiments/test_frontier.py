@@ -1,4 +1,4 @@
-"""`upo frontier`: Pareto front, the target check, and the resume logic on a real (tiny) grid: finished runs
+"""`upo frontier`: the Pareto front, the families of the grid, and the resume logic on a real (tiny) grid: finished runs
 are never trained or evaluated again, runs whose options changed are, and a locked run is left alone."""
 
 import dataclasses
@@ -21,7 +21,6 @@ from upo.experiments.frontier import (
     run_family,
     run_frontier,
     run_lock_file,
-    target_check,
     train_done,
 )
 from upo.experiments.frontier.state import changed_defaults
@@ -39,39 +38,6 @@ def test_every_method_of_the_grid_has_its_family():
     assert families["dpo"] == "DPO" and families["upo-a1"] == "UPO" and families["modpo-w0.5"] == "MODPO"
     assert families["rpo"] == "RPO" and families["kto"] == "KTO" and families["kto-upo-a4-temp0.5"] == "KTO-UPO"
     assert families["aoppo-a1"] == "aoPPO" and families["drov-a1"] == "DRO-V" and families["csft"] == "CSFT"
-
-
-def _run(name, family, designer, preference, win):
-    return {"name": name, "family": family, "options": {},
-            "summary": {"designer_score": designer, "preference_score": preference, "win_rate": win}}
-
-
-def test_target_check():
-    reference = {"designer_score_std": 2.0}
-    runs = [_run("dpo", "DPO", 0.0, 0.30, 0.60), _run("upo-a", "UPO", 1.2, 0.30, 0.59),
-            _run("upo-b", "UPO", 3.0, 0.25, 0.50), _run("modpo", "MODPO", 0.5, 0.31, 0.62)]
-    check = target_check(runs, reference)
-    by_name = {c["name"]: c for c in check["candidates"]}
-    assert by_name["upo-a"]["met"] and by_name["upo-a"]["gain_std"] == pytest.approx(0.6)
-    assert not by_name["upo-b"]["same_preference"] and not by_name["upo-b"]["met"]
-    assert check["met"]
-    runs.append(_run("modpo-2", "MODPO", 1.3, 0.30, 0.60))  # now dominates upo-a
-    assert not target_check(runs, reference)["met"]
-    # Any other method's run counts, not only MODPO's: a DRO-V run with more of both dominates too.
-    runs[-1] = _run("drov", "DRO-V", 1.3, 0.31, 0.55)
-    assert target_check(runs, reference)["candidates"][0]["dominated_by"] == ["drov"]
-
-
-def test_target_check_compares_each_upo_run_with_the_dpo_run_of_its_seed():
-    reference = {"designer_score_std": 1.0}
-    runs = [_run("dpo-s0", "DPO", 0.0, 0.30, 0.60), _run("dpo-s1", "DPO", 1.0, 0.30, 0.70),
-            _run("upo-s0", "UPO", 0.6, 0.30, 0.60), _run("upo-s1", "UPO", 1.2, 0.30, 0.60)]
-    for run, seed in zip(runs, (0, 1, 0, 1)):
-        run["options"] = {"seed": seed}
-    by_name = {c["name"]: c for c in target_check(runs, reference)["candidates"]}
-    assert by_name["upo-s0"]["dpo"] == "dpo-s0" and by_name["upo-s0"]["met"]
-    assert by_name["upo-s1"]["dpo"] == "dpo-s1" and by_name["upo-s1"]["gain_std"] == pytest.approx(0.2)
-    assert not by_name["upo-s1"]["met"] and by_name["upo-s1"]["win_rate_gap"] == pytest.approx(-0.1)
 
 
 @pytest.fixture
@@ -225,8 +191,8 @@ def test_demo_compares_upo_with_dpo_with_intervals_and_says_whether_the_gain_is_
 
     dpo = {"designer_score": 0.50, "win_rate": 0.500, "kl": 1.00}
     upo = {"designer_score": 1.00, "win_rate": 0.525, "kl": 0.75}
-    candidate = {"gain_std_ci90": [0.1, 0.9], "win_rate_gap_ci90": [-0.05, 0.1]}
-    results = {"reference_designer_std": 2.0, "target": {"candidates": [candidate]}}
+    candidate = {"name": "UPO", "gain_std": 0.25, "gain_std_ci90": [0.1, 0.9], "win_rate_gap_ci90": [-0.05, 0.1]}
+    results = {"reference_designer_std": 2.0, "groups": [{"name": "DPO"}, candidate]}
     line = compare_line(dpo, upo, results)
     assert line.startswith("UPO vs DPO: designer score +0.25 std (90% interval +0.10..+0.90), 1 std = 2.000 "
                            "(the reference's spread over the prompts); win rate +2.5 points (-5.0..+10.0); KL -0.25.")

@@ -1,5 +1,5 @@
-"""`upo frontier` with `seeds`: each run once per seed, the means over seeds with intervals over prompts and seeds,
-the target over seeds, and the plot of the means with each seed's point."""
+"""`upo frontier` with `seeds`: each run once per seed, the means over seeds with intervals over seeds and prompts,
+and the plot of each family's front with each seed's point."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import pytest
 
 from upo.errors import ConfigError
 from upo.experiments.frontier import FrontierRun, load_frontier_config, run_train_options, train_key
-from upo.experiments.frontier.report import format_seed_table, plot_seed_means
-from upo.experiments.frontier.results import seed_summaries, seeds_target_check, two_level_interval
+from upo.experiments.frontier.report import format_seed_table, plot_fronts
+from upo.experiments.frontier.results import family_fronts, seed_summaries
 
 CONFIG = {"output_dir": "out", "dataset": "train.jsonl", "eval_data": "eval.jsonl", "reward_funcs": ["length"],
           "train": {"seed": 0, "max_steps": 4},
@@ -51,16 +51,6 @@ def test_a_run_with_its_own_seed_is_refused_in_a_seeds_grid():
         load_frontier_config({**CONFIG, "runs": runs, "seeds": [0, 1]})
 
 
-def test_two_level_interval_by_hand():
-    # One seed, two prompts: a resample's mean is 0, 0.5 or 1 with probability 1/4, 1/2, 1/4: 5% -> 0, 95% -> 1.
-    assert two_level_interval([[0.0, 1.0]]) == [0.0, 1.0]
-    assert two_level_interval([[2.0, 2.0], [2.0, 2.0]]) == [2.0, 2.0]
-    # Seeds that disagree widen the interval even where the prompts agree within a seed.
-    low, high = two_level_interval([[0.0] * 8, [1.0] * 8, [2.0] * 8])
-    assert low <= 1 / 3 and high >= 5 / 3
-    assert two_level_interval([]) is None
-
-
 def _run(name, family, seed, designer, wins, preference):
     n = len(designer)
     return {"name": f"{name}-s{seed}", "group": name, "seed": seed, "family": family, "options": {"seed": seed},
@@ -86,26 +76,22 @@ def test_seed_summaries_are_means_over_seeds_paired_with_dpo_of_the_same_seed():
     assert upo["designer_score_sd"] == pytest.approx(0.7071, abs=1e-4)
     # Paired with DPO of its own seed, prompt by prompt: (1, 2) - (0, 0) and (2, 3) - (1, 1), over 1 std = 2.0
     assert upo["gain_std"] == pytest.approx((0.5 + 1.0 + 0.5 + 1.0) / 4)
+    # Its table (0.5, 1), (0.5, 1): no seed part, the prompts' part (MS_prompts 0.25) / 4 with 1 df, t = 6.313752.
+    half = 6.313752 * (0.25 / 4) ** 0.5
+    assert upo["gain_std_ci90"] == pytest.approx([0.75 - half, 0.75 + half], abs=1e-5)
     assert upo["win_rate_gap"] == pytest.approx(0.0) and upo["win_rate_gap_ci90"][0] <= 0 <= upo["win_rate_gap_ci90"][1]
     assert groups["drov"]["paired_seeds"] == [0] and "gain_std" not in groups["dpo"]
+    table = format_seed_table(list(groups.values()))
+    assert "| upo | UPO | 0,1 | +2.000 ± 0.707 |" in table and "| drov | DRO-V | 0 | +0.500 |" in table
 
 
-def test_the_target_over_seeds_and_who_dominates():
-    groups = seed_summaries(_grid(), {"designer_score_std": 2.0})
-    check = seeds_target_check(groups)
-    assert check["met"] and check["candidates"][0]["dominated_by"] == []
-    better = _run("modpo", "MODPO", 0, [2.0, 3.0], [0.5, 0.5], [0.3, 0.3])  # higher on both axes
-    check = seeds_target_check(seed_summaries(_grid() + [better], {"designer_score_std": 2.0}))
-    assert not check["met"] and check["candidates"][0]["dominated_by"] == ["modpo"]
-    table = format_seed_table(seed_summaries(_grid(), {"designer_score_std": 2.0}), seeds_target_check(groups))
-    assert "| upo | UPO | 0,1 | +2.000 ± 0.707 |" in table and "-> meets the target" in table
-
-
-def test_the_plot_shows_the_means_and_each_seed(tmp_path):
-    from upo.experiments.frontier.report import FAMILY_STYLES
-
+def test_the_plot_draws_each_familys_front_with_each_seed(tmp_path):
+    reference = {"designer_score_std": 2.0, "designer_score": 0.0, "preference_score": 0.15}
+    runs = _grid()
+    fronts, nadir = family_fronts(runs, reference)
     path = tmp_path / "frontier.png"
-    plot_seed_means(seed_summaries(_grid(), {"designer_score_std": 2.0}), None, path, FAMILY_STYLES)
+    plot_fronts({"fronts": fronts, "groups": seed_summaries(runs, reference), "reference": reference,
+                 "reference_designer_std": 2.0, "seeds": [0, 1]}, path)
     assert path.stat().st_size > 0
 
 

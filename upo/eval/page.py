@@ -120,6 +120,22 @@ def markdown_table_html(markdown: str) -> str:
     return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def markdown_blocks_html(markdown: str) -> str:
+    """Markdown of pipe tables and lines of text (a report's), block by block: each table as `markdown_table_html`
+    writes it, each other line as a paragraph (a `* ` item as a list item)."""
+    out = []
+    for block in markdown.strip().split("\n\n"):
+        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
+        if lines and all(line.startswith("|") for line in lines):
+            out.append(markdown_table_html(block))
+            continue
+        items = [f"<li>{html.escape(line[2:])}</li>" for line in lines if line.startswith("* ")]
+        out += [f'<p class="note">{html.escape(line)}</p>' for line in lines if not line.startswith("* ")]
+        if items:
+            out.append(f"<ul>{''.join(items)}</ul>")
+    return "\n".join(out)
+
+
 def prompts_table(prompts: Sequence, reference_answers: Sequence[str | None] | None,
                   columns: Sequence[ModelColumn]) -> tuple[str, list[tuple[str, str]]]:
     """The per-prompt table, and the sort keys it offers (`(key, label)`)."""
@@ -299,8 +315,8 @@ def eval_page(report: dict) -> str:
 
 
 def frontier_page(results: dict, png: bytes | None, report_markdown: str) -> str:
-    """`frontier.html` from `upo.experiments.frontier.results.collect_results` and the plot it drew."""
-    table, _, notes = report_markdown.partition("\n\nTarget")
+    """`frontier.html` from `upo.experiments.frontier.results.collect_results`, the plot it drew and the report's
+    Markdown (`upo.experiments.frontier.report.format_report`): its tables as HTML tables, its other lines as text."""
     columns = []
     reference = results.get("reference_per_prompt")
     if reference and reference.get("replies"):
@@ -316,6 +332,5 @@ def frontier_page(results: dict, png: bytes | None, report_markdown: str) -> str
     prompts = results.get("prompts") or []
     settings = [f"Runs finished: {len(results['runs'])}",
                 f"Preference: {results.get('preference_scorer') or 'preference score'}"]
-    notes_lines = [("Target" + notes).strip()] if notes else []
-    return render_page("upo frontier", settings, markdown_table_html(table), plot, prompts,
-                       results.get("reference_answers"), columns, notes=notes_lines)
+    return render_page("upo frontier", settings, markdown_blocks_html(report_markdown), plot, prompts,
+                       results.get("reference_answers"), columns)

@@ -55,10 +55,10 @@ def demo_config(output_dir: str, steps: int = 48, eval_prompts: int = 64, alpha:
 
 
 def compare_line(dpo: dict, upo: dict, results: dict) -> str:
-    """UPO against DPO in words: designer gain in std and win-rate gap, each with its 90% paired-bootstrap
-    interval over the prompts (from `collect_results`' target check), KL, and whether the gain is measurable."""
+    """UPO against DPO in words: designer gain in std and win-rate gap, each with its 90% interval over the prompts
+    (`collect_results`' UPO run against DPO), KL, and whether the gain is measurable."""
     unit = results["reference_designer_std"] or 1.0
-    check = next(iter(results["target"].get("candidates") or []), {})
+    check = next((g for g in results.get("groups") or [] if "gain_std" in g), {})
     low, high = check.get("gain_std_ci90", (None, None))
     gap_low, gap_high = check.get("win_rate_gap_ci90", (None, None))
     gain = (upo["designer_score"] - dpo["designer_score"]) / unit

@@ -3,11 +3,15 @@
 Each module takes the config as `load_frontier_config` reads it, a `FrontierConfig`; each imports only the ones
 above it in this list:
 
+* `intervals`: the intervals over seeds and prompts of every difference the report shows, and the two one-sided
+  tests of equal preference;
+* `fronts`: each family's front, the designer gain read off it at DPO's preference, domination by a front, and the
+  area a front dominates;
+* `target`: the target a config declares (`target:`, none by default) and the one rule that judges it;
 * `config`: the frontier YAML read and checked whole into a `FrontierConfig` (its runs, once per seed with `seeds`),
   and the keys that make a result stale;
 * `state`: what the frontier leaves on disk, and how finished work is told from stale or interrupted work;
-* `results`: summaries of the finished runs, the Pareto front, the target check with paired intervals, and with
-  `seeds` the means, intervals and target over seeds;
+* `results`: summaries of the finished runs, each config run over its seeds against DPO, the fronts, the target;
 * `report`: `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`;
 * `runner`: trains each run in its own process (following its `trainer_state.json`) and evaluates it.
 
@@ -33,8 +37,9 @@ from upo.experiments.frontier.config import (
     settings_key,
     train_key,
 )
+from upo.experiments.frontier.fronts import pareto_front
 from upo.experiments.frontier.report import format_report, plot_frontier, write_report
-from upo.experiments.frontier.results import collect_results, pareto_front, target_check
+from upo.experiments.frontier.results import collect_results
 from upo.experiments.frontier.runner import metrics_line, run_frontier, train_command, train_run
 from upo.experiments.frontier.state import (
     EVAL_SUMMARY,
@@ -51,7 +56,7 @@ __all__ = [
     "EVAL_SUMMARY", "REFERENCE_EVAL", "TRAIN_DONE", "FrontierConfig", "FrontierRun", "collect_results",
     "format_report", "load_frontier_config", "main", "metrics_line", "pareto_front", "plot_frontier",
     "read_eval_summary", "run_dir", "run_family", "run_frontier", "run_lock_file", "run_train_options", "select_runs",
-    "settings_key", "target_check", "train_command", "train_done", "train_key", "train_run", "write_report",
+    "settings_key", "train_command", "train_done", "train_key", "train_run", "write_report",
     "write_train_file",
 ]
 

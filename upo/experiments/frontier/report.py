@@ -1,7 +1,8 @@
-"""The frontier's report: `frontier.json` (every summary and the options of every run), `frontier.md` (the
-table and the target check), `frontier.png` (preference score against designer score, Pareto front drawn,
-DPO marked) and `frontier.html` (all of it on one self-contained page, with every prompt's replies side by side:
-`upo.eval.page`)."""
+"""The frontier's report: `frontier.json` (every summary and the options of every run, the fronts and the target),
+`frontier.md` (each family's front with its designer gain at DPO's preference and its area, the declared target's
+verdict, each config run against DPO, each run), `frontier.png` (preference score against designer score: each
+family's front as a line through its points, with intervals; DPO's preference marked) and `frontier.html` (all of it
+on one self-contained page, with every prompt's replies side by side: `upo.eval.page`)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from upo.eval.evaluate import finite_or_none
 from upo.eval.page import frontier_page
 from upo.eval.tables import summary_table
 from upo.experiments.frontier.config import FrontierConfig
-from upo.experiments.frontier.results import pareto_front
+from upo.experiments.frontier.fronts import INTERPOLATED, LOWER_BOUND, NEVER_REACHES, pareto_front
+from upo.experiments.frontier.target import format_interval
 from upo.files import atomic_write_json, atomic_write_text
 
 FRONTIER_JSON = "frontier.json"
@@ -21,6 +23,7 @@ FRONTIER_MARKDOWN = "frontier.md"
 FRONTIER_PLOT = "frontier.png"
 FRONTIER_PAGE = "frontier.html"
 FRONTIER_RUNS_PLOT = "frontier_runs.png"  # with seeds: every run's own point (frontier.png shows the means)
+IN_STD = "std of the reference's designer score over the prompts"
 FAMILY_STYLES = {"DPO": ("*", "black", 220), "UPO": ("o", "tab:blue", 70), "MODPO": ("s", "tab:orange", 70),
                  "KTO-UPO": ("o", "tab:cyan", 70), "KTO": ("v", "tab:green", 70), "RPO": ("^", "tab:olive", 70),
                  "aoPPO": ("D", "tab:red", 60), "DRO-V": ("P", "tab:purple", 80), "A-LOL": ("h", "tab:pink", 80),
@@ -43,22 +46,20 @@ def write_report(config: FrontierConfig, results: dict) -> list[Path]:
     atomic_write_json(written[0], finite_or_none({"config": config.source, **results}))
     atomic_write_text(written[1], markdown + "\n")
     png = None
-    if results["runs"] and results.get("seeds"):
+    if results["runs"]:
         written.append(out / FRONTIER_PLOT)
-        plot_seed_means(results["seeds"]["groups"], results["reference"], written[-1], FAMILY_STYLES,
-                        results.get("preference_scorer"))
+        plot_fronts(results, written[-1])
         png = written[-1].read_bytes()
+    if results["runs"] and results.get("seeds"):
         written.append(out / FRONTIER_RUNS_PLOT)
         plot_frontier(results, written[-1])
-    elif results["runs"]:
-        written.append(out / FRONTIER_PLOT)
-        plot_frontier(results, written[-1])
-        png = written[-1].read_bytes()
     atomic_write_text(written[2], frontier_page(results, png, markdown))
     return written
 
 
 def format_report(results: dict) -> str:
+    """The report in Markdown: the fronts, the declared target's verdict, each config run against DPO (over its
+    seeds), and each run."""
     rows = ([{**results["reference"], "name": "reference"}] if results["reference"] else []) + \
            [{**r["summary"], "name": r["name"]} for r in results["runs"]]
     if not rows:
@@ -68,22 +69,85 @@ def format_report(results: dict) -> str:
     for row in rows:
         row["method"] = families.get(row["name"], "-")
         row["options"] = options.get(row["name"], "-")
-    lines = [summary_table(rows, extra_columns=("method", "options"))]
-    if results.get("seeds"):  # the means over seeds first; each run's own row below
-        lines.insert(0, format_seed_table(results["seeds"]["groups"], results["seeds"]["target"]) + "\n\nEach run:\n")
-    target = results["target"]
-    if target.get("candidates") is not None and not results.get("seeds"):  # over seeds: the means' target, above
-        lines.append(f"\nTarget (UPO within 2 points of DPO's win rate, designer score >= +0.5 std above DPO's, "
-                     f"not dominated by another method's run; 1 std = {target['unit_std']:.3f}): "
-                     f"{'met' if target['met'] else 'not met'}.")
-        for c in target["candidates"]:
-            ci, gap_ci = c.get("gain_std_ci90"), c.get("win_rate_gap_ci90")
-            gain_ci = f" (90% CI {ci[0]:+.2f}..{ci[1]:+.2f})" if ci else ""
-            win_ci = f" (90% CI {100 * gap_ci[0]:+.1f}..{100 * gap_ci[1]:+.1f})" if gap_ci else ""
-            lines.append(f"* {c['name']}: designer {c['gain_std']:+.2f} std vs DPO{gain_ci}, win rate "
-                         f"{100 * c['win_rate_gap']:+.1f} points vs DPO{win_ci}, "
-                         f"dominated by: {', '.join(c['dominated_by']) or 'no run'}"
-                         f"{' -> meets the target' if c['met'] else ''}")
+    each_run = summary_table(rows, extra_columns=("method", "options"))
+    if not results["runs"]:
+        return each_run
+    sections = [format_fronts(results)]
+    if results.get("target"):
+        sections.append(format_target(results["target"]))
+    over = ("over its seeds (mean ± sd over seeds), and against DPO of the same seed with 90% intervals over seeds and "
+            "prompts" if results.get("seeds") else "against DPO, with 90% intervals over the prompts (one seed: they "
+            "say nothing of another seed)")
+    sections.append(f"Each config run {over}; designer gains in {IN_STD}:\n\n"
+                    + format_seed_table(results.get("groups") or []))
+    sections.append("Each run:\n\n" + each_run)
+    return "\n\n".join(sections)
+
+
+def _point(point: dict) -> str:
+    strength = f" [{point['strength']}]" if point.get("strength") else ""
+    return f"{point['name']}{strength} {point['designer_score']:+.3f}, {point['preference_score']:.4f}"
+
+
+def _front_gain(front: dict) -> str:
+    gain = front.get("gain")
+    if front["family"] == methods.DPO_FAMILY and len(front["points"]) == 1:
+        return "0: the gains are measured from it"
+    if not gain:
+        return "-"
+    dpo_preference = f"DPO's {gain['dpo_point'][1]:.4f}"
+    preference = gain.get("preference_gap_interval")
+    if gain["kind"] == NEVER_REACHES:
+        name = front["front"][0]
+        gap = f"{name}'s preference vs DPO {format_interval(preference, '{:+.4f}')}" if preference else ""
+        if gain.get("shown") is False:
+            return f"not read: every point has less preference than {dpo_preference}, not beyond the noise ({gap})"
+        return f"none: every point has less preference than {dpo_preference}" + (f" ({gap})" if gap else "")
+    interval = gain.get("interval")
+    value = f"{gain['gain_std']:+.2f}" + (f" ({format_interval(interval)})" if interval else "")
+    if gain["kind"] == LOWER_BOUND:
+        name = gain["between"][0]
+        gap = f"{name}'s preference vs DPO {format_interval(preference, '{:+.4f}')}" if preference else ""
+        if gain.get("shown") is False:
+            return (f"not read: every point has more preference than {dpo_preference}, not beyond the noise ({gap}); "
+                    f"{name}, with the most designer, at {value}")
+        return f"at least {value}, at {name}: every point has more preference than {dpo_preference}" + (
+            f" ({gap})" if gap else "")
+    if len(gain["between"]) == 1:
+        return f"{value}, at {gain['between'][0]}"
+    return f"{value}, between {gain['between'][0]} and {gain['between'][1]}"
+
+
+def format_fronts(results: dict) -> str:
+    """Markdown: per family its front (the points no other point of the family dominates, by designer score), its
+    other points, its designer gain at DPO's preference with the interval, and its area."""
+    unit = results.get("reference_designer_std") or 1.0
+    nadir = results.get("area_reference")
+    where = (f"above designer {nadir[0]:+.2f} std and preference {nadir[1]:.4f}, the lowest of each over the reference "
+             "model and every point (compare areas within this report only)") if nadir else "-"
+    lines = [f"Fronts: a point per config run (designer score, preference score; with seeds, the mean over the seeds "
+             f"every run of the family and DPO finished); the front joins the points no other point of the family "
+             f"dominates. The designer gain at DPO's preference is read off the front by linear interpolation, never "
+             f"extrapolated (in {IN_STD}, {unit:.3f}; 90% interval over seeds and prompts, Fieller's where it is "
+             f"interpolated; an end the data do not bound is inf). The area is what the family's points dominate "
+             f"(designer in std x preference) {where}.", "",
+             "| method | seeds | front, by designer score (designer, preference) | off the front | "
+             "designer gain at DPO's preference (std) | area |", "|" + "---|" * 6]
+    for front in results.get("fronts") or []:
+        by_name = {p["name"]: p for p in front["points"]}
+        on = [_point(by_name[name]) for name in front["front"]]
+        off = [_point(p) for p in front["points"] if not p["on_front"]]
+        seeds = ",".join("-" if s is None else str(s) for s in front["seeds"]) or "-"
+        area = "-" if front.get("area") is None else f"{front['area']:.4f}"
+        lines.append(f"| {front['family']} | {seeds} | {' -> '.join(on) or '-'} | {'; '.join(off) or '-'} | "
+                     f"{_front_gain(front)} | {area} |")
+    return "\n".join(lines)
+
+
+def format_target(target: dict) -> str:
+    """Markdown: the declared target, its verdict, and each condition with its numbers."""
+    lines = [f"Target (declared in the config): {target['target']}. Verdict: {target['verdict']}."]
+    lines += [f"* {c['name']}: {c['outcome']}. {c['detail']}." for c in target["conditions"]]
     return "\n".join(lines)
 
 
@@ -140,8 +204,10 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
 def _pm(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
     if key not in entry:
         return "-"
-    mean, sd = entry[key] * scale, entry.get(f"{key}_sd", 0.0) * scale
-    return f"{pattern.format(mean)} ± {pattern.format(sd).lstrip('+')}"
+    shown = pattern.format(entry[key] * scale)
+    if len(entry.get("seeds") or []) < 2:
+        return shown
+    return f"{shown} ± {pattern.format(entry.get(f'{key}_sd', 0.0) * scale).lstrip('+')}"
 
 
 def _ci(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
@@ -152,71 +218,94 @@ def _ci(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
     return f"{shown} ({pattern.format(ci[0] * scale)}..{pattern.format(ci[1] * scale)})" if ci else shown
 
 
-def format_seed_table(groups: list[dict], target: dict | None = None) -> str:
-    """Markdown: one row per config run, the mean over its seeds ± the sd over seeds, and the gaps to DPO with their
-    90% intervals over prompts and seeds."""
+def format_seed_table(groups: list[dict]) -> str:
+    """Markdown: one row per config run, the mean over its seeds ± the sd over seeds (a number alone with one seed),
+    and the gaps to DPO of the same seed with their 90% intervals (`upo.experiments.frontier.intervals`)."""
     header = ["run", "method", "seeds", "designer score", "preference", "win rate", "KL", "words",
               "value EV (held-out)", "designer vs DPO (std)", "win rate vs DPO (points)", "preference vs DPO"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for g in groups:
         ev = g.get("value_explained_variance")
         lines.append("| " + " | ".join([
-            g["name"], g["family"], ",".join(str(s) for s in g["seeds"]), _pm(g, "designer_score", "{:+.3f}"),
-            _pm(g, "preference_score", "{:.4f}"), _pm(g, "win_rate", "{:.1f}", 100), _pm(g, "kl", "{:.2f}"),
-            _pm(g, "length_words", "{:.1f}"), "-" if ev is None else f"{ev:+.2f}", _ci(g, "gain_std", "{:+.2f}"),
-            _ci(g, "win_rate_gap", "{:+.1f}", 100), _ci(g, "preference_gap", "{:+.4f}")]) + " |")
-    if target and target.get("candidates"):
-        lines.append(f"\nTarget over seeds (UPO's designer score >= +0.5 std above DPO's, the win-rate gap's 90% "
-                     f"interval including 0, not dominated by any other method's mean): "
-                     f"{'met' if target['met'] else 'not met'}.")
-        for c in target["candidates"]:
-            interval = "includes" if c["at_dpo_preference"] else "excludes"
-            lines.append(f"* {c['name']}: designer {c['gain_std']:+.2f} std vs DPO, win-rate gap "
-                         f"{100 * c['win_rate_gap']:+.1f} points (its interval {interval} 0), dominated by: "
-                         f"{', '.join(c['dominated_by']) or 'none'}"
-                         f"{' -> meets the target' if c['met'] else ''}")
+            g["name"], g["family"], ",".join("-" if s is None else str(s) for s in g["seeds"]),
+            _pm(g, "designer_score", "{:+.3f}"), _pm(g, "preference_score", "{:.4f}"),
+            _pm(g, "win_rate", "{:.1f}", 100), _pm(g, "kl", "{:.2f}"), _pm(g, "length_words", "{:.1f}"),
+            "-" if ev is None else f"{ev:+.2f}", _ci(g, "gain_std", "{:+.2f}"), _ci(g, "win_rate_gap", "{:+.1f}", 100),
+            _ci(g, "preference_gap", "{:+.4f}")]) + " |")
     return "\n".join(lines)
 
 
-def plot_seed_means(groups: list[dict], reference: dict | None, path: Path, styles: dict,
-                    ylabel: str | None = None, title: str | None = None) -> None:
-    """Preference score (y) against designer score (x): each config run's mean over seeds (large, with ±1 sd over
-    seeds on both axes), each seed's own point (small, faint), and the Pareto front of the means."""
+def plot_fronts(results: dict, path: Path, title: str | None = None) -> None:
+    """Preference score (y) against designer score (x): each family's points (filled on its front, hollow off it)
+    with the 90% intervals of their gaps to DPO on both axes, its front as a line through its points, where it meets
+    DPO's preference (a tick), each seed's own point (faint, with seeds), DPO's preference (dotted) and the
+    reference model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    groups = [g for g in groups if "designer_score" in g and "preference_score" in g]
-    fig, ax = plt.subplots(figsize=(9.5, 5.2))
-    points = [(g["designer_score"], g["preference_score"]) for g in groups]
-    front = pareto_front(points)
-    if len(front) > 1:
-        ax.plot([points[i][0] for i in front], [points[i][1] for i in front], "--", color="grey", lw=1,
-                label="Pareto front of the means", zorder=1)
-    labelled = set()
-    for g, (x, y) in zip(groups, points):
-        marker, color, size = styles.get(g["family"], ("o", "tab:gray", 70))
-        ax.scatter(g["designer_score_per_seed"], g["preference_score_per_seed"], marker=marker, c=color,
-                   s=size * 0.35, alpha=0.35, zorder=2, edgecolors="none")
-        ax.errorbar([x], [y], xerr=[g["designer_score_sd"]], yerr=[g["preference_score_sd"]], fmt="none", ecolor=color,
-                    elinewidth=0.8, capsize=2, zorder=2)
-        edge = "black" if g["family"] == methods.DPO_FAMILY else "white"
-        ax.scatter([x], [y], marker=marker, c=color, s=size, zorder=3, edgecolors=edge,
-                   label=None if g["family"] in labelled else g["family"])
-        labelled.add(g["family"])
-        ax.annotate(g["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
-    if reference:
-        ax.scatter([reference["designer_score"]], [reference["preference_score"]], marker="x", c="grey", s=60,
-                   label="reference", zorder=2)
-    seeds = max((len(g["seeds"]) for g in groups), default=0)
-    ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts and seeds)")
-    # wrapped: a scorer's description is longer than the plot is high
-    ax.set_ylabel(textwrap.fill(f"{ylabel or 'preference score'} (mean over prompts and seeds)", 55))
-    ax.set_title(title or f"Mean over {seeds} seeds (faint: each seed; bars: ±1 sd over seeds)")
+    unit = results.get("reference_designer_std") or 1.0
+    groups = {g["name"]: g for g in results.get("groups") or []}
+    fig, ax = plt.subplots(figsize=(9.5, 5.4))
+    dpo_line, bands = None, []
+    for front in results.get("fronts") or []:
+        marker, color, size = FAMILY_STYLES.get(front["family"], OTHER_FAMILY_STYLE)
+        by_name = {p["name"]: p for p in front["points"]}
+        curve = [by_name[name] for name in front["front"]]
+        if len(curve) > 1:
+            ax.plot([p["designer_score"] for p in curve], [p["preference_score"] for p in curve], "-", color=color,
+                    lw=1.5, alpha=0.8, zorder=2)
+        for k, p in enumerate(front["points"]):
+            x, y, g = p["designer_score"], p["preference_score"], groups.get(p["name"], {})
+            if len(g.get("seeds") or []) > 1:
+                ax.scatter(g["designer_score_per_seed"], g["preference_score_per_seed"], marker=marker, c=color,
+                           s=size * 0.3, alpha=0.3, zorder=1, edgecolors="none")
+            xerr, yerr = _error(g, "gain_std", unit), _error(g, "preference_gap", 1.0)
+            if xerr or yerr:
+                ax.errorbar([x], [y], xerr=xerr, yerr=yerr, fmt="none", ecolor=color, elinewidth=0.8, capsize=2,
+                            zorder=2)
+            edge = "black" if front["family"] == methods.DPO_FAMILY else color
+            ax.scatter([x], [y], marker=marker, s=size, zorder=3, edgecolors=edge, linewidths=1.2,
+                       c=color if p["on_front"] else "white", label=front["family"] if k == 0 else None)
+            ax.annotate(p["name"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        gain = front.get("gain") or {}
+        if gain.get("kind") == INTERPOLATED:  # where the front meets DPO's preference, and the gain's interval
+            dpo_x, dpo_y = gain["dpo_point"]
+            at = dpo_x + gain["gain_std"] * unit
+            ax.plot([at], [dpo_y], marker="|", ms=14, mew=2, color=color, zorder=4)
+            low, high = gain.get("interval") or (gain["gain_std"], gain["gain_std"])
+            bands.append(([dpo_x + low * unit, dpo_x + high * unit], dpo_y, color))
+        if gain.get("dpo_point"):
+            dpo_line = gain["dpo_point"][1]
+    xlim = ax.get_xlim()
+    for xs, y, color in bands:  # an end the data do not bound runs to the edge of the plot
+        ax.plot([min(max(x, xlim[0]), xlim[1]) for x in xs], [y, y], "-", color=color, lw=5, alpha=0.3,
+                solid_capstyle="butt", zorder=1)
+    ax.set_xlim(xlim)
+    if dpo_line is not None:
+        ax.axhline(dpo_line, ls=":", color="black", lw=0.8, zorder=0, label="DPO's preference (|: a front meets it)")
+    if results.get("reference"):
+        ref = results["reference"]
+        ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
+                   zorder=2)
+    seeds = results.get("seeds")
+    over = f"mean over {len(seeds)} seeds, faint: each seed" if seeds and len(seeds) > 1 else "one seed"
+    ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
+    ax.set_ylabel(textwrap.fill(results.get("preference_scorer") or "preference score", 55))
+    ax.set_title(title or f"Each family's front ({over}; hollow: off its front)\nbars: 90% interval of each point's "
+                 "gap to DPO; band at DPO's preference: the gain's 90% interval", fontsize=9)
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _error(group: dict, key: str, scale: float) -> list | None:
+    """Matplotlib's [[below], [above]] of a point: the interval of its gap to DPO, in the axis' units, around it."""
+    interval = group.get(f"{key}_ci90")
+    if not interval or key not in group:
+        return None
+    return [[max(0.0, (group[key] - interval[0]) * scale)], [max(0.0, (interval[1] - group[key]) * scale)]]
