@@ -34,6 +34,9 @@ LAYERS = [
     ("evaluation", ["upo.eval"]),
     ("experiments: the data builder", ["upo.experiments"]),
     # the frontier's modules in the order of its docstring: each imports only those before it
+    ("the frontier's intervals", ["upo.experiments.frontier.intervals"]),
+    ("the frontier's fronts", ["upo.experiments.frontier.fronts"]),
+    ("the frontier's target", ["upo.experiments.frontier.target"]),
     ("the frontier's config", ["upo.experiments.frontier.config"]),
     ("the frontier's state on disk", ["upo.experiments.frontier.state"]),
     ("the frontier's results", ["upo.experiments.frontier.results"]),

@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from upo.experiments.frontier.intervals import LEVEL, finite_columns, seeds_prompts_mean
+
 INTERPOLATED = "interpolated"  # the front crosses DPO's preference: one number
 LOWER_BOUND = "lower_bound"  # every point of the front has more preference than DPO: at least the best designer score
 NEVER_REACHES = "never_reaches"  # every point has less preference than DPO: no number
@@ -142,7 +144,7 @@ def family_front(family: str, groups: Sequence[dict], dpo: dict | None, unit: fl
             it (its `summary` and the per-prompt `designer` and `preference` lists).
         dpo: the DPO config run the gains are measured from, in the same form (None: no gain).
         unit: the designer gain's unit (std of the reference's designer score over the prompts).
-        level: of the interval (`intervals.LEVEL` by default).
+        level: of the interval (`LEVEL` by default).
         defaults: the options' defaults, to name a strength a run leaves unset (`strengths`).
 
     Every number is over the seeds that all of the family's runs finished, and DPO too when it shares some: each
@@ -151,9 +153,7 @@ def family_front(family: str, groups: Sequence[dict], dpo: dict | None, unit: fl
     that never reaches DPO's preference) has `shown` True only where the preference gap of the front's last (first)
     point to DPO has a `level` interval above (below) 0, False where it has not, None without per-prompt scores.
     """
-    from upo.experiments.frontier import intervals
-
-    level = intervals.LEVEL if level is None else level
+    level = LEVEL if level is None else level
     seeds = [s for s in groups[0]["by_seed"] if all(s in g["by_seed"] for g in groups)]
     paired = [s for s in seeds if dpo is not None and s in dpo["by_seed"]]
     seeds = paired or seeds
@@ -176,8 +176,8 @@ def family_front(family: str, groups: Sequence[dict], dpo: dict | None, unit: fl
     if reading.kind == NEVER_REACHES:  # shown where the front's top point is shown below DPO's preference
         preference = _tables([groups[on_front[0]], dpo], seeds, "preference")
         if preference is not None:
-            top, base = intervals.finite_columns(preference)
-            estimate = intervals.seeds_prompts_mean(top - base)
+            top, base = finite_columns(preference)
+            estimate = seeds_prompts_mean(top - base)
             if estimate is not None:
                 gain["preference_gap_interval"] = estimate.interval(level)
                 gain["shown"] = gain["preference_gap_interval"][1] < 0
@@ -189,13 +189,13 @@ def family_front(family: str, groups: Sequence[dict], dpo: dict | None, unit: fl
     designer, preference = _tables(members, seeds, "designer"), _tables(members, seeds, "preference")
     if designer is None or preference is None:
         return out
-    tables = intervals.finite_columns(designer + preference)
+    tables = finite_columns(designer + preference)
     k = len(members)
     ends = (reading.left, reading.right, k - 1)  # L, R, DPO: positions in `members`
     gain["interval"] = gain_interval([tables[i] for i in ends], [tables[k + i] for i in ends], gain["gain_std"],
                                      unit, level)
     if reading.kind == LOWER_BOUND:  # a bound only where its point is shown above DPO's preference
-        estimate = intervals.seeds_prompts_mean(tables[k + reading.right] - tables[2 * k - 1])
+        estimate = seeds_prompts_mean(tables[k + reading.right] - tables[2 * k - 1])
         if estimate is not None:
             gain["preference_gap_interval"] = estimate.interval(level)
             gain["shown"] = gain["preference_gap_interval"][0] > 0
@@ -210,7 +210,7 @@ def gain_interval(designer: Sequence, preference: Sequence, gain: float, unit: f
     (seeds x prompts) tables of the designer and the preference scores of the left point L, the right point R and
     DPO D (`designer` and `preference`, each `[L, R, D]`; L = R at a point of the front, or for a lower bound).
 
-    At a point it is the interval of the gap x_L - x_D (`intervals.seeds_prompts_mean`). Between two points the gain
+    At a point it is the interval of the gap x_L - x_D (`seeds_prompts_mean`). Between two points the gain
     g is the root of the bilinear F(g) = (x_L - x_D - g unit) (y_L - y_R) + (x_R - x_L) (y_L - y_D), and the interval
     is the set of g that the seeds-and-prompts interval of F (linearised at the means) does not reject: Fieller's
     interval for a ratio, which widens, and at the limit opens (an end at -inf or +inf), as the two points' preference
@@ -221,8 +221,6 @@ def gain_interval(designer: Sequence, preference: Sequence, gain: float, unit: f
 
     import numpy as np
     from scipy.optimize import brentq
-
-    from upo.experiments.frontier.intervals import seeds_prompts_mean
 
     X = [np.asarray(t, dtype=float) for t in designer]
     Y = [np.asarray(t, dtype=float) for t in preference]

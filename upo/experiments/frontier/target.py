@@ -36,6 +36,8 @@ import math
 from dataclasses import dataclass
 
 from upo.errors import ConfigError
+from upo.experiments.frontier.fronts import INTERPOLATED, LOWER_BOUND, NEVER_REACHES, front_dominates
+from upo.experiments.frontier.intervals import DIFFERENT, EQUAL, MeanEstimate, equal_within
 
 YES, NO, NOT_SHOWN = "yes", "no", "not shown"
 TARGET_KEYS = ("family", "run", "preference_margin", "min_gain", "gain_at_least", "not_dominated_by", "min_seeds")
@@ -133,8 +135,6 @@ def read_target(given, families: dict[str, str]) -> Target | None:
 def _judged_gain(target: Target, fronts: dict, group: dict | None) -> tuple[str, float | None, list | None, list]:
     """(kind, gain, interval, conditions so far) of what the target judges: a run (`group`, with its gaps to DPO) or
     the family's front. kind: "exact", "lower_bound", "none" (no gain at DPO's preference) or "unknown"."""
-    from upo.experiments.frontier.intervals import DIFFERENT, EQUAL, MeanEstimate, equal_within
-
     conditions = []
     if target.run is not None:
         if group is None or "preference_gap_variance_parts" not in group or "gain_std" not in group:
@@ -171,8 +171,6 @@ def _judged_gain(target: Target, fronts: dict, group: dict | None) -> tuple[str,
 def front_kind(gain: dict) -> str:
     """A front's gain at DPO's preference as the rule uses it: "exact" (interpolated), "lower_bound" (shown above
     DPO's preference), "none" (shown below it) or "unknown" (a bound or a miss the noise does not show)."""
-    from upo.experiments.frontier.fronts import INTERPOLATED, LOWER_BOUND, NEVER_REACHES
-
     if gain["kind"] == INTERPOLATED:
         return "exact"
     if gain.get("shown") is True:
@@ -221,8 +219,6 @@ def judge_target(target: Target | None, fronts: dict, groups: list[dict]) -> dic
 
     Returns `{"met": True | False | None, "verdict": "met" | "not met" | "not shown", "target": its description,
     "conditions": [{"name", "outcome", "detail"}]}`; `met` None when the data cannot tell."""
-    from upo.experiments.frontier.fronts import front_dominates
-
     if target is None:
         return None
     group = next((g for g in groups if g["name"] == target.run), None) if target.run else None
