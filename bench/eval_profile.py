@@ -83,11 +83,17 @@ def main() -> None:
 
     from peft import PeftModel
 
-    from upo.eval.evaluate import EvalSettings, Evaluator, load_model, resolve_base_model
+    from upo.eval.evaluate import Evaluator
     from upo.eval.generate import generation_batches, render_prompts, reply_kl
     from upo.eval.metrics import implicit_reward_accuracy, score_objectives
-    from upo.eval.scorers import build_preference_scorer
-    from upo.models import base_model_name_or_path, load_causal_lm, load_tokenizer
+    from upo.models import load_causal_lm, load_tokenizer
+
+    try:  # the layout since the evaluation's settings and the trained-model loading got their own modules
+        from upo.eval.settings import EvalSettings
+        from upo.models.trained import base_model_name_or_path, load_model, resolve_base_model
+    except ImportError:  # 66d2ec5's
+        from upo.eval.evaluate import EvalSettings, load_model, resolve_base_model
+        from upo.models import base_model_name_or_path
 
     out: dict[str, float] = {}
     run = str(args.run)
@@ -97,9 +103,9 @@ def main() -> None:
                             max_prompts=args.prompts, max_new_tokens=args.new_tokens, batch_size=args.batch_size)
 
     # ---- as the frontier does it, cold in this process
-    out["setup: preference scorer load"], scorer = once(lambda: build_preference_scorer("similarity"))
-    out["setup: Evaluator (reference load, data, designer standardisation)"], ev = once(
-        lambda: Evaluator(settings, "smollm2-135m-instruct", scorer=scorer, progress=False))
+    out["setup: Evaluator (reference load, data, designer standardisation, similarity scorer)"], ev = once(
+        lambda: Evaluator(settings, "smollm2-135m-instruct", progress=False))
+    scorer = ev.scorer
     out["reference evaluation (first, cold)"], _ = once(ev.evaluate_reference)
     out["run evaluation (first, cold)"], _ = once(lambda: ev.evaluate("run", run))
     out["run evaluation (warm)"], _ = timed(lambda: ev.evaluate("run", run), args.reps)
@@ -109,9 +115,18 @@ def main() -> None:
     out["load: base weights (load_causal_lm)"], base = timed(lambda: load_causal_lm(base_name, dtype=torch.float32),
                                                               args.reps)
     out["load: tokenizer from the run folder"], _ = timed(lambda: load_tokenizer(run), args.reps)
-    out["load: adapter (PeftModel.from_pretrained)"], _ = timed(
-        lambda: PeftModel.from_pretrained(load_causal_lm(base_name, dtype=torch.float32), run), args.reps)
-    out["load: adapter (PeftModel.from_pretrained)"] -= out["load: base weights (load_causal_lm)"]
+
+    def adapter_then_merge():  # the two steps after the base's load, each timed
+        model = load_causal_lm(base_name, dtype=torch.float32)
+        start = clock()
+        model = PeftModel.from_pretrained(model, run)
+        middle = clock()
+        model.merge_and_unload()
+        return middle - start, clock() - middle
+
+    steps = [adapter_then_merge() for _ in range(args.reps)]
+    out["load: adapter (PeftModel.from_pretrained)"] = statistics.median(a for a, _ in steps)
+    out["load: merge (merge_and_unload)"] = statistics.median(m for _, m in steps)
 
     def merged_from_disk():
         return PeftModel.from_pretrained(load_causal_lm(base_name, dtype=torch.float32), run).merge_and_unload()

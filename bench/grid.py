@@ -89,7 +89,8 @@ EVAL_PHASES = {
 }
 IMPLICIT = {"add_reference_logps": "implicit accuracy: reference log-probs",
             "tokenize_dataset": "implicit accuracy: tokenisation"}
-FRONTIER_PHASES = {"run_frontier": "locks, waiting, state, logs", "check_run_options": "checking run options",
+FRONTIER_PHASES = {"run_frontier": "locks, waiting, state, logs", "check_run_options": "config: load and check",
+                   "load_frontier_config": "config: load and check",
                    "collect_results": "report", "write_report": "report", "log_run_evaluation": "tracker logging",
                    "train_run": "waiting on a training process"}
 
@@ -210,7 +211,7 @@ def read_trace(trace: Path) -> dict[int, dict]:
     """Per process id: its start and exit records, its calls, and the targets wrapped and missing."""
     processes = {}
     for file in sorted(trace.glob("trace-*.jsonl")):
-        proc = {"start": None, "exit": None, "calls": [], "wrapped": [], "missing": []}
+        proc = {"start": None, "exit": None, "calls": [], "wrapped": [], "missing": {}}
         for line in file.read_text().splitlines():
             try:
                 record = json.loads(line)
@@ -221,10 +222,8 @@ def read_trace(trace: Path) -> dict[int, dict]:
                 proc[event] = record
             elif event == "call":
                 proc["calls"].append(record)
-            elif event == "wrapped":
-                proc["wrapped"].append(record["name"])
-            elif event == "missing":
-                proc["missing"].append(f"{record['module']}.{record['name']}: {record['why']}")
+        if proc["exit"] is not None:
+            proc["wrapped"], proc["missing"] = proc["exit"]["wrapped"], proc["exit"]["missing"]
         processes[int(file.stem.split("-")[1])] = proc
     return processes
 
@@ -291,7 +290,7 @@ def attribute(processes: dict[int, dict], walls: dict[int, float]) -> dict:
         argv = (proc["exit"] or proc["start"] or {}).get("argv") or []
         training = "train" in argv
         kind = "train" if training else FRONTIER if FRONTIER in argv else "other"
-        info["missing"].update(proc["missing"])
+        info["missing"].update(f"{name} ({'; '.join(why)})" for name, why in proc["missing"].items())
         if proc["exit"]:
             info["threads"].setdefault(kind, set()).add(proc["exit"]["torch_threads"])
             info["max_rss_mb"][kind] = max(info["max_rss_mb"].get(kind, 0), proc["exit"]["max_rss_mb"])

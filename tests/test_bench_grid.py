@@ -34,18 +34,26 @@ def test_the_hook_times_a_wrapped_function_in_a_child_process(tmp_path):
     [process] = grid.read_trace(tmp_path).values()
     [call] = [c for c in process["calls"] if c["name"] == "render_prompts"]
     assert call["stack"] == [] and call["dur"] > 0 and not call["failed"]
-    assert "render_prompts" in process["wrapped"] and process["missing"] == []
+    assert "render_prompts" in process["wrapped"] and process["missing"] == {}
     assert process["start"]["ppid"] == os.getpid() and process["exit"] is not None
 
 
-def test_a_function_missing_in_a_version_is_reported_not_raised():
+def test_a_function_missing_in_a_version_is_reported_not_raised(tmp_path, monkeypatch):
     hook = load("grid_trace_hook", HOOK_DIR / "sitecustomize.py")  # UPO_BENCH_TRACE_DIR unset: nothing installed
+    monkeypatch.setattr(hook, "TRACE_DIR", str(tmp_path))
     module = types.ModuleType("old_version")
     module.Evaluator = type("Evaluator", (), {"evaluate": lambda self: 1})
-    assert "not defined" in hook._wrap_target(module, "generate", None)
-    assert "no Scorer" in hook._wrap_target(module, "Scorer.score", None)
-    assert "not defined" in hook._wrap_target(module, "Evaluator._evaluate", None)
+    module.load_model = json.loads  # a name imported from elsewhere is wrapped where it is defined, not here
+    assert "has no generate" in hook._wrap_target(module, "generate", None)
+    assert "no class Scorer" in hook._wrap_target(module, "Scorer.score", None)
+    assert "has no Evaluator._evaluate" in hook._wrap_target(module, "Evaluator._evaluate", None)
+    assert "imported from json" in hook._wrap_target(module, "load_model", None)
     assert hook._wrap_target(module, "Evaluator.evaluate", None) is None
+    wrapped = module.Evaluator.evaluate
+    assert wrapped(module.Evaluator()) == 1 and hook._wrap_target(module, "Evaluator.evaluate", None) is None
+    assert module.Evaluator.evaluate is wrapped  # not wrapped twice
+    [process] = grid.read_trace(tmp_path).values()
+    assert [c["name"] for c in process["calls"]] == ["Evaluator.evaluate"]
 
 
 def call(name, t0, dur, stack=(), tag=None, cpu=None):
@@ -56,7 +64,7 @@ def call(name, t0, dur, stack=(), tag=None, cpu=None):
 def write_trace(folder: Path, pid: int, ppid: int, argv: list[str], start: float, calls: list[dict], cpu: float):
     records = [{"event": "start", "pid": pid, "ppid": ppid, "t": start, "argv": argv}, *calls,
                {"event": "exit", "pid": pid, "argv": argv, "torch_threads": 1, "cpu_self": cpu, "cpu_children": 0.0,
-                "max_rss_mb": 100.0, "never_loaded": []}]
+                "max_rss_mb": 100.0, "wrapped": [], "missing": {}}]
     (folder / f"trace-{pid}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
 
 

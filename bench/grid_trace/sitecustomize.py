@@ -39,55 +39,62 @@ def _first_arg(args, kwargs):
     return str(args[0]) if args else None
 
 
-# (module, qualified name, tag of a call or None). A class method is wrapped where the class defines it.
+# (qualified name, the modules that define it in one version or another, tag of a call or None). A name is wrapped
+# where its module defines it (a class method where the class defines it); where another module re-exports it, the
+# function found there is already the wrapped one. The modules moved between versions (upo.models became a package,
+# the scorers got a package, the frontier's checks moved into its config), the names did not.
 TARGETS = [
     # model files (every process)
-    ("upo.models", "_convert_gguf", None),
-    ("upo.models", "load_causal_lm", _first_arg),
-    ("upo.models", "load_tokenizer", _first_arg),
+    ("_convert_gguf", ("upo.models", "upo.models.smollm2"), None),
+    ("load_causal_lm", ("upo.models", "upo.models.loading"), _first_arg),
+    ("load_tokenizer", ("upo.models", "upo.models.loading"), _first_arg),
     # a training process (`upo train`)
-    ("upo.trainer", "UPOTrainer.__init__", None),
-    ("upo.training.model_setup", "prepare_models", None),
-    ("upo.data.pipeline", "prepare_preference_data", None),
-    ("upo.rewards.scoring", "score_designer_rewards", None),
-    ("upo.data.tokenization", "tokenize_dataset", None),
-    ("upo.training.reference", "add_reference_logps", None),
-    ("transformers.trainer", "Trainer.train", None),
-    ("transformers.trainer", "Trainer.training_step", None),
-    ("transformers.trainer", "Trainer.evaluate", None),
-    ("transformers.trainer", "Trainer.save_model", None),
+    ("UPOTrainer.__init__", ("upo.trainer",), None),
+    ("prepare_models", ("upo.training.model_setup",), None),
+    ("prepare_preference_data", ("upo.data.pipeline",), None),
+    ("score_designer_rewards", ("upo.rewards.scoring",), None),
+    ("tokenize_dataset", ("upo.data.tokenization",), None),
+    ("add_reference_logps", ("upo.training.reference",), None),
+    ("Trainer.train", ("transformers.trainer",), None),
+    ("Trainer.training_step", ("transformers.trainer",), None),
+    ("Trainer.evaluate", ("transformers.trainer",), None),
+    ("Trainer.save_model", ("transformers.trainer",), None),
     # the frontier process
-    ("upo.experiments.frontier.runner", "run_frontier", None),
-    ("upo.experiments.frontier.runner", "train_run", _run_name),
-    ("upo.experiments.frontier.runner", "preference_scorer", None),
-    ("upo.experiments.frontier.runner", "log_run_evaluation", _run_name),
-    ("upo.experiments.frontier.checks", "check_run_options", None),
-    ("upo.experiments.frontier.results", "collect_results", None),
-    ("upo.experiments.frontier.report", "write_report", None),
+    ("run_frontier", ("upo.experiments.frontier.runner",), None),
+    ("train_run", ("upo.experiments.frontier.runner",), _run_name),
+    ("preference_scorer", ("upo.experiments.frontier.runner",), None),
+    ("log_run_evaluation", ("upo.experiments.frontier.runner",), _run_name),
+    ("load_frontier_config", ("upo.experiments.frontier.config",), None),
+    ("check_run_options", ("upo.experiments.frontier.checks",), None),
+    ("collect_results", ("upo.experiments.frontier.results",), None),
+    ("write_report", ("upo.experiments.frontier.report",), None),
     # evaluation
-    ("upo.eval.evaluate", "Evaluator.__init__", None),
-    ("upo.eval.evaluate", "Evaluator.evaluate", _second_arg),
-    ("upo.eval.evaluate", "Evaluator._evaluate", _second_arg),
-    ("upo.eval.evaluate", "load_model", _first_arg),
-    ("upo.eval.evaluate", "fit_designer_standardization", None),
-    ("upo.eval.data", "load_eval_data", None),
-    ("upo.eval.generate", "generate", None),
-    ("upo.eval.generate", "render_prompts", None),
-    ("upo.eval.generate", "reply_kl", None),
-    ("transformers.generation.utils", "GenerationMixin.generate", None),
-    ("upo.eval.metrics", "score_objectives", None),
-    ("upo.eval.metrics", "implicit_reward_accuracy", None),
-    ("upo.eval.scorers", "HumanReplySimilarity.__init__", None),
-    ("upo.eval.scorers", "HumanReplySimilarity.score", None),
-    ("upo.eval.scorers", "SimilarityScorer.score_replies", None),
-    ("upo.eval.scorers", "RewardModelScorer.score_replies", None),
-    ("upo.eval.scorers", "FunctionScorer.score_replies", None),
-    ("upo.eval.scorers", "PairwiseJudge.compare", None),
-    ("peft.peft_model", "PeftModel.from_pretrained", None),
-    ("peft.tuners.tuners_utils", "BaseTuner.merge_and_unload", None),
+    ("Evaluator.__init__", ("upo.eval.evaluate",), None),
+    ("Evaluator.evaluate", ("upo.eval.evaluate",), _second_arg),
+    ("Evaluator._evaluate", ("upo.eval.evaluate",), _second_arg),
+    ("load_model", ("upo.eval.evaluate", "upo.models.trained"), _first_arg),
+    ("fit_designer_standardization", ("upo.eval.evaluate", "upo.rewards.standardization"), None),
+    ("load_eval_data", ("upo.eval.data",), None),
+    ("generate", ("upo.eval.generate",), None),
+    ("render_prompts", ("upo.eval.generate",), None),
+    ("reply_kl", ("upo.eval.generate",), None),
+    ("GenerationMixin.generate", ("transformers.generation.utils",), None),
+    ("score_objectives", ("upo.eval.metrics",), None),
+    ("implicit_reward_accuracy", ("upo.eval.metrics",), None),
+    ("HumanReplySimilarity.__init__", ("upo.eval.scorers", "upo.eval.scorers.similarity"), None),
+    ("HumanReplySimilarity.score", ("upo.eval.scorers", "upo.eval.scorers.similarity"), None),
+    ("SimilarityScorer.score_replies", ("upo.eval.scorers", "upo.eval.scorers.similarity"), None),
+    ("RewardModelScorer.score_replies", ("upo.eval.scorers", "upo.eval.scorers.reward_model"), None),
+    ("FunctionScorer.score_replies", ("upo.eval.scorers", "upo.eval.scorers.function"), None),
+    ("PairwiseJudge.compare", ("upo.eval.scorers", "upo.eval.scorers.judge"), None),
+    ("PeftModel.from_pretrained", ("peft.peft_model",), None),
+    ("BaseTuner.merge_and_unload", ("peft.tuners.tuners_utils",), None),
 ]
+MARK = "_upo_bench_target"  # set on a wrapper: a re-export of it is not wrapped twice
 
-_pending: dict[str, list] = {}
+_pending: dict[str, list] = {}  # module -> [(qualified name, tag)] not looked at yet
+_wrapped: set[str] = set()
+_why_not: dict[str, list[str]] = {}
 _local = threading.local()
 _lock = threading.Lock()
 _file = None
@@ -149,27 +156,31 @@ def _timed(func, name: str, tag_of):
             stack.pop()
             _write(record)
 
+    setattr(timed, MARK, name)
     return timed
 
 
 def _wrap_target(module, qualname: str, tag_of) -> str | None:
-    """Wraps `module.qualname` in place; returns why it could not, or None."""
+    """Wraps `module.qualname` in place where the module (or its class) defines it; returns why not, or None when
+    it is wrapped (now, or already where it is defined)."""
     owner_name, _, attr = qualname.rpartition(".")
     owner = module
     if owner_name:
         owner = getattr(module, owner_name, None)
-        if owner is None:
-            return f"{module.__name__} has no {owner_name}"
-    found = owner.__dict__.get(attr) if owner_name else getattr(module, attr, None)
+        if not isinstance(owner, type):
+            return f"{module.__name__} has no class {owner_name}"
+    found = owner.__dict__.get(attr)
     if found is None:
-        return f"{module.__name__}.{owner_name or ''}{'.' if owner_name else ''}{attr} not defined there"
-    if isinstance(found, (classmethod, staticmethod)):
-        wrapped = type(found)(_timed(found.__func__, qualname, tag_of))
-    elif callable(found):
-        wrapped = _timed(found, qualname, tag_of)
-    else:
+        return f"{module.__name__} has no {qualname}"
+    func = found.__func__ if isinstance(found, (classmethod, staticmethod)) else found
+    if getattr(func, MARK, None) == qualname:
+        return None
+    if not callable(func):
         return f"{module.__name__}.{qualname} is not callable"
-    setattr(owner, attr, wrapped)
+    if not owner_name and getattr(func, "__module__", module.__name__) != module.__name__:
+        return f"{module.__name__}.{qualname} is imported from {func.__module__}, not defined there"
+    timed = _timed(func, qualname, tag_of)
+    setattr(owner, attr, type(found)(timed) if isinstance(found, (classmethod, staticmethod)) else timed)
     return None
 
 
@@ -179,7 +190,10 @@ def _patch(module) -> None:
             why = _wrap_target(module, qualname, tag_of)
         except Exception as error:  # never break the program being measured
             why = f"{type(error).__name__}: {error}"
-        _write({"event": "missing" if why else "wrapped", "module": module.__name__, "name": qualname, "why": why})
+        if why is None:
+            _wrapped.add(qualname)
+        else:
+            _why_not.setdefault(qualname, []).append(why)
 
 
 class _WrapAfterImport:
@@ -223,12 +237,37 @@ def _exit_record() -> None:
     _write({"event": "exit", "pid": os.getpid(), "t": time.time(), "p": time.perf_counter(), "argv": sys.argv,
             "torch_threads": threads, "cpu_self": own.ru_utime + own.ru_stime,
             "cpu_children": children.ru_utime + children.ru_stime, "max_rss_mb": own.ru_maxrss / 1024,
-            "never_loaded": sorted(f"{m}:{q}" for m, targets in _pending.items() for q, _ in targets)})
+            "wrapped": sorted(_wrapped), "missing": _missing()})
+
+
+def _missing() -> dict[str, list[str]]:
+    """The targets that no module of this version defines: each module that could is loaded without it, or is not
+    in this version (its package loaded, the module not there), with why not where one was looked at. A target whose
+    modules this process never needed is not listed."""
+    import importlib.util
+
+    def absent(module: str) -> bool | None:  # True: loaded without the name (none is wrapped), or not there at all
+        if module in sys.modules:
+            return True
+        parent = module.rpartition(".")[0]
+        if parent and parent not in sys.modules:  # finding it would import its package: unknown here
+            return None
+        try:
+            return importlib.util.find_spec(module) is None
+        except (ImportError, ValueError):
+            return True
+
+    missing = {}
+    for name, modules, _ in TARGETS:
+        if name not in _wrapped and all(absent(m) is True for m in modules):
+            missing[name] = _why_not.get(name) or [f"no module {' or '.join(modules)} in this version"]
+    return missing
 
 
 def _install() -> None:
-    for module, qualname, tag_of in TARGETS:
-        _pending.setdefault(module, []).append((qualname, tag_of))
+    for qualname, modules, tag_of in TARGETS:
+        for module in modules:
+            _pending.setdefault(module, []).append((qualname, tag_of))
     for name in list(_pending):  # already imported (never the case for these at start-up, but be exact)
         if name in sys.modules:
             _patch(sys.modules[name])
