@@ -437,7 +437,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="Convert the default model into a fresh cache once per checkout, and report the time.")
     parser.add_argument("--profile", default=None, metavar="TARGET",
                         help="cProfile every call of this wrapped function (e.g. Evaluator.evaluate, "
-                        "Evaluator._evaluate, GenerationMixin.generate) and print the merged statistics.")
+                        "Evaluator._evaluate, GenerationMixin.generate) and print the merged statistics; the profiler "
+                        "slows what it profiles, so that grid's phase times are not comparable.")
     parser.add_argument("--work_dir", type=Path, default=None, help="Where the grids run; default a temporary folder.")
     parser.add_argument("--keep", action="store_true", help="Keep the grids' folders (always with --profile).")
     parser.add_argument("--out", type=Path, default=None, help="Result file stem; default bench/results/grid_<size>.")
