@@ -355,6 +355,19 @@ def advantage_weights(advantages: torch.Tensor, temperature: float, max_weight: 
     return torch.clamp(torch.exp(advantages / temperature), max=max_weight)
 
 
+def aux_denominator(lengths: torch.Tensor | None, maskf: torch.Tensor, num_tokens, normalization: str):
+    """`D` of a per-response designer term: `num_tokens` when given (the whole step's, `step_token_counts`), else this
+    batch's response tokens ("per_token") or responses ("per_sequence") that have a designer reward.
+    Shapes: (M,), (M,) -> ()"""
+    if num_tokens is not None:
+        return num_tokens
+    if normalization == "per_token":
+        return (lengths * maskf).sum().clamp(min=1)
+    if normalization == "per_sequence":
+        return maskf.sum().clamp(min=1)
+    raise ValueError(f"Unknown normalization {normalization!r}; expected one of {AUX_NORMALIZATIONS}.")
+
+
 def advantage_weighted_nll(
     logps: torch.Tensor,
     lengths: torch.Tensor,
@@ -380,15 +393,7 @@ def advantage_weighted_nll(
         Scalar.
     """
     maskf = mask.to(logps.dtype)
-    if num_tokens is not None:
-        denominator = num_tokens
-    elif normalization == "per_token":
-        denominator = (lengths * maskf).sum().clamp(min=1)
-    elif normalization == "per_sequence":
-        denominator = maskf.sum().clamp(min=1)
-    else:
-        raise ValueError(f"Unknown normalization {normalization!r}; expected one of {AUX_NORMALIZATIONS}.")
-    return -(weights * logps * maskf).sum() / denominator
+    return -(weights * logps * maskf).sum() / aux_denominator(lengths, maskf, num_tokens, normalization)
 
 
 # --- Signed designer terms --------------------------------------------------------------------------------------
@@ -569,15 +574,7 @@ def topr_loss(
     weights = topr_weights(advantages, temperature, max_weight)
     push_down = -weights * tapered_push_down(logps - ref_logps)
     per_response = torch.where(advantages >= 0, -weights * logps, push_down)
-    maskf = mask.to(logps.dtype)
-    if num_tokens is not None:
-        denominator = num_tokens
-    elif normalization == "per_token":
-        denominator = (lengths * maskf).sum().clamp(min=1)
-    elif normalization == "per_sequence":
-        denominator = maskf.sum().clamp(min=1)
-    else:
-        raise ValueError(f"Unknown normalization {normalization!r}; expected one of {AUX_NORMALIZATIONS}.")
+    denominator = aux_denominator(lengths, mask.to(logps.dtype), num_tokens, normalization)
     return torch.where(mask, per_response, torch.zeros_like(per_response)).sum() / denominator
 
 
