@@ -28,7 +28,7 @@ LAYERS = [
     ("the data path", ["upo.data"]),
     ("preference scorers", ["upo.eval.scorers"]),
     ("options: UPOConfig, TRL's argument mirrors, upo eval's settings, option parsing",
-     ["upo.config", "upo.arguments", "upo.eval.settings", "upo.options"]),
+     ["upo.legacy_options", "upo.config", "upo.arguments", "upo.trl_config", "upo.eval.settings", "upo.options"]),
     ("training machinery", ["upo.training"]),
     ("the trainer", ["upo.trainer"]),
     ("evaluation", ["upo.eval"]),

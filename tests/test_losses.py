@@ -18,6 +18,7 @@ from upo.losses import (
     explained_variance,
     explained_variance_sums,
     infonca_pair_loss,
+    log1mexp,
     nca_pair_loss,
     preference_loss,
     sigmoid_loss,
@@ -76,6 +77,78 @@ def test_combined_losses_use_weights():
     out = pref(["sigmoid", "hinge"], loss_weights=[0.8, 0.2])
     assert out.loss.item() == pytest.approx(0.8 * softplus(-0.1) + 0.2 * 0.9, abs=1e-12)
     assert set(out.components) == {"sigmoid", "hinge"}
+
+
+def sigmoid(x):
+    return 1 / (1 + math.exp(-x))
+
+
+# TRL's other loss types and the reference-free methods, on PAIR: h_c = +0.5, h_r = -0.5, h = 1.0, beta = 0.1, lengths
+# 2 and 4 (tests/test_trl_parity.py checks each against TRL's own code on a real batch).
+BY_HAND = {
+    "robust": (0.9 * softplus(-0.1) - 0.1 * softplus(0.1)) / 0.8,  # label_smoothing 0.1
+    "exo_pair": (sigmoid(0.1) * (math.log(sigmoid(0.1)) - math.log(1 - 1e-3))
+                 + sigmoid(-0.1) * (math.log(sigmoid(-0.1)) - math.log(1e-3))),  # label_smoothing 1e-3
+    "nca_pair": softplus(-0.05) + 0.5 * softplus(0.05) + 0.5 * softplus(-0.05),
+    "bco_pair": 2 * softplus(-0.05),
+    "sppo_hard": (0.5 - 5) ** 2 + (-0.5 + 5) ** 2,  # 40.5
+    "apo_zero": 1 - sigmoid(0.05) + sigmoid(-0.05),
+    "apo_down": sigmoid(0.05) + 1 - sigmoid(0.1),
+    "discopop": (1 - sigmoid(2.0)) * softplus(-0.1) + sigmoid(2.0) * math.exp(-0.1),  # tau 0.05: x / tau = 2
+    "sigmoid_norm": softplus(-0.1 * (0.5 / 2 + 0.5 / 4)),
+    "simpo": softplus(0.5),  # average log-probs -1/2 and -2/4: margin 0, so -log sigmoid(-gamma) with gamma 0.5
+    "cpo": softplus(-0.1) + 0.5,  # -log sigmoid(beta (logp_c - logp_r)) + 1.0 x NLL (1 nat over 2 tokens)
+    "aot": softplus(-0.1),  # one pair: its sorted margins are its own
+    "aot_unpaired": softplus(-0.1),
+}
+
+
+@pytest.mark.parametrize("loss_type", list(BY_HAND))
+def test_each_trl_loss_type_and_reference_free_method_by_hand(loss_type):
+    smoothing = {"robust": 0.1, "exo_pair": 1e-3}.get(loss_type, 0.0)
+    assert pref([loss_type], label_smoothing=smoothing).loss.item() == pytest.approx(BY_HAND[loss_type], abs=1e-12)
+
+
+def test_aot_matches_sorted_margins_not_pairs():
+    # policy margins (1, -2) sorted (-2, 1); reference margins (0, 4) sorted (0, 4): deltas -2 and -3
+    paired = preference_loss(t(-1.0, -3.0), t(-2.0, -1.0), t(0.0, 0.0), t(0.0, -4.0), t(1.0, 1.0), t(1.0, 1.0),
+                             beta=0.1, loss_type=["aot"])
+    assert paired.loss.item() == pytest.approx((softplus(0.2) + softplus(0.3)) / 2, abs=1e-12)
+    # chosen log-ratios (-1, -3) sorted (-3, -1); rejected (-2, 3) sorted (-2, 3): deltas -1 and -4
+    unpaired = preference_loss(t(-1.0, -3.0), t(-2.0, -1.0), t(0.0, 0.0), t(0.0, -4.0), t(1.0, 1.0), t(1.0, 1.0),
+                               beta=0.1, loss_type=["aot_unpaired"])
+    assert unpaired.loss.item() == pytest.approx((softplus(0.1) + softplus(0.4)) / 2, abs=1e-12)
+
+
+def test_orpo_by_hand():
+    # average log-probs -1/4 and -2/2; odds(y) = P / (1 - P) with P = exp(average log-prob)
+    log_odds = (-0.25 + 1.0) - (math.log(1 - math.exp(-0.25)) - math.log(1 - math.exp(-1.0)))
+    out = preference_loss(t(-1.0), t(-2.0), t(0.0), t(0.0), t(4.0), t(2.0), beta=0.1, loss_type=["orpo"])
+    assert out.loss.item() == pytest.approx(0.25 + 0.1 * softplus(-log_odds), abs=1e-12)  # NLL 1/4 + lambda * OR
+
+
+def test_reference_free_methods_ignore_the_reference():
+    for loss_type in (["simpo"], ["cpo"], ["orpo"]):
+        a = preference_loss(**{**PAIR, "ref_chosen_logps": t(5.0)}, beta=0.1, loss_type=loss_type).loss
+        assert a.item() == pref(loss_type).loss.item()
+
+
+def test_cpo_simpo_is_simpo_plus_weighted_sft():
+    cpo_simpo = pref(["simpo", "sft"], loss_weights=[1.0, 0.7]).loss.item()
+    assert cpo_simpo == pytest.approx(softplus(0.5) + 0.7 * 0.5, abs=1e-12)
+
+
+def test_log1mexp_is_exact_near_zero_and_far_from_it():
+    for x in (-1e-8, -0.1, -0.69, -0.7, -5.0, -40.0):
+        assert log1mexp(t(x)).item() == pytest.approx(math.log(-math.expm1(x)), rel=1e-12)
+
+
+def test_per_pair_weights_leave_the_nll_of_cpo_and_orpo_unweighted():
+    weights = t(0.5)
+    for loss_type in ("cpo", "orpo"):
+        nll = pref(["sft"]).loss.item()
+        unweighted = pref([loss_type]).loss.item() - nll
+        assert pref([loss_type], pair_weights=weights).loss.item() == pytest.approx(0.5 * unweighted + nll, abs=1e-12)
 
 
 def test_modpo_shifts_the_logit_by_the_designer_margin():

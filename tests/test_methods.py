@@ -30,9 +30,12 @@ def alpha_for(method: methods.Method) -> float:
 @pytest.mark.parametrize("name", list(methods.METHODS))
 def test_each_method_trains_a_step_and_its_card_says_what_its_record_says(tokenizer, tmp_path, name):
     method = methods.METHODS[name]
+    needed = {option: 1e-3 for option in method.needs_positive}  # EXO's label_smoothing
     trainer, logs = train(tokenizer, Dataset.from_list(make_pairs(8)), tmp_path, name, loss_type=[name],
-                          alpha=alpha_for(method), reward_funcs=["length"], max_steps=1)
+                          alpha=alpha_for(method), reward_funcs=["length"], max_steps=1, **needed)
     assert logs and all(v == v for v in logs[0].values())  # one step logged, nothing NaN
+    assert (trainer.ref_model is not None or trainer.precomputed_ref or trainer.is_peft) == trainer.uses_reference
+    assert trainer.uses_reference == methods.uses_reference([name], trainer.use_designer_term, "awr")
     trainer.save_model()
     card = (tmp_path / name / "README.md").read_text()
     line = methods.designer_card_text(trainer.args, trainer.use_designer_term)
@@ -54,6 +57,45 @@ def test_families_of_runs():
     assert [family([n], 1.0) for n in ("aoppo", "drov", "alol")] == ["aoPPO", "DRO-V", "A-LOL"]
     assert family(["csft"], 0.0) == "CSFT" and family(["ipo"], 0.0) == "IPO"
     assert family(["sigmoid", "hinge"], 0.0) == "DPO+SLiC"
+
+
+def test_families_of_trls_loss_types_and_the_reference_free_methods():
+    family = methods.family_of
+    trl_types = ("robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot", "aot_unpaired", "apo_zero",
+                 "apo_down", "discopop", "sigmoid_norm")
+    assert [family([n], 0.0) for n in trl_types] == ["rDPO", "EXO", "NCA", "BCO", "SPPO", "AOT", "AOT-unpaired",
+                                                     "APO-zero", "APO-down", "DiscoPOP", "LN-DPO"]
+    assert [family([n], 0.0) for n in ("simpo", "cpo", "orpo")] == ["SimPO", "CPO", "ORPO"]
+    assert [family([n], 1.0) for n in ("simpo", "cpo", "orpo")] == ["SimPO-UPO", "CPO-UPO", "ORPO-UPO"]
+    assert family(["simpo", "sft"], 0.0) == "CPO-SimPO"
+
+
+def test_reference_free_runs_build_no_reference_unless_their_designer_term_reads_one():
+    assert not methods.uses_reference(["simpo"], True) and not methods.uses_reference(["cpo", "sft"], False)
+    assert methods.uses_reference(["orpo"], True, "infonca")  # the signed forms compare log-ratios
+    assert not methods.uses_reference(["orpo"], False, "infonca")
+    assert methods.uses_reference(["sigmoid", "simpo"], False)
+    assert not methods.honours_weights(["sigmoid", "aot"]) and methods.honours_weights(["sigmoid", "cpo"])
+
+
+def test_loss_type_options_are_checked_by_their_records():
+    with pytest.raises(ConfigError, match=r"loss_type 'exo_pair' needs label_smoothing above 0, got 0.0"):
+        UPOConfig(output_dir="x", loss_type=["exo_pair"], use_cpu=True)
+    UPOConfig(output_dir="x", loss_type=["exo_pair"], label_smoothing=1e-3, use_cpu=True)
+    with pytest.raises(ConfigError, match=r"loss_type 'aot_pair' is now 'aot_unpaired' \(renamed in TRL\)"):
+        UPOConfig(output_dir="x", loss_type=["aot_pair"], use_cpu=True)
+    with pytest.raises(ConfigError, match=r"discopop_tau must be"):
+        UPOConfig(output_dir="x", loss_type=["discopop"], discopop_tau=0.0, use_cpu=True)
+
+
+def test_a_reference_free_run_refuses_a_reference_model(tokenizer, tmp_path):
+    from helpers import tiny_config, tiny_model
+
+    from upo import UPOTrainer
+
+    with pytest.raises(ConfigError, match=r"loss_type \['simpo'\] reads no reference model: drop ref_model"):
+        UPOTrainer(tiny_model(), tiny_model(), tiny_config(tmp_path / "r", loss_type=["simpo"]),
+                   train_dataset=Dataset.from_list(make_pairs(4)), processing_class=tokenizer)
 
 
 def test_loss_type_help_names_every_method():

@@ -3,6 +3,7 @@
 import copy
 
 import pytest
+import torch
 from helpers import Recorder, tiny_model, tiny_training_options
 
 from upo import UPOConfig, UPOTrainer
@@ -54,3 +55,101 @@ def test_alpha_zero_is_dpo_exactly(tokenizer, pairs, tmp_path):
             assert ours[key] == theirs[key], key  # to the last digit
     for (name, p), (_, q) in zip(dpo.model.named_parameters(), upo.model.named_parameters()):
         assert (p == q).all(), name
+
+
+# --- Every TRL 1.16 DPO loss type, on one batch -------------------------------------------------------------------
+# TRL's value: DPOTrainer._compute_loss with that loss type; ours: UPOTrainer.compute_loss with it. Same weights, same
+# reference (a model of another seed, so that the log-ratios are far from 0), same four pairs, in eval mode.
+LOSS_TYPES = {  # loss type -> label_smoothing (robust's flip probability, EXO's epsilon, cDPO's for aot)
+    "sigmoid": 0.0, "hinge": 0.0, "ipo": 0.0, "exo_pair": 1e-3, "nca_pair": 0.0, "robust": 0.1, "bco_pair": 0.0,
+    "sppo_hard": 0.0, "aot": 0.1, "aot_unpaired": 0.1, "apo_zero": 0.0, "apo_down": 0.0, "discopop": 0.0,
+    "sft": 0.0, "sigmoid_norm": 0.0,
+}
+PARITY = tiny_training_options(seed=0, save_strategy="no", bf16=False, beta=0.1)
+
+
+@pytest.fixture(scope="module")
+def one_batch_each(tmp_path_factory):
+    """A TRL DPOTrainer and a UPOTrainer on the same models and pairs, and each one's first batch of four pairs."""
+    from datasets import Dataset
+    from helpers import FIXTURES, make_pairs
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
+    pairs = Dataset.from_list(make_pairs(8))
+    tmp = tmp_path_factory.mktemp("parity")
+    theirs = trl.DPOTrainer(
+        model=tiny_model(seed=0), ref_model=tiny_model(seed=1), train_dataset=pairs, processing_class=tokenizer,
+        args=trl.DPOConfig(output_dir=str(tmp / "trl"), gradient_checkpointing=False, pad_to_multiple_of=None,
+                           **PARITY))
+    ours = UPOTrainer(tiny_model(seed=0), tiny_model(seed=1), UPOConfig(output_dir=str(tmp / "upo"), **PARITY),
+                      train_dataset=pairs, processing_class=tokenizer)
+    batches = []
+    for trainer in (theirs, ours):
+        trainer.model.eval()
+        batches.append(trainer._prepare_inputs(next(iter(trainer.get_eval_dataloader(trainer.train_dataset)))))
+    return theirs, ours, batches
+
+
+def loss_on(trainer, batch) -> float:
+    with torch.no_grad():
+        return trainer.compute_loss(trainer.model, batch).item()
+
+
+@pytest.mark.parametrize("loss_type", list(LOSS_TYPES))
+def test_every_trl_loss_type_equals_trls_on_one_batch(one_batch_each, loss_type):
+    theirs, ours, (their_batch, our_batch) = one_batch_each
+    theirs.loss_types, theirs.loss_weights, theirs.label_smoothing = [loss_type], [1.0], LOSS_TYPES[loss_type]
+    ours.args.loss_type, ours.args.label_smoothing = [loss_type], LOSS_TYPES[loss_type]
+    if loss_type == "exo_pair":
+        theirs.args.label_smoothing = LOSS_TYPES[loss_type]
+    expected, got = loss_on(theirs, their_batch), loss_on(ours, our_batch)
+    print(f"{loss_type}: TRL {expected:.8g}, upo {got:.8g}, |difference| {abs(got - expected):.3g}")
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+    assert ours.training_metrics.values["eval"]["logps/chosen"][-1] != 0  # the batch was a real one
+
+
+@pytest.mark.parametrize("method", ["simpo", "cpo-simpo", "cpo", "orpo"])
+def test_reference_free_methods_equal_trls_cpo_and_orpo_losses(one_batch_each, method):
+    """SimPO, CPO-SimPO and CPO as TRL's CPOTrainer.cpo_loss computes them, ORPO as its ORPOTrainer.odds_ratio_loss,
+    on this batch's policy log-probs (token-averaged where TRL averages them), plus `cpo_alpha` (1 for ORPO) times the
+    NLL of the chosen responses as TRL's DPOTrainer computes it (loss type 'sft')."""
+    from types import SimpleNamespace
+
+    from trl.experimental.cpo import CPOTrainer
+    from trl.experimental.orpo import ORPOTrainer
+
+    from upo.logps import forward_logps
+
+    theirs, ours, (their_batch, our_batch) = one_batch_each
+    beta, gamma, cpo_alpha = 2.0, 0.5, 0.7
+    with torch.no_grad():
+        out = forward_logps(ours.model, our_batch)
+    chosen, rejected = out.logps.chunk(2)
+    chosen_avg, rejected_avg = (out.logps / out.lengths).chunk(2)
+    theirs.loss_types, theirs.loss_weights = ["sft"], [1.0]
+    nll = loss_on(theirs, their_batch)
+    trl_self = SimpleNamespace(alpha=0.0, beta=beta, label_smoothing=0.1, simpo_gamma=gamma,
+                               accelerator=SimpleNamespace(device="cpu"))
+    if method == "orpo":
+        losses = ORPOTrainer.odds_ratio_loss(SimpleNamespace(beta=beta, accelerator=trl_self.accelerator),
+                                             chosen_avg, rejected_avg)[0]
+        expected, loss_type, weights = nll - losses.mean().item(), ["orpo"], None
+    else:
+        trl_self.loss_type = "sigmoid" if method == "cpo" else "simpo"
+        logps = (chosen, rejected) if method == "cpo" else (chosen_avg, rejected_avg)
+        losses = CPOTrainer.cpo_loss(trl_self, *logps)[0]
+        alpha = 0.0 if method == "simpo" else cpo_alpha
+        expected = losses.mean().item() + alpha * nll
+        loss_type = {"simpo": ["simpo"], "cpo": ["cpo"], "cpo-simpo": ["simpo", "sft"]}[method]
+        weights = [1.0, cpo_alpha] if method == "cpo-simpo" else None
+    args = ours.args
+    saved = (args.loss_type, args.loss_weights, args.beta, args.label_smoothing)
+    args.loss_type, args.loss_weights, args.beta, args.label_smoothing = loss_type, weights, beta, 0.1
+    args.simpo_gamma, args.cpo_alpha = gamma, cpo_alpha
+    try:
+        got = loss_on(ours, our_batch)
+    finally:
+        args.loss_type, args.loss_weights, args.beta, args.label_smoothing = saved
+    print(f"{method}: TRL {expected:.8g}, upo {got:.8g}, |difference| {abs(got - expected):.3g}")
+    assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)

@@ -165,7 +165,6 @@ UNIMPLEMENTED = {
     "f_divergence_type": ("reverse_kl", "f-DPO: only DPO's reverse KL"),
     "f_alpha_divergence_coef": (0.5, "f-DPO's alpha-divergence"),
     "use_weighting": (False, "WPO weighting; a per-pair `weight` column weights pairs in upo"),
-    "discopop_tau": (0.05, "the DiscoPOP loss"),
     "activation_offloading": (False, "use activation_checkpointing with activation_checkpointing_kwargs "
                                      "{'offload': true} instead"),
     "sync_ref_model": (False, "TR-DPO's moving reference"),
@@ -195,7 +194,6 @@ class UnimplementedTRLArguments:
     f_divergence_type: str = _unimplemented("f_divergence_type")
     f_alpha_divergence_coef: float = _unimplemented("f_alpha_divergence_coef")
     use_weighting: bool = _unimplemented("use_weighting")
-    discopop_tau: float = _unimplemented("discopop_tau")
     activation_offloading: bool = _unimplemented("activation_offloading")
     sync_ref_model: bool = _unimplemented("sync_ref_model")
     ref_model_mixup_alpha: float = _unimplemented("ref_model_mixup_alpha")

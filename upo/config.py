@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -21,6 +22,7 @@ from upo.config_checks import (
 )
 from upo.engines import check_engine_installed
 from upo.errors import ConfigError
+from upo.legacy_options import refuse_legacy_options, rename_deprecated_model_kwargs
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 from upo.rewards.builtin import builtin_names
 
@@ -231,6 +233,19 @@ class UPOConfig(TrainingArguments):
         metadata={"help": "CSFT: the control tags put before chosen and rejected responses; generation from a CSFT "
                   "model starts with the first (`upo eval` does it)."},
     )
+    discopop_tau: Annotated[float, POSITIVE] = field(
+        default=0.05,
+        metadata={"help": "DiscoPOP: the temperature of its log-ratio modulation (TRL's name; the paper's 0.05)."},
+    )
+    simpo_gamma: float = field(
+        default=0.5,
+        metadata={"help": "SimPO: the target reward margin gamma (TRL's CPOConfig name and default)."},
+    )
+    cpo_alpha: Annotated[float, NON_NEGATIVE] = field(
+        default=1.0,
+        metadata={"help": "CPO: the weight of the NLL of the chosen responses (TRL's CPOConfig name and default); 0 "
+                  "leaves the reference-free DPO loss alone."},
+    )
     modpo_weight: Annotated[float, Range(low=0, high=1, high_open=True)] = field(
         default=0.5,
         metadata={"help": "MODPO's weight on the designer rewards, in [0, 1); the preference gets 1 - weight."},
@@ -267,6 +282,7 @@ class UPOConfig(TrainingArguments):
         if self.model_init_kwargs is not None and not isinstance(self.model_init_kwargs, dict):
             raise ConfigError(f"model_init_kwargs must be a mapping of from_pretrained keyword arguments, got "
                               f"{self.model_init_kwargs!r}.")
+        self.model_init_kwargs = rename_deprecated_model_kwargs(self.model_init_kwargs)
         if isinstance(self.pad_to_multiple_of, str):  # TRL's "auto", or a number given as text
             value = self.pad_to_multiple_of.strip().lower()
             if value in ("auto", "none", "null", ""):
@@ -293,8 +309,14 @@ class UPOConfig(TrainingArguments):
             if isinstance(value, (str, int, float)) and not isinstance(value, bool):
                 setattr(self, name, [value])
         for name in self.loss_type:
+            if name in methods.RENAMED_LOSS_TYPES:
+                raise ConfigError(f"loss_type {name!r} is now {methods.RENAMED_LOSS_TYPES[name]!r} (renamed in TRL).")
             if name not in methods.METHODS:
                 raise ConfigError(f"Unknown loss_type {name!r}; choose among {list(methods.METHODS)}.")
+            for option in methods.METHODS[name].needs_positive:
+                if not getattr(self, option) > 0:
+                    raise ConfigError(f"loss_type {name!r} needs {option} above 0, got {getattr(self, option)}: "
+                                      f"{methods.METHODS[name].summary}.")
         baselines = [name for name in self.loss_type if methods.METHODS[name].alone]
         if baselines and len(self.loss_type) > 1:
             others = [n for n in self.loss_type if n != baselines[0]]
@@ -332,3 +354,18 @@ class UPOConfig(TrainingArguments):
                 f"reward_weights has {len(self.reward_weights)} values but reward_funcs has "
                 f"{len(self.reward_funcs)}: give one weight per reward function."
             )
+
+
+def _refusing_legacy_options(init):
+    """`UPOConfig(evaluation_strategy=...)` names the option that replaced it (`upo.legacy_options`), where the
+    dataclass's own `__init__` would raise "unexpected keyword argument"."""
+
+    @functools.wraps(init)
+    def __init__(self, *args, **kwargs):
+        refuse_legacy_options(kwargs, where=type(self).__name__)
+        init(self, *args, **kwargs)
+
+    return __init__
+
+
+UPOConfig.__init__ = _refusing_legacy_options(UPOConfig.__init__)

@@ -16,6 +16,9 @@ class ForwardOutput:
     logps: torch.Tensor  # (2B,) summed log-probs of each response's tokens, chosen then rejected
     lengths: torch.Tensor  # (2B,) number of response tokens
     prompt_hidden: torch.Tensor  # (B, H) last hidden state at each pair's last prompt token
+    # (N, 3) for each response token, detached: the entropy of the next-token distribution, the mean logit over the
+    # vocabulary, and 1 where the target is the top-1 token (`token_statistics`); None unless asked for.
+    token_stats: torch.Tensor | None = None
 
 
 def logit_transform(config) -> tuple[float, float | None]:
@@ -48,8 +51,10 @@ def _project(head: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return head(hidden)
 
 
-def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, transform) -> torch.Tensor:
-    """`log softmax(head(hidden))[target]`, without materialising the log-softmax. Shapes: (N, H), (N,) -> (N,)
+def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Module, transform,
+                 statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """`log softmax(head(hidden))[target]`, without materialising the log-softmax, and with `statistics` the
+    `ForwardOutput.token_stats` of the same logits (no gradient). Shapes: (N, H), (N,) -> (N,), (N, 3)
 
     The head runs in its weights' dtype whether or not the caller is under autocast: the policy's runs outside
     autocast (accelerate puts only the model's forward under it), the precomputed reference's inside it, and the
@@ -64,27 +69,41 @@ def _token_logps(hidden: torch.Tensor, targets: torch.Tensor, head: torch.nn.Mod
         logits = logits * scale
     if softcap:
         logits = torch.tanh(logits / softcap) * softcap
-    return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+    log_normalizer = torch.logsumexp(logits, dim=-1)
+    logps = logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - log_normalizer
+    if not statistics:
+        return logps, None
+    with torch.no_grad():  # as TRL's fused LM head computes them, on the logits the model's own head would give
+        logits, log_normalizer = logits.detach(), log_normalizer.detach()
+        entropy = log_normalizer - (torch.softmax(logits, dim=-1) * logits).sum(-1)
+        top1 = (logits.argmax(-1) == targets).to(logits.dtype)  # the first maximum, as TRL counts ties
+        stats = torch.stack([entropy, logits.mean(-1), top1], dim=-1)
+    return logps, stats
 
 
-def token_logps(hidden, targets, head, chunk_size: int | None = None, transform=(1.0, None)) -> torch.Tensor:
-    """Per-token log-probs, the LM head applied `chunk_size` tokens at a time.
+def token_logps(hidden, targets, head, chunk_size: int | None = None, transform=(1.0, None),
+                statistics: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Per-token log-probs (and with `statistics` the token statistics), the LM head applied `chunk_size` tokens at a
+    time.
 
     Each chunk is recomputed in the backward pass instead of being stored, so the (N, vocabulary) float32
     logits never exist at once: memory falls from N * V to chunk_size * V for one more head matmul.
     """
     if not chunk_size or len(targets) <= chunk_size or not torch.is_grad_enabled():
-        return _token_logps(hidden, targets, head, transform)
+        return _token_logps(hidden, targets, head, transform, statistics)
     chunks = [
         checkpoint(_token_logps, hidden[i : i + chunk_size], targets[i : i + chunk_size], head, transform,
-                   use_reentrant=False)
+                   statistics, use_reentrant=False)
         for i in range(0, len(targets), chunk_size)
     ]
-    return torch.cat(chunks)
+    logps = torch.cat([c[0] for c in chunks])
+    return logps, torch.cat([c[1] for c in chunks]) if statistics else None
 
 
-def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None = None) -> ForwardOutput:
-    """Policy (or reference) log-probs of every response in a batch built by `PreferenceCollator`.
+def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None = None,
+                  statistics: bool = False) -> ForwardOutput:
+    """Policy (or reference) log-probs of every response in a batch built by `PreferenceCollator`, and with
+    `statistics` each response token's `token_stats` (for the logged metrics; no second forward).
 
     The model is asked for its last hidden state and no logits (`logits_to_keep=1`); the LM head is then
     applied to the response tokens only, never to the prompt or to padding.
@@ -106,12 +125,48 @@ def forward_logps(model, batch: dict[str, torch.Tensor], chunk_size: int | None 
     base = model
     while isinstance(getattr(base, "module", None), torch.nn.Module):  # DDP or a DeepSpeed engine: the model inside
         base = base.module
-    per_token = token_logps(
+    per_token, stats = token_logps(
         flat[batch["logit_index"]], batch["target_ids"], base.get_output_embeddings(), chunk_size,
-        logit_transform(base.config),
+        logit_transform(base.config), statistics,
     )
     n_responses = 2 * len(batch["prompt_last_index"])
     index = batch["response_index"]
     logps = per_token.new_zeros(n_responses).index_add(0, index, per_token)
     lengths = torch.bincount(index, minlength=n_responses).to(per_token.dtype)
-    return ForwardOutput(logps=logps, lengths=lengths, prompt_hidden=flat[batch["prompt_last_index"]])
+    return ForwardOutput(logps=logps, lengths=lengths, prompt_hidden=flat[batch["prompt_last_index"]],
+                         token_stats=stats)
+
+
+def token_statistics(token_stats: torch.Tensor, response_index: torch.Tensor, n_rows: int,
+                     labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    """TRL 1.16's token metrics as `(sum, count)` pairs, to add up over processes before dividing (as TRL does):
+
+    * `entropy`: over every response token (for unpaired rows, the completions' only: the second slot of a row is
+      for KTO's KL estimate);
+    * `logits/chosen`, `logits/rejected`: the mean logit over the vocabulary, averaged over the chosen (for unpaired
+      rows, desirable) and the rejected (undesirable) response tokens;
+    * `mean_token_accuracy`: the share of the chosen tokens whose target is the top-1 token (pairs only, as TRL's
+      DPOTrainer; its KTOTrainer does not log it).
+
+    Args:
+        token_stats: `ForwardOutput.token_stats`. Shape: (N, 3)
+        response_index: each token's response, in [0, 2B), the first slot of every row first. Shape: (N,)
+        n_rows: `B`.
+        labels: for unpaired rows, 1 desirable, 0 undesirable. Shape: (B,)
+    Returns:
+        name -> `[sum, count]`. Shape: (2,) each
+    """
+    first = response_index < n_rows
+    if labels is None:
+        chosen, rejected, counted = first, ~first, torch.ones_like(first)
+    else:
+        desirable = labels.to(torch.bool)[response_index.clamp(max=n_rows - 1)]
+        chosen, rejected, counted = first & desirable, first & ~desirable, first
+
+    def total(column: int, mask: torch.Tensor) -> torch.Tensor:
+        return torch.stack([token_stats[mask, column].sum(), mask.sum().to(token_stats.dtype)])
+
+    stats = {"entropy": total(0, counted), "logits/chosen": total(1, chosen), "logits/rejected": total(1, rejected)}
+    if labels is None:
+        stats["mean_token_accuracy"] = total(2, chosen)
+    return stats

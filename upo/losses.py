@@ -10,12 +10,17 @@ response; `lengths` holds its number of response tokens.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
-PREFERENCE_LOSS_TYPES = ("sigmoid", "ipo", "hinge", "sft", "modpo")  # those `preference_loss` combines
+# Those `preference_loss` combines: the DPO family (TRL 1.16's loss types), MODPO, and the reference-free methods.
+PREFERENCE_LOSS_TYPES = (
+    "sigmoid", "ipo", "hinge", "sft", "modpo", "robust", "exo_pair", "nca_pair", "bco_pair", "sppo_hard", "aot",
+    "aot_unpaired", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "simpo", "cpo", "orpo",
+)
 VALUE_BASELINES = ("value_head", "pair_mean", "batch_mean")
 # How `L_aux` averages `w * log pi(y|x)`: over the response tokens of the batch, or over its responses (each
 # response's log-prob summed over its tokens, as DPO's log-ratios are).
@@ -104,6 +109,198 @@ def modpo_loss(
     return -F.logsigmoid((beta * logits - modpo_weight * designer_margin) / w0)
 
 
+# TRL 1.16's other DPO loss types (`DPOTrainer._compute_loss`), each as TRL computes it. `logits` is the DPO logit
+# `h = (logp_c - ref_logp_c) - (logp_r - ref_logp_r)`; a log-ratio is `logp - ref_logp` of one response, summed over
+# its tokens.
+
+
+def robust_loss(logits: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
+    """Robust DPO (Chowdhury et al. 2024, "Provably Robust DPO", eq. 8): an unbiased DPO loss under labels flipped with
+    probability `eps = label_smoothing`, in [0, 0.5).
+
+    `(-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)`; `eps = 0` is DPO.
+    Intuition: the flipped-label term is subtracted (cDPO adds it), so the loss's expectation over noisy labels is
+    DPO's on the clean ones. Shapes: (B,) -> (B,)
+    """
+    clean = -(1 - label_smoothing) * F.logsigmoid(beta * logits)
+    flipped = -label_smoothing * F.logsigmoid(-beta * logits)
+    return (clean - flipped) / (1 - 2 * label_smoothing)
+
+
+def exo_preference_loss(logits: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
+    """EXO-pref (Ji et al. 2024, "Towards Efficient Exact Optimization of Language Model Alignment", eq. 16): the
+    reverse KL of the pair's policy distribution `p = sigmoid(beta h)` from the label distribution `(1 - eps, eps)`.
+
+    `p (log p - log(1 - eps)) + (1 - p) (log(1 - p) - log eps)`; `eps = label_smoothing` must be above 0 (the paper:
+    1e-3). It is `exo_pair_loss(beta h, log((1 - eps) / eps))`, the designer term's EXO with a hard label.
+    Intuition: mode-seeking where DPO is mass-covering: it stops at `p = 1 - eps` instead of pushing `h` without end.
+    Shapes: (B,) -> (B,)
+    """
+    epsilon = torch.as_tensor(label_smoothing, dtype=logits.dtype, device=logits.device)
+    p, log_p, log_1mp = torch.sigmoid(beta * logits), F.logsigmoid(beta * logits), F.logsigmoid(-beta * logits)
+    return p * (log_p - torch.log1p(-epsilon)) + (1 - p) * (log_1mp - torch.log(epsilon))
+
+
+def nca_preference_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float
+                        ) -> torch.Tensor:
+    """NCA on a pair (Chen et al. 2024, "Noise Contrastive Alignment of Language Models with Explicit Rewards", with
+    the chosen response's label 1): `-log sigmoid(beta h_c) - (log sigmoid(-beta h_c) + log sigmoid(-beta h_r)) / 2`.
+
+    Each response's own log-ratio is pinned, not only their difference, so chosen cannot sink with rejected as under
+    DPO. It is `nca_pair_loss(beta h_c, beta h_r, +inf)`, the designer term's NCA with a hard label.
+    Shapes: (B,), (B,) -> (B,)
+    """
+    chosen, rejected = beta * chosen_logratios, beta * rejected_logratios
+    return -F.logsigmoid(chosen) - 0.5 * F.logsigmoid(-chosen) - 0.5 * F.logsigmoid(-rejected)
+
+
+def bco_pair_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """BCO on pairs (Jung et al. 2024, "Binary Classifier Optimization"), as TRL 1.16 computes it (no running reward
+    shift `delta`): `-log sigmoid(beta h_c) - log sigmoid(-beta h_r)`, each response classified on its own.
+    Shapes: (B,), (B,) -> (B,)"""
+    return -F.logsigmoid(beta * chosen_logratios) - F.logsigmoid(-beta * rejected_logratios)
+
+
+def sppo_hard_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """SPPO (Wu et al. 2024, "Self-Play Preference Optimization", eq. 4.7) with hard probabilities, 1 for the chosen
+    and 0 for the rejected response: `(h_c - 1 / (2 beta))^2 + (h_r + 1 / (2 beta))^2`.
+
+    Each log-ratio is regressed to its own target, `+-1 / (2 beta)`. Shapes: (B,), (B,) -> (B,)
+    """
+    return (chosen_logratios - 0.5 / beta) ** 2 + (rejected_logratios + 0.5 / beta) ** 2
+
+
+def _smoothed_sigmoid(delta: torch.Tensor, beta: float, label_smoothing: float) -> torch.Tensor:
+    """cDPO's `-(1 - eps) log sigmoid(beta d) - eps log sigmoid(-beta d)` (as `sigmoid_loss`). Shapes: (B,) -> (B,)"""
+    return (-F.logsigmoid(beta * delta) * (1 - label_smoothing) - F.logsigmoid(-beta * delta) * label_smoothing)
+
+
+def aot_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    ref_chosen_logps: torch.Tensor,
+    ref_rejected_logps: torch.Tensor,
+    beta: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """AOT, paired (Melnyk et al. 2024, "Distributional Preference Alignment of LLMs via Optimal Transport"): DPO's
+    loss on sorted margins, `d_(i) = sort(logp_c - logp_r)_(i) - sort(ref_logp_c - ref_logp_r)_(i)`.
+
+    Sorting the batch's policy margins and reference margins apart and matching them by rank makes the loss a
+    first-order stochastic dominance of the policy's margin distribution over the reference's. Row `i` of the result
+    is the `i`-th smallest margin, not pair `i`: per-pair weights do not apply. Shapes: (B,) x 4 -> (B,)
+    """
+    margins, _ = torch.sort(chosen_logps - rejected_logps, dim=0)
+    ref_margins, _ = torch.sort(ref_chosen_logps - ref_rejected_logps, dim=0)
+    return _smoothed_sigmoid(margins - ref_margins, beta, label_smoothing)
+
+
+def aot_unpaired_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float,
+                      label_smoothing: float = 0.0) -> torch.Tensor:
+    """AOT, unpaired (Melnyk et al. 2024; TRL's `aot_unpaired`, once `aot_pair`): the chosen log-ratios and the
+    rejected ones sorted apart, `d_(i) = sort(h_c)_(i) - sort(h_r)_(i)`, in DPO's loss: the distribution of chosen
+    rewards made to dominate the rejected ones'. Row `i` is a rank, not a pair. Shapes: (B,), (B,) -> (B,)"""
+    chosen, _ = torch.sort(chosen_logratios, dim=0)
+    rejected, _ = torch.sort(rejected_logratios, dim=0)
+    return _smoothed_sigmoid(chosen - rejected, beta, label_smoothing)
+
+
+def apo_zero_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """APO-zero (D'Oosterlinck et al. 2024, "Anchored Preference Optimization", eq. 7): `1 - sigmoid(beta h_c) +
+    sigmoid(beta h_r)`: raise the chosen response, lower the rejected one, each against the reference (for chosen
+    responses better than the model's own). Shapes: (B,), (B,) -> (B,)"""
+    return 1 - torch.sigmoid(beta * chosen_logratios) + torch.sigmoid(beta * rejected_logratios)
+
+
+def apo_down_loss(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, beta: float) -> torch.Tensor:
+    """APO-down (D'Oosterlinck et al. 2024, eq. 8): `sigmoid(beta h_c) + 1 - sigmoid(beta (h_c - h_r))`: lower both,
+    the rejected one more (for chosen responses worse than the model's own). Shapes: (B,), (B,) -> (B,)"""
+    return torch.sigmoid(beta * chosen_logratios) + 1 - torch.sigmoid(beta * (chosen_logratios - rejected_logratios))
+
+
+def discopop_loss(logits: torch.Tensor, beta: float, tau: float) -> torch.Tensor:
+    """DiscoPOP (Chris Lu et al. 2024, "Discovering Preference Optimization Algorithms with and for Large Language
+    Models", eq. 5; the log-ratio modulated loss): with `x = beta h` and `m = sigmoid(x / tau)`,
+    `(1 - m) (-log sigmoid(x)) + m exp(-x)`: DPO's logistic loss where the policy is behind, an exponential one where
+    it is ahead (`tau`: the paper's 0.05). Shapes: (B,) -> (B,)"""
+    x = beta * logits
+    modulation = torch.sigmoid(x / tau)
+    return -F.logsigmoid(x) * (1 - modulation) + torch.exp(-x) * modulation
+
+
+def sigmoid_norm_loss(
+    chosen_logratios: torch.Tensor,
+    rejected_logratios: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    beta: float,
+) -> torch.Tensor:
+    """Length-normalised DPO (TRL's `sigmoid_norm`): `-log sigmoid(beta (h_c / n_c - h_r / n_r))`, each log-ratio
+    averaged over its response's tokens, as IPO's (`ipo_loss`), so a long response does not win by its length.
+    Shapes: (B,) x 4 -> (B,)"""
+    h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+    return -F.logsigmoid(beta * h)
+
+
+# Reference-free methods: the policy's log-probs alone, no reference model (`upo.methods.Method.reference`).
+
+
+def simpo_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    beta: float,
+    gamma: float,
+    label_smoothing: float = 0.0,
+) -> torch.Tensor:
+    """SimPO (Meng et al. 2024, "SimPO: Simple Preference Optimization with a Reference-Free Reward", eq. 6):
+    `-log sigmoid(beta (logp_c / n_c - logp_r / n_r) - gamma)`, with cDPO's `label_smoothing` as TRL's CPOTrainer
+    (`loss_type="simpo"`) applies it.
+
+    The reward is the response's average token log-prob (no reference), and the chosen one must beat the rejected
+    one by the margin `gamma` (`simpo_gamma`). The paper's `beta` is 2 to 2.5, with `gamma / beta` about 0.5.
+
+    Args:
+        chosen_logps, rejected_logps: the policy's summed log-probs. Shape: (B,)
+        chosen_lengths, rejected_lengths: token counts. Shape: (B,)
+    Returns:
+        Per-pair loss. Shape: (B,)
+    """
+    margin = chosen_logps / chosen_lengths.clamp(min=1) - rejected_logps / rejected_lengths.clamp(min=1)
+    return _smoothed_sigmoid(margin - gamma / beta, beta, label_smoothing)
+
+
+def log1mexp(x: torch.Tensor) -> torch.Tensor:
+    """`log(1 - exp(x))` for `x < 0`, without cancellation (Maechler 2012: `log(-expm1(x))` above `-log 2`,
+    `log1p(-exp(x))` below). Shapes: (B,) -> (B,)"""
+    return torch.where(x < -math.log(2), torch.log1p(-torch.exp(x)), torch.log(-torch.expm1(x)))
+
+
+def orpo_odds_ratio_loss(
+    chosen_logps: torch.Tensor,
+    rejected_logps: torch.Tensor,
+    chosen_lengths: torch.Tensor,
+    rejected_lengths: torch.Tensor,
+    beta: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """ORPO's odds-ratio term (Hong et al. 2024, "ORPO: Monolithic Preference Optimization without Reference Model",
+    eqs. 4-7): `-beta log sigmoid(log odds(y_c) - log odds(y_r))`, `odds(y) = P(y) / (1 - P(y))` with `P(y)` the
+    response's average token probability, `log P = logp / n`. `beta` is the paper's `lambda` (TRL's ORPOConfig
+    `beta`). ORPO adds it to the NLL of the chosen responses (`sft_loss`), which the objective does.
+
+    Args:
+        chosen_logps, rejected_logps: the policy's summed log-probs. Shape: (B,)
+        chosen_lengths, rejected_lengths: token counts. Shape: (B,)
+    Returns:
+        `(per-pair loss, log odds ratio)`. Shapes: (B,), (B,)
+    """
+    chosen = chosen_logps / chosen_lengths.clamp(min=1)
+    rejected = rejected_logps / rejected_lengths.clamp(min=1)
+    log_odds = (chosen - rejected) - (log1mexp(chosen) - log1mexp(rejected))
+    return -beta * F.logsigmoid(log_odds), log_odds
+
+
 @dataclass
 class PreferenceOutput:
     loss: torch.Tensor  # scalar, weighted sum over loss types
@@ -126,31 +323,41 @@ def preference_loss(
     modpo_weight: float = 0.0,
     pair_weights: torch.Tensor | None = None,
     sft_num_tokens=None,
+    discopop_tau: float = 0.05,
+    simpo_gamma: float = 0.5,
+    cpo_alpha: float = 1.0,
 ) -> PreferenceOutput:
     """The preference term `L_pref`: several loss types combined with `loss_weights`, as TRL does.
 
     Args:
         chosen_logps, rejected_logps: policy summed log-probs. Shape: (B,)
-        ref_chosen_logps, ref_rejected_logps: reference summed log-probs. Shape: (B,)
+        ref_chosen_logps, ref_rejected_logps: reference summed log-probs (zeros for a reference-free method, which
+            does not read them). Shape: (B,)
         chosen_lengths, rejected_lengths: response token counts. Shape: (B,)
         designer_margin: `r_aux(chosen) - r_aux(rejected)`, needed by "modpo". Shape: (B,)
-        pair_weights: optional per-pair weights (the dataset's `weight` column). Shape: (B,)
-        sft_num_tokens: the denominator of "sft" when it is not this batch's chosen tokens.
+        pair_weights: optional per-pair weights (the dataset's `weight` column); they weigh each pair's preference
+            loss, not the NLL of "sft", "cpo" and "orpo". Shape: (B,)
+        sft_num_tokens: the denominator of the NLL ("sft", "cpo", "orpo") when it is not this batch's chosen tokens.
+        discopop_tau, simpo_gamma, cpo_alpha: the options of "discopop", "simpo" and "cpo" (TRL's names).
     Returns:
-        `loss`: `sum_t loss_weights[t] * mean_pairs(loss_t)`, a scalar; `components`: each `loss_t`.
+        `loss`: `sum_t loss_weights[t] * loss_t`, a scalar, `loss_t` the mean over pairs (plus the NLL of "cpo" and
+        "orpo"); `components`: each `loss_t`.
     """
     weights = loss_weights if loss_weights is not None else [1.0] * len(loss_type)
     chosen_logratios = chosen_logps - ref_chosen_logps
     rejected_logratios = rejected_logps - ref_rejected_logps
     logits = chosen_logratios - rejected_logratios
+    ratios = (chosen_logratios, rejected_logratios)
+    lengths = (chosen_lengths, rejected_lengths)
 
     total = chosen_logps.new_zeros(())
     components = {}
     for name, weight in zip(loss_type, weights, strict=True):
+        nll = None  # an NLL of the chosen responses, added after the mean over pairs (never weighted per pair)
         if name == "sigmoid":
             per_pair = sigmoid_loss(logits, beta, label_smoothing)
         elif name == "ipo":
-            per_pair = ipo_loss(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths, beta)
+            per_pair = ipo_loss(*ratios, *lengths, beta)
         elif name == "hinge":
             per_pair = hinge_loss(logits, beta)
         elif name == "modpo":
@@ -159,11 +366,42 @@ def preference_loss(
             per_pair = modpo_loss(logits, designer_margin, beta, modpo_weight)
         elif name == "sft":
             per_pair = sft_loss(chosen_logps, chosen_lengths, sft_num_tokens).expand_as(logits)
+        elif name == "robust":
+            per_pair = robust_loss(logits, beta, label_smoothing)
+        elif name == "exo_pair":
+            per_pair = exo_preference_loss(logits, beta, label_smoothing)
+        elif name == "nca_pair":
+            per_pair = nca_preference_loss(*ratios, beta)
+        elif name == "bco_pair":
+            per_pair = bco_pair_loss(*ratios, beta)
+        elif name == "sppo_hard":
+            per_pair = sppo_hard_loss(*ratios, beta)
+        elif name == "aot":
+            per_pair = aot_loss(chosen_logps, rejected_logps, ref_chosen_logps, ref_rejected_logps, beta,
+                                label_smoothing)
+        elif name == "aot_unpaired":
+            per_pair = aot_unpaired_loss(*ratios, beta, label_smoothing)
+        elif name == "apo_zero":
+            per_pair = apo_zero_loss(*ratios, beta)
+        elif name == "apo_down":
+            per_pair = apo_down_loss(*ratios, beta)
+        elif name == "discopop":
+            per_pair = discopop_loss(logits, beta, discopop_tau)
+        elif name == "sigmoid_norm":
+            per_pair = sigmoid_norm_loss(*ratios, *lengths, beta)
+        elif name == "simpo":
+            per_pair = simpo_loss(chosen_logps, rejected_logps, *lengths, beta, simpo_gamma, label_smoothing)
+        elif name == "cpo":  # Xu et al. 2024, eq. 3 + BC: DPO's loss on the policy's log-probs alone, + NLL
+            per_pair = sigmoid_loss(chosen_logps - rejected_logps, beta, label_smoothing)
+            nll = cpo_alpha * sft_loss(chosen_logps, chosen_lengths, sft_num_tokens) if cpo_alpha else None
+        elif name == "orpo":  # Hong et al. 2024, eq. 6: NLL + lambda * odds-ratio term
+            per_pair, _ = orpo_odds_ratio_loss(chosen_logps, rejected_logps, *lengths, beta)
+            nll = sft_loss(chosen_logps, chosen_lengths, sft_num_tokens)
         else:
             raise ValueError(f"Unknown loss_type {name!r}; expected one of {PREFERENCE_LOSS_TYPES}.")
         if pair_weights is not None and name != "sft":
             per_pair = per_pair * pair_weights
-        components[name] = per_pair.mean()
+        components[name] = per_pair.mean() if nll is None else per_pair.mean() + nll
         total = total + weight * components[name]
     return PreferenceOutput(loss=total, components=components)
 

@@ -1,11 +1,13 @@
 """Every training method upo offers, stated once: what it reads, what it does with the designer reward, and how
 runs, model cards and generation name it.
 
-A method is selected by `loss_type`. The DPO family (`sigmoid`, `ipo`, `hinge`, `sft`, `modpo`) combines in a list
-with `loss_weights`, as in TRL; a baseline that replaces the preference term (`kto`, `csft`, `aoppo`, `drov`, `alol`)
-is used alone. UPO's designer term, `alpha * L_aux + L_value`, is added on top of the methods whose `designer` is
-`TERM`; the others use the designer reward in their own way (or not at all) and take `alpha: 0`, or read `alpha` as
-the weight of the designer reward inside their reward.
+A method is selected by `loss_type`. The DPO family (`sigmoid`, `ipo`, `hinge`, `sft`, `modpo`, TRL 1.16's other
+DPO loss types, and the reference-free `simpo`, `cpo`, `orpo`) combines in a list with `loss_weights`, as in TRL; a
+baseline that replaces the preference term (`kto`, `csft`, `aoppo`, `drov`, `alol`) is used alone. A method whose
+`reference` is False reads no reference log-probs: a run made only of such methods builds no reference model and
+computes no reference log-probs. UPO's designer term, `alpha * L_aux + L_value`, is added on top of the methods whose
+`designer` is `TERM`; the others use the designer reward in their own way (or not at all) and take `alpha: 0`, or read
+`alpha` as the weight of the designer reward inside their reward.
 
 The losses themselves live in `upo.losses` and their dispatch in `upo.objective`; everything else (options, data
 pipeline, trainer, model card, evaluation, frontier) asks this module.
@@ -45,6 +47,11 @@ class Method:
     needs_rewards: bool = False  # refuses to train without designer rewards
     term_family: str | None = None  # label of a run with UPO's designer term on top (designer == TERM)
     card: str = ""  # what the model card says about the designer reward; formatted with the `UPOConfig`
+    reference: bool = True  # its loss reads the reference log-probs (False: SimPO, CPO, ORPO, SFT, CSFT)
+    # Its log-probs are averaged over the response's tokens (SimPO, ORPO): the logged `rewards/*` and `logps/*` are
+    # too, as TRL's CPOTrainer and ORPOTrainer log them.
+    normalized: bool = False
+    needs_positive: tuple[str, ...] = ()  # options that must be above 0 for it (EXO's label_smoothing)
 
 
 _UPO_TERM_CARD = ("UPO designer term `{a.aux_loss}` on (alpha = {a.alpha}, value baseline `{a.value_baseline}`, "
@@ -56,14 +63,36 @@ METHODS: dict[str, Method] = {m.loss_type: m for m in (
     Method("sigmoid", "DPO", "'sigmoid' (DPO)", term_family=UPO_FAMILY),
     Method("ipo", "IPO", "'ipo'", term_family=UPO_FAMILY),
     Method("hinge", "SLiC", "'hinge' (SLiC)", term_family=UPO_FAMILY),
-    Method("sft", "SFT", "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO)", term_family=UPO_FAMILY),
+    Method("sft", "SFT", "'sft' (NLL on chosen; ['sigmoid', 'sft'] is RPO)", term_family=UPO_FAMILY,
+           reference=False),
+    # TRL 1.16's other DPO loss types, as it computes them (upo.losses)
+    Method("robust", "rDPO", "'robust' (robust DPO, label_smoothing the flip probability)", term_family=UPO_FAMILY),
+    Method("exo_pair", "EXO", "'exo_pair' (EXO-pref, label_smoothing > 0: the paper's 1e-3)", term_family=UPO_FAMILY,
+           needs_positive=("label_smoothing",)),
+    Method("nca_pair", "NCA", "'nca_pair' (NCA)", term_family=UPO_FAMILY),
+    Method("bco_pair", "BCO", "'bco_pair' (BCO on pairs)", term_family=UPO_FAMILY),
+    Method("sppo_hard", "SPPO", "'sppo_hard' (SPPO, hard labels)", term_family=UPO_FAMILY),
+    Method("aot", "AOT", "'aot' (AOT on sorted margins; no per-pair weight)", term_family=UPO_FAMILY, weighted=False),
+    Method("aot_unpaired", "AOT-unpaired", "'aot_unpaired' (AOT, chosen and rejected sorted apart; TRL's old "
+           "'aot_pair')", term_family=UPO_FAMILY, weighted=False),
+    Method("apo_zero", "APO-zero", "'apo_zero' (APO, chosen better than the model's own)", term_family=UPO_FAMILY),
+    Method("apo_down", "APO-down", "'apo_down' (APO, chosen worse than the model's own)", term_family=UPO_FAMILY),
+    Method("discopop", "DiscoPOP", "'discopop' (DiscoPOP, discopop_tau)", term_family=UPO_FAMILY),
+    Method("sigmoid_norm", "LN-DPO", "'sigmoid_norm' (DPO on per-token averaged log-ratios)", term_family=UPO_FAMILY),
+    # Reference-free: no reference model (unless a signed form of UPO's designer term, which reads one, is on top)
+    Method("simpo", "SimPO", "'simpo' (SimPO: reference-free, length-normalised, margin simpo_gamma; the paper's "
+           "beta is 2-2.5)", term_family="SimPO-UPO", reference=False, normalized=True),
+    Method("cpo", "CPO", "'cpo' (CPO: reference-free DPO + cpo_alpha x NLL on chosen; cpo_alpha 0 is TRL's old "
+           "reference_free DPO; ['simpo', 'sft'] is CPO-SimPO)", term_family="CPO-UPO", reference=False),
+    Method("orpo", "ORPO", "'orpo' (ORPO: NLL on chosen + beta x odds-ratio term, beta being ORPO's lambda; "
+           "reference-free)", term_family="ORPO-UPO", reference=False, normalized=True),
     Method("modpo", "MODPO", "'modpo' (MODPO's margin loss, needs reward_funcs; its designer weight is modpo_weight)",
            designer=MARGIN, needs_rewards=True,
            card="MODPO: the designer reward margin, weighted {a.modpo_weight}, shifts the DPO logit."),
     Method("kto", "KTO", "'kto' (unpaired rows prompt/completion/label; pairs are unpaired automatically)",
            rows=UNPAIRED, alone=True, term_family="KTO-UPO"),
     Method("csft", "CSFT", "'csft' (conditional SFT with control tags)", rows=TAGGED, designer=NONE, alone=True,
-           weighted=False,
+           weighted=False, reference=False,
            card="Conditional SFT: generate after the control tag `{a.csft_tags[0]}` (`upo eval` does)."),
     Method("aoppo", "aoPPO", "'aoppo' (one-step offline PPO)", designer=REWARD, alone=True, weighted=False,
            value_head=True, card=_REWARD_CARD),
@@ -74,6 +103,8 @@ METHODS: dict[str, Method] = {m.loss_type: m for m in (
 )}
 
 DEFAULT_LOSS_TYPE = "sigmoid"
+# Loss types TRL renamed: old name -> new name.
+RENAMED_LOSS_TYPES = {"aot_pair": "aot_unpaired"}
 
 
 @dataclass(frozen=True)
@@ -84,11 +115,13 @@ class DesignerTerm:
     label: str  # added to a run's family: UPO (the paper's term), UPO-InfoNCA, ...
     pairwise: bool  # on each pair's two responses: V(x) cancels (no value head), and it needs pairs
     summary: str  # one line for `aux_loss`'s help
+    reference: bool = True  # reads the reference log-probs (the signed forms); awr does not
 
 
 DESIGNER_TERMS: dict[str, DesignerTerm] = {t.aux_loss: t for t in (
     DesignerTerm("awr", "", False, "'awr' (the paper's advantage-weighted likelihood, weights min(exp(A/T), "
-                 "aw_max_weight) > 0: a reweighting of the data's responses, never below the reference)"),
+                 "aw_max_weight) > 0: a reweighting of the data's responses, never below the reference)",
+                 reference=False),
     DesignerTerm("infonca", "InfoNCA", True, "'infonca' (InfoNCA on each pair, soft targets softmax(r_aux/T): the "
                  "forward KL, signed, keeps the target pi_ref exp(r_aux/T))"),
     DesignerTerm("exo", "EXO", True, "'exo' (EXO: the reverse KL of the same, mode-seeking, signed, same target)"),
@@ -104,7 +137,7 @@ def aux_loss_help() -> str:
     return "The form of UPO's designer term L_aux: " + ", ".join(t.summary for t in DESIGNER_TERMS.values()) + "."
 
 # Lists of loss types that have a name of their own.
-COMBINED_FAMILIES = {("sigmoid", "sft"): "RPO"}
+COMBINED_FAMILIES = {("sigmoid", "sft"): "RPO", ("simpo", "sft"): "CPO-SimPO"}
 
 
 def loss_type_help() -> str:
@@ -134,6 +167,16 @@ def refused_designer_term(loss_type: Sequence[str], alpha: float, has_rewards: b
     if not (alpha > 0 and has_rewards):
         return None
     return next((METHODS[n] for n in loss_type if METHODS[n].designer in (MARGIN, NONE)), None)
+
+
+def uses_reference(loss_type: Sequence[str], term_on: bool, aux_loss: str = DEFAULT_AUX_LOSS) -> bool:
+    """A run reads reference log-probs: one of its loss types does, or its designer term (on) is a signed form."""
+    return any(METHODS[n].reference for n in loss_type) or (term_on and DESIGNER_TERMS[aux_loss].reference)
+
+
+def honours_weights(loss_type: Sequence[str]) -> bool:
+    """Every loss type of the run weighs its pairs by a `weight` column (AOT's rows are ranks, not pairs)."""
+    return all(METHODS[n].weighted for n in loss_type)
 
 
 def needs_value_head(loss_type: Sequence[str], alpha: float, has_rewards: bool, value_baseline: str,

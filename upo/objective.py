@@ -86,7 +86,7 @@ def compute_objective(
     args,
     logps: torch.Tensor,
     lengths: torch.Tensor,
-    ref_logps: torch.Tensor,
+    ref_logps: torch.Tensor | None,
     rewards: torch.Tensor | None = None,
     labels: torch.Tensor | None = None,
     values: torch.Tensor | None = None,
@@ -100,7 +100,8 @@ def compute_objective(
         args: a `UPOConfig`.
         logps, lengths, ref_logps: policy log-probs, token counts and reference log-probs of the first then
             the second response of every row (chosen then rejected; for KTO, the completion then the
-            mismatched completion). Shape: (2B,)
+            mismatched completion). Shape: (2B,). `ref_logps` is None for a run without a reference
+            (`upo.methods.uses_reference`): its losses read none, and the log-ratios are the log-probs.
         rewards: `r_aux` of each response, `NaN` where no objective applies. Shape: (2B,)
         labels: KTO's labels, 1 desirable, 0 undesirable. Shape: (B,)
         values: the value head's `V(x)` per row. Shape: (B,)
@@ -112,6 +113,8 @@ def compute_objective(
     """
     n = len(logps) // 2
     method = methods.lead_method(args.loss_type)
+    if ref_logps is None:
+        ref_logps = torch.zeros_like(logps)
     tokens = (None,) * 5 if step_tokens is None else step_tokens
     logratios = logps - ref_logps
     metrics: dict[str, torch.Tensor] = {}
@@ -158,7 +161,8 @@ def compute_objective(
             chosen_logps, rejected_logps, ref_chosen, ref_rejected, chosen_lengths, rejected_lengths,
             beta=args.beta, loss_type=args.loss_type, loss_weights=args.loss_weights,
             label_smoothing=args.label_smoothing, designer_margin=margin, modpo_weight=args.modpo_weight,
-            pair_weights=pair_weights, sft_num_tokens=tokens[0],
+            pair_weights=pair_weights, sft_num_tokens=tokens[0], discopop_tau=args.discopop_tau,
+            simpo_gamma=args.simpo_gamma, cpo_alpha=args.cpo_alpha,
         ).loss
     metrics["loss/pref"] = loss
     if not uses_designer_term(args, rewards is not None):

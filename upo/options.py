@@ -24,6 +24,7 @@ from upo.config import UPOConfig
 from upo.config_checks import check_ranges
 from upo.errors import ConfigError
 from upo.eval.settings import EVAL_DATACLASSES, EvalArguments, EvalSettings, ScorerArguments
+from upo.legacy_options import refuse_legacy_options
 
 TRAIN_DATACLASSES = (ScriptArguments, ModelArguments, UnimplementedTRLArguments)
 
@@ -61,6 +62,8 @@ def parse_train_options(values: dict, argv: list[str] = (), where: str | None = 
     as the command parses them: unknown names refused, text converted to each option's type, every option checked,
     every TRL option upo does not implement refused by name (upo.arguments)."""
     parser = parser or train_parser()
+    refuse_legacy_options(values, where)  # "`evaluation_strategy` is now `eval_strategy`"
+    refuse_legacy_options([flag[2:].split("=")[0] for flag in argv if flag.startswith("--")])
     known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -8,21 +8,22 @@ import math
 import os
 import shutil
 import time
-from collections import defaultdict
 
 import torch
+from datasets import Dataset
 from safetensors.torch import load_file, save_file
 from transformers import Trainer
 from transformers.trainer_utils import rotate_checkpoints
 
 from upo import methods
 from upo.config import UPOConfig
-from upo.data.collator import PreferenceCollator
+from upo.data.collator import PreferenceCollator, check_batch
 from upo.data.pipeline import designer_rewards, prepare_preference_data
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
+from upo.legacy_options import LEGACY_TRAINER_ARGUMENTS, refuse_legacy_options
 from upo.logps import forward_logps
-from upo.losses import explained_variance, step_token_counts
+from upo.losses import step_token_counts
 from upo.objective import (
     apply_designer_target,
     check_designer_term,
@@ -44,12 +45,14 @@ from upo.training.checkpointing import (
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
 from upo.training.fsdp import without_tied_copies
 from upo.training.gradients import EngineHeadGradient, clip_gradients, unscale_once
+from upo.training.metrics import TrainingMetrics, implicit_rewards
 from upo.training.model_card import write_model_card
 from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
 from upo.training.run_lock import hold_output_dir
 from upo.training.trainer_state import TrainerStateWriter
+from upo.trl_config import as_upo_config
 from upo.value_head import ValueHead
 
 VALUE_HEAD_PREFIX = "upo_value_head."
@@ -62,25 +65,45 @@ MODEL_COLUMNS = [
 class UPOTrainer(Trainer):
     """DPO-family preference optimisation plus UPO's advantage-weighted designer term.
 
+    Where TRL's `DPOTrainer` stands: the same arguments in the same order (TRL 1.16's, `peft_config` last), then
+    upo's `reward_funcs` by keyword.
+
     Args:
         model: a `PreTrainedModel`, or a name: a local folder, a Hugging Face Hub ID or a known name, loaded with
             `upo.models.load_causal_lm` and `args.model_init_kwargs`.
         ref_model: a frozen reference (a model or a name, as `model`). Default: a frozen copy of `model`; with
-            `peft_config`, the base model with the adapter disabled; with `precompute_ref_log_probs`, none is kept.
-        args: `UPOConfig`.
-        train_dataset, eval_dataset: a `datasets.Dataset`, a local file or a saved-dataset folder.
+            `peft_config`, the base model with the adapter disabled; with `precompute_ref_log_probs`, none is kept;
+            for a reference-free `loss_type` (SimPO, CPO, ORPO, SFT), none at all.
+        args: `UPOConfig`; TRL's `DPOConfig` or transformers' `TrainingArguments` is converted (`upo.trl_config`).
+        data_collator: builds a batch from tokenised rows (`prompt_ids`, `chosen_ids`, `rejected_ids`, ...); it must
+            return `upo.data.collator.PreferenceCollator`'s layout. Default: `PreferenceCollator`.
+        train_dataset, eval_dataset: a `datasets.Dataset`, a local file or a saved-dataset folder; `eval_dataset` may
+            be a dict of them (a `DatasetDict` too), each evaluated with its metrics prefixed `eval_{name}_`.
         processing_class: the tokenizer (loaded with `model` when it is a name).
-        reward_funcs: designer reward functions (callables or names); default `args.reward_funcs`.
-        peft_config: a `peft.LoraConfig` (or any PEFT config) to train an adapter.
+        compute_metrics: called after each evaluation with a `transformers.EvalPrediction` whose `predictions` are
+            each eval pair's implicit rewards `beta * log(pi / pi_ref)`, shape (N, 2), chosen then rejected, and whose
+            `label_ids` are 0 (the chosen column); for unpaired rows (KTO), each completion's reward, shape (N,), and
+            its label. TRL 1.16's DPOTrainer passes the logits of a second forward instead (deprecated in TRL); here
+            none runs.
+        callbacks, optimizers: as `transformers.Trainer`.
         quantization_config: a `transformers.BitsAndBytesConfig` (QLoRA, with `peft_config`) for a model given by name.
+        peft_config: a `peft.LoraConfig` (or any PEFT config) to train an adapter.
+        reward_funcs: designer reward functions (callables or names); default `args.reward_funcs`.
+
+    The logged `loss` is the whole objective, `L_pref + alpha * L_aux + L_value`; `loss/pref` is the preference term
+    alone (what TRL's DPOTrainer logs as `loss`), `loss/aux` and `loss/value` the designer term's parts.
     """
 
     _tag_names = ["upo"]
 
-    def __init__(self, model, ref_model=None, args: UPOConfig | None = None, train_dataset=None, eval_dataset=None,
-                 processing_class=None, reward_funcs=None, peft_config=None, callbacks=None, optimizers=(None, None),
-                 quantization_config=None):
-        args = args or UPOConfig(output_dir="upo-output")
+    def __init__(self, model, ref_model=None, args: UPOConfig | None = None, data_collator=None, train_dataset=None,
+                 eval_dataset=None, processing_class=None, compute_metrics=None, callbacks=None,
+                 optimizers=(None, None), quantization_config=None, peft_config=None, *, reward_funcs=None,
+                 **removed):
+        refuse_legacy_options(removed, "UPOTrainer", LEGACY_TRAINER_ARGUMENTS)
+        if removed:
+            raise TypeError(f"UPOTrainer got an unexpected keyword argument {next(iter(removed))!r}")
+        args = as_upo_config(args) or UPOConfig(output_dir="upo-output")
         check_launch(args)  # several processes that would not train together, or an engine that is not there
         # One run at a time in output_dir, for as long as this trainer lives; refused before anything is loaded.
         self._run_lock = hold_output_dir(self, args)
@@ -89,8 +112,6 @@ class UPOTrainer(Trainer):
                               "(--eval_dataset PATH), or set eval_strategy='no'.")
         self.model_name_or_path = model if isinstance(model, str) else getattr(model, "name_or_path", None)
         self.data_sources = (train_dataset, eval_dataset)  # the model card names the Hub datasets among them
-        model, ref_model, tokenizer = prepare_models(model, ref_model, args, processing_class, peft_config,
-                                                     quantization_config)
 
         self.reward_funcs = list(reward_funcs if reward_funcs is not None else args.reward_funcs or [])
         if args.reward_weights is not None and len(args.reward_weights) != len(self.reward_funcs):
@@ -103,6 +124,11 @@ class UPOTrainer(Trainer):
             raise ConfigError(f"loss_type {method.loss_type!r} needs designer rewards: set reward_funcs.")
         check_designer_term(args, bool(self.reward_funcs))
         self.use_designer_term = uses_designer_term(args, bool(self.reward_funcs))
+        self.uses_reference = methods.uses_reference(args.loss_type, self.use_designer_term, args.aux_loss)
+        if ref_model is not None and not self.uses_reference:
+            raise ConfigError(f"loss_type {args.loss_type} reads no reference model: drop ref_model.")
+        model, ref_model, tokenizer = prepare_models(model, ref_model, args, processing_class, peft_config,
+                                                     quantization_config)
 
         # Under several processes the main process scores and writes the cache first; the others then read it
         # (upo.rewards.cache), so nothing is scored twice.
@@ -110,7 +136,7 @@ class UPOTrainer(Trainer):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
             print(train.report.summary())
             check_numeric_columns(train.dataset, train.report.source)
-            if "weight" in train.dataset.column_names and not method.weighted:
+            if "weight" in train.dataset.column_names and not methods.honours_weights(args.loss_type):
                 weighted = ", ".join(m.loss_type for m in methods.METHODS.values() if m.weighted)
                 raise ConfigError(f"{train.report.source}: a 'weight' column, but loss_type {args.loss_type} has no "
                                   f"per-pair weights (only {weighted} do). Remove the column, or choose one of those "
@@ -119,16 +145,16 @@ class UPOTrainer(Trainer):
             self.designer_temperature = apply_designer_target(
                 args, designer_rewards(train.dataset) if self.use_designer_term else None, self.use_designer_term)
             eval_data = None
-            if eval_dataset is not None:
-                prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, train.stats,
-                                                   "eval")
-                print(prepared.report.summary())
-                check_numeric_columns(prepared.dataset, prepared.report.source)
-                eval_data = prepared.dataset
+            if isinstance(eval_dataset, dict):  # a DatasetDict too, as transformers and TRL read it
+                eval_data = {name: self._prepare_eval_data(data, tokenizer, args)
+                             for name, data in eval_dataset.items()}
+            elif eval_dataset is not None:
+                eval_data = self._prepare_eval_data(eval_dataset, tokenizer, args)
 
         self.is_peft = peft_config is not None or hasattr(model, "peft_config")
-        self.precomputed_ref = bool(args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names)
-        if ref_model is None and not self.is_peft and not self.precomputed_ref:
+        self.precomputed_ref = self.uses_reference and bool(
+            args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names)
+        if ref_model is None and self.uses_reference and not self.is_peft and not self.precomputed_ref:
             ref_model = copy.deepcopy(model)
         if ref_model is not None:
             freeze_reference(ref_model, args)
@@ -136,10 +162,12 @@ class UPOTrainer(Trainer):
         if needs_value_head(args, bool(self.reward_funcs)):
             model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
 
+        self.custom_collator = data_collator is not None
         super().__init__(
-            model=model, args=args, data_collator=self._make_collator(tokenizer, args),
+            model=model, args=args, data_collator=data_collator or self._make_collator(tokenizer, args),
             train_dataset=train.dataset, eval_dataset=eval_data, processing_class=tokenizer,
-            callbacks=[TrainerStateWriter(), *(callbacks or [])], optimizers=optimizers,
+            compute_metrics=compute_metrics, callbacks=[TrainerStateWriter(), *(callbacks or [])],
+            optimizers=optimizers,
         )
         self.ref_model = None
         if ref_model is not None:
@@ -150,16 +178,25 @@ class UPOTrainer(Trainer):
             # (upo.training.reference). No reference model is kept afterwards.
             batch_size = args.precompute_ref_batch_size or args.per_device_train_batch_size
             self.train_dataset = self._add_reference_logps(self.train_dataset, batch_size)
-            if self.eval_dataset is not None:
+            if isinstance(self.eval_dataset, dict):
+                self.eval_dataset = {name: self._add_reference_logps(data, batch_size)
+                                     for name, data in self.eval_dataset.items()}
+            elif self.eval_dataset is not None:
                 self.eval_dataset = self._add_reference_logps(self.eval_dataset, batch_size)
             self.ref_model = None
-        self._metrics = {"train": defaultdict(list), "eval": defaultdict(list)}
-        self._sums = {"train": {}, "eval": {}}  # ObjectiveOutput.sums, added up until the next log
-        self._total_tokens = 0
-        self._last_log = (time.perf_counter(), 0)
+        self.training_metrics = TrainingMetrics(self.accelerator, args, self.designer_stats)
+        self._eval_prefix = "eval"  # the metric_key_prefix of the evaluation under way (eval_{name} for a dict)
         self.nonfinite_guard = NonFiniteGuard(args)
         self._engine_head_gradient = None  # DeepSpeed with a value head: see _clip_grad_norm
         self._step_num_tokens = None
+
+    def _prepare_eval_data(self, eval_dataset, tokenizer, args):
+        """An evaluation dataset through the training data's path, scored with the training set's standardisation."""
+        prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, self.designer_stats,
+                                           "eval")
+        print(prepared.report.summary())
+        check_numeric_columns(prepared.dataset, prepared.report.source)
+        return prepared.dataset
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
@@ -260,29 +297,32 @@ class UPOTrainer(Trainer):
             )
         return optimizer
 
-    def _reference_logps(self, model, inputs) -> tuple[torch.Tensor, torch.Tensor]:
+    def _reference_logps(self, model, inputs) -> torch.Tensor | None:
+        """The reference's log-probs of every response, chosen then rejected (2B,); None for a run without one."""
+        if not self.uses_reference:
+            return None
         if self.precomputed_ref:
-            return inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]
+            return torch.cat([inputs["ref_chosen_logps"], inputs["ref_rejected_logps"]])
         with torch.no_grad():
             if self.ref_model is not None:
-                logps = forward_logps(self.ref_model, inputs).logps
-            else:  # PEFT: the reference is the base model, adapter switched off
-                with self.accelerator.unwrap_model(model).disable_adapter():
-                    logps = forward_logps(model, inputs).logps
-        return logps.chunk(2)
+                return forward_logps(self.ref_model, inputs).logps
+            with self.accelerator.unwrap_model(model).disable_adapter():  # PEFT: the base model, adapter off
+                return forward_logps(model, inputs).logps
 
     # --- The loss ---
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
         mode = "train" if model.training else "eval"
+        if self.custom_collator:
+            check_batch(inputs)
         # Per-token averages over the whole optimizer step in training; over this batch in evaluation.
         step_tokens = self._step_num_tokens if mode == "train" else None
-        out = forward_logps(model, inputs, args.logps_chunk_size)
-        ref_chosen_logps, ref_rejected_logps = self._reference_logps(model, inputs)
+        out = forward_logps(model, inputs, args.logps_chunk_size, statistics=True)
+        ref_logps = self._reference_logps(model, inputs)
         head = self.value_head
         objective = compute_objective(
-            args, out.logps, out.lengths, torch.cat([ref_chosen_logps, ref_rejected_logps]),
+            args, out.logps, out.lengths, ref_logps,
             rewards=inputs.get("designer_rewards"), labels=inputs.get("label"),
             values=head(out.prompt_hidden) if head is not None else None,
             pair_weights=inputs.get("weight"), step_tokens=step_tokens,
@@ -296,71 +336,24 @@ class UPOTrainer(Trainer):
         if mode == "train" and guard.check_loss(loss, components, self.state.global_step, self._any_rank):
             loss = guard.no_update_loss(model, loss)  # and the batch's metrics are not recorded
         else:
-            self._record_metrics(mode, objective.metrics, inputs, out, ref_chosen_logps, ref_rejected_logps,
-                                 objective.sums)
-        return (loss, {}) if return_outputs else loss
+            self.training_metrics.record(mode, objective.metrics, inputs, out, ref_logps, objective.sums)
+        if not return_outputs:
+            return loss
+        n = len(out.logps) // 2
+        rewards = implicit_rewards(out, ref_logps, args)[1]
+        unpaired = methods.lead_method(args.loss_type).rows == methods.UNPAIRED
+        # What `compute_metrics` receives (see the class docstring): each pair's rewards, or each completion's.
+        return loss, {"rewards": rewards[:n] if unpaired else torch.stack(rewards.chunk(2), dim=-1)}
 
     def _any_rank(self, flag: bool) -> bool:
         """True when `flag` is true on any process (every process must call this at the same point)."""
         total = self.accelerator.reduce(torch.tensor([float(flag)], device=self.accelerator.device), reduction="sum")
         return bool(total.item() > 0)
 
-    def _record_metrics(self, mode, metrics, inputs, out, ref_chosen, ref_rejected, sums=None):
-        gather = self.accelerator.gather_for_metrics
-        chosen_logps, rejected_logps = out.logps.chunk(2)
-        chosen_rewards = self.args.beta * (chosen_logps - ref_chosen).detach()
-        rejected_rewards = self.args.beta * (rejected_logps - ref_rejected).detach()
-        # Unpaired rows (KTO): one completion per row, labelled; the second slot is for KL only
-        if methods.lead_method(self.args.loss_type).rows == methods.UNPAIRED:
-            desirable = gather(inputs["label"]).bool()  # gathered before selecting: equal shapes on every process
-            rewards, logps = gather(chosen_rewards), gather(chosen_logps.detach())
-            per_row = {"rewards/desirable": rewards[desirable], "rewards/undesirable": rewards[~desirable],
-                       "logps/desirable": logps[desirable], "logps/undesirable": logps[~desirable]}
-        else:
-            per_row = {
-                "rewards/chosen": chosen_rewards,
-                "rewards/rejected": rejected_rewards,
-                "rewards/accuracies": (chosen_rewards > rejected_rewards).float(),
-                "rewards/margins": chosen_rewards - rejected_rewards,
-                "logps/chosen": chosen_logps.detach(),
-                "logps/rejected": rejected_logps.detach(),
-            }
-            per_row = {key: gather(value) for key, value in per_row.items()}
-        for key, value in per_row.items():
-            if value.numel():  # a batch may hold no desirable (or no undesirable) row
-                self._metrics[mode][key].append(value.mean().item())
-        for key, value in metrics.items():
-            self._metrics[mode][key].append(gather(value.detach().reshape(1)).mean().item())
-        for key, value in (sums or {}).items():
-            total = self.accelerator.reduce(value.detach().to(self.args.device), reduction="sum").cpu()
-            if torch.isfinite(total).all():  # a batch with non-finite log-probs is skipped or stops the run
-                self._sums[mode][key] = self._sums[mode].get(key, 0) + total
-        scores = inputs.get("designer_scores")
-        if scores is not None and self.designer_stats is not None:
-            scores = gather(scores)
-            for k, name in enumerate(self.designer_stats.names):
-                column = scores[:, k][~torch.isnan(scores[:, k])]
-                if column.numel():
-                    self._metrics[mode][f"rewards/{name}/mean"].append(column.mean().item())
-                    self._metrics[mode][f"rewards/{name}/std"].append(column.std(unbiased=False).item())
-        if mode == "train":
-            # TRL's count: every response with its prompt, however the batch was laid out
-            tokens = 2 * inputs["prompt_lengths"].sum() + out.lengths.sum()
-            self._total_tokens += int(gather(tokens.reshape(1)).sum().item())
-        self._metrics[mode]["num_tokens"] = [self._total_tokens]
-
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         mode = "train" if self.model.training else "eval"
-        metrics = {key: sum(values) / len(values) for key, values in self._metrics[mode].items()}
-        for key, value in self._sums[mode].items():  # over the whole window: a batch's own variance is too noisy
-            metrics[f"{key}/explained_variance"] = explained_variance(value)
-        self._sums[mode] = {}
+        metrics = self.training_metrics.window(mode)
         if mode == "train":
-            now = time.perf_counter()
-            last_time, last_tokens = self._last_log
-            if now > last_time and self._total_tokens > last_tokens:
-                metrics["perf/tokens_per_second"] = (self._total_tokens - last_tokens) / (now - last_time)
-            self._last_log = (now, self._total_tokens)
             if self.nonfinite_guard.skipped_batches:
                 metrics["nonfinite/skipped_batches"] = float(self.nonfinite_guard.skipped_batches)
             scaler = self.accelerator.scaler
@@ -368,17 +361,47 @@ class UPOTrainer(Trainer):
                 metrics["amp/loss_scale"] = scaler.get_scale()
             if scaler is not None and scaler.is_enabled() or self.nonfinite_guard.scaler_skipped_steps:
                 metrics["amp/skipped_steps"] = float(self.nonfinite_guard.scaler_skipped_steps)
-        else:
-            metrics = {f"eval_{key}": value for key, value in metrics.items()}
+        else:  # eval_..., or eval_{name}_... for each of a dict of eval datasets
+            metrics = {f"{self._eval_prefix}_{key}": value for key, value in metrics.items()}
         logs.update(metrics)
         super().log(logs, start_time)
-        self._metrics[mode].clear()
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """`transformers.Trainer.evaluate`; a dataset (or a dict of them) given here goes through the training data's
+        path first, as the ones given to the trainer did."""
+        if isinstance(eval_dataset, dict):  # transformers calls back here once per name, with its prefix
+            eval_dataset = {name: self._eval_data_here(data) for name, data in eval_dataset.items()}
+        elif eval_dataset is not None and not isinstance(eval_dataset, str):
+            eval_dataset = self._eval_data_here(eval_dataset)
+        self._eval_prefix = metric_key_prefix
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._eval_prefix = "eval"
+
+    def _eval_data_here(self, dataset):
+        """A dataset given to `evaluate`: tokenised, scored and with reference log-probs when it is not yet."""
+        if isinstance(dataset, Dataset) and "prompt_ids" in dataset.column_names:
+            return dataset  # prepared already (by __init__, or by a dict's first pass)
+        if self.precomputed_ref and not self.is_peft and self.state.global_step > 0:
+            raise ConfigError("evaluate() got a new dataset after training started, with precompute_ref_log_probs and "
+                              "no reference model kept: give it as eval_dataset to the trainer, or pass a ref_model.")
+        prepared = self._prepare_eval_data(dataset, self.processing_class, self.args)
+        if self.precomputed_ref:
+            batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
+            prepared = self._add_reference_logps(prepared, batch_size)
+        return prepared
 
     def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
         inputs = self._prepare_inputs(inputs)
         with torch.no_grad(), self.compute_loss_context_manager():
-            loss = self.compute_loss(model, inputs)
-        return loss.detach(), None, None
+            if prediction_loss_only or self.compute_metrics is None:
+                return self.compute_loss(model, inputs).detach(), None, None
+            loss, outputs = self.compute_loss(model, inputs, return_outputs=True)
+        rewards = outputs["rewards"]
+        unpaired = rewards.dim() == 1
+        labels = inputs["label"] if unpaired else torch.zeros(len(rewards), dtype=torch.long, device=rewards.device)
+        return loss.detach(), rewards, labels
 
     # --- Saving and resuming: the value head lives beside the weights, not inside them ---
 

@@ -21,7 +21,12 @@ from dataclasses import dataclass
 
 import torch
 
+from upo.errors import ConfigError
+
 LAYOUTS = ("separate", "shared_prompt", "padding_free")
+# What the forward and the loss read from a batch; a `data_collator` of one's own must return at least these.
+BATCH_KEYS = ("input_ids", "attention_mask", "position_ids", "logit_index", "target_ids", "response_index",
+              "prompt_last_index", "prompt_lengths")
 # Per-pair float columns passed through to the loss when the dataset has them.
 OPTIONAL_PAIR_COLUMNS = ("ref_chosen_logps", "ref_rejected_logps", "weight", "label")
 PROMPT, CHOSEN, REJECTED, PAD = 0, 1, 2, -1
@@ -144,3 +149,14 @@ class _Gather:
             "response_index": torch.tensor(self.response_index, dtype=torch.long),
             "prompt_last_index": torch.tensor(self.prompt_last, dtype=torch.long),
         }
+
+
+def check_batch(batch) -> None:
+    """Refuses, in one line, a batch from a `data_collator` of one's own that lacks what `BATCH_KEYS` names (TRL's
+    `DataCollatorForPreference` builds TRL's layout, `completion_mask` and no gather indices)."""
+    missing = [key for key in BATCH_KEYS if key not in batch]
+    if missing:
+        raise ConfigError(
+            f"data_collator returned a batch without {missing} (it has {sorted(batch)[:8]}): UPOTrainer reads batches "
+            "in upo's layout. Build them with upo.data.collator.PreferenceCollator (wrap or subclass it), or leave "
+            "data_collator unset.")
