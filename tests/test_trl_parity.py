@@ -153,3 +153,16 @@ def test_reference_free_methods_equal_trls_cpo_and_orpo_losses(one_batch_each, m
         args.loss_type, args.loss_weights, args.beta, args.label_smoothing = saved
     print(f"{method}: TRL {expected:.8g}, upo {got:.8g}, |difference| {abs(got - expected):.3g}")
     assert got == pytest.approx(expected, rel=1e-5, abs=1e-6)
+
+
+def test_trls_token_metrics_equal_trls_on_one_batch(one_batch_each):
+    """entropy, logits/chosen, logits/rejected, mean_token_accuracy: computed by TRL's fused LM head there, from the
+    logits of the loss's own forward here; both token-weighted over the batch."""
+    theirs, ours, (their_batch, our_batch) = one_batch_each
+    theirs.loss_types, theirs.loss_weights = ["sigmoid"], [1.0]
+    ours.args.loss_type = ["sigmoid"]
+    loss_on(theirs, their_batch), loss_on(ours, our_batch)
+    for key in ("entropy", "logits/chosen", "logits/rejected", "mean_token_accuracy", "rewards/margins"):
+        expected, got = theirs._metrics["eval"][key][-1], ours.training_metrics.values["eval"][key][-1]
+        print(f"{key}: TRL {expected:.8g}, upo {got:.8g}, |difference| {abs(got - expected):.3g}")
+        assert got == pytest.approx(expected, rel=1e-5, abs=1e-6), key

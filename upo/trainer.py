@@ -17,7 +17,7 @@ from transformers.trainer_utils import rotate_checkpoints
 
 from upo import methods
 from upo.config import UPOConfig
-from upo.data.collator import PreferenceCollator, check_batch
+from upo.data.collator import CheckedCollator, PreferenceCollator
 from upo.data.pipeline import designer_rewards, prepare_preference_data
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
@@ -162,9 +162,9 @@ class UPOTrainer(Trainer):
         if needs_value_head(args, bool(self.reward_funcs)):
             model.add_module(VALUE_HEAD_PREFIX[:-1], ValueHead(model.config.get_text_config().hidden_size))
 
-        self.custom_collator = data_collator is not None
         super().__init__(
-            model=model, args=args, data_collator=data_collator or self._make_collator(tokenizer, args),
+            model=model, args=args,
+            data_collator=CheckedCollator(data_collator) if data_collator else self._make_collator(tokenizer, args),
             train_dataset=train.dataset, eval_dataset=eval_data, processing_class=tokenizer,
             compute_metrics=compute_metrics, callbacks=[TrainerStateWriter(), *(callbacks or [])],
             optimizers=optimizers,
@@ -314,8 +314,6 @@ class UPOTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
         mode = "train" if model.training else "eval"
-        if self.custom_collator:
-            check_batch(inputs)
         # Per-token averages over the whole optimizer step in training; over this batch in evaluation.
         step_tokens = self._step_num_tokens if mode == "train" else None
         out = forward_logps(model, inputs, args.logps_chunk_size, statistics=True)

@@ -51,7 +51,7 @@ def as_upo_config(args):
             refused.append(f"{f.name}={value!r} (not an option of UPOConfig)")
     if refused:
         several = len(refused) > 1
-        raise ConfigError(f"args is {kind} with option{'s' if several else ''} that upo does not implement: "
+        raise ConfigError(f"args is {kind} with {'options' if several else 'an option'} that upo does not implement: "
                           f"{'; '.join(refused)}. Set {'them' if several else 'it'} to TRL's default, or build a "
                           "UPOConfig.")
     return UPOConfig(**values)

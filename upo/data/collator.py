@@ -151,6 +151,18 @@ class _Gather:
         }
 
 
+@dataclass
+class CheckedCollator:
+    """A `data_collator` of one's own, each of its batches checked by `check_batch` before anything reads it."""
+
+    collator: object
+
+    def __call__(self, rows: list[dict]) -> dict:
+        batch = self.collator(rows)
+        check_batch(batch)
+        return batch
+
+
 def check_batch(batch) -> None:
     """Refuses, in one line, a batch from a `data_collator` of one's own that lacks what `BATCH_KEYS` names (TRL's
     `DataCollatorForPreference` builds TRL's layout, `completion_mask` and no gather indices)."""
