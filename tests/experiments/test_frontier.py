@@ -8,6 +8,7 @@ import pytest
 from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows
 
 from upo.config import UPOConfig
+from upo.errors import ConfigError
 from upo.experiments.frontier import (
     EVAL_SUMMARY,
     REFERENCE_EVAL,
@@ -38,6 +39,26 @@ def test_every_method_of_the_grid_has_its_family():
     assert families["dpo"] == "DPO" and families["upo-a1"] == "UPO" and families["modpo-w0.5"] == "MODPO"
     assert families["rpo"] == "RPO" and families["kto"] == "KTO" and families["kto-upo-a4-temp0.5"] == "KTO-UPO"
     assert families["aoppo-a1"] == "aoPPO" and families["drov-a1"] == "DRO-V" and families["csft"] == "CSFT"
+
+
+def test_upo_against_simpo_cpo_orpo_and_trls_loss_types_on_one_grid():
+    """The reference-free methods and TRL's DPO loss types are runs of one grid, each under its own family, checked
+    as `upo train` checks them (EXO's label_smoothing must be above 0)."""
+    config = load_frontier_config("examples/frontier_chitchat.yaml", target=None, runs=[
+        {"name": "upo", "options": {"alpha": 1.0}},
+        {"name": "simpo", "options": {"loss_type": ["simpo"], "alpha": 0.0, "beta": 2.0, "simpo_gamma": 1.0}},
+        {"name": "cpo", "options": {"loss_type": ["cpo"], "alpha": 0.0, "cpo_alpha": 1.0}},
+        {"name": "orpo", "options": {"loss_type": ["orpo"], "alpha": 0.0, "beta": 0.1}},
+        {"name": "simpo-upo", "options": {"loss_type": ["simpo"], "alpha": 1.0}},
+        {"name": "exo", "options": {"loss_type": ["exo_pair"], "alpha": 0.0, "label_smoothing": 1e-3}},
+        {"name": "robust", "options": {"loss_type": ["robust"], "alpha": 0.0, "label_smoothing": 0.1}},
+    ])
+    families = {run.name: run_family({"options": run.options}) for run in config.runs}
+    assert families == {"upo": "UPO", "simpo": "SimPO", "cpo": "CPO", "orpo": "ORPO", "simpo-upo": "SimPO-UPO",
+                        "exo": "EXO", "robust": "rDPO"}
+    with pytest.raises(ConfigError, match=r"loss_type 'exo_pair' needs label_smoothing above 0"):
+        load_frontier_config("examples/frontier_chitchat.yaml", target=None,
+                             runs=[{"name": "exo", "options": {"loss_type": ["exo_pair"], "alpha": 0.0}}])
 
 
 @pytest.fixture
