@@ -51,9 +51,13 @@ def test_train_with_lora(tmp_path, model_dir, data_file):
 
 def test_unknown_yaml_option_is_named(tmp_path, capsys):
     config = tmp_path / "run.yaml"
-    config.write_text("dataset: x.jsonl\nrpo_alpha: 0.5\n")
+    config.write_text("dataset: x.jsonl\nrpo_alpah: 0.5\n")
     assert main(["train", "--config", str(config)]) == 1
-    assert "unknown options ['rpo_alpha']" in capsys.readouterr().err
+    assert "unknown options ['rpo_alpah']" in capsys.readouterr().err
+    config.write_text("dataset: x.jsonl\nrpo_alpha: 0.5\n")  # TRL's removed option: named with its replacement
+    assert main(["train", "--config", str(config)]) == 1
+    err = capsys.readouterr().err
+    assert "`rpo_alpha` is now `loss_type: [sigmoid, sft]` with `loss_weights: [1.0, <rpo_alpha>]`" in err
 
 
 def test_contradictory_options_are_refused(tmp_path, data_file, capsys):

@@ -237,9 +237,9 @@ class UPOConfig(TrainingArguments):
         default=0.05,
         metadata={"help": "DiscoPOP: the temperature of its log-ratio modulation (TRL's name; the paper's 0.05)."},
     )
-    simpo_gamma: float = field(
+    simpo_gamma: Annotated[float, NON_NEGATIVE] = field(
         default=0.5,
-        metadata={"help": "SimPO: the target reward margin gamma (TRL's CPOConfig name and default)."},
+        metadata={"help": "SimPO: the target reward margin gamma, >= 0 (TRL's CPOConfig name and default)."},
     )
     cpo_alpha: Annotated[float, NON_NEGATIVE] = field(
         default=1.0,
