@@ -48,7 +48,7 @@ def test_every_legacy_key_is_gone_from_transformers_and_trl_and_is_no_upo_option
 
 def test_legacy_flags_on_the_command_line_are_one_line(tmp_path, capsys):
     assert main(["train", "--output_dir", str(tmp_path / "o"), "--dataset", "x.jsonl", "--evaluation_strategy",
-                 "steps", "--warmup_ratio=0.1"]) == 1
+                 "steps", "--warmup-ratio=0.1"]) == 1  # argparse's dashed spelling too
     err = capsys.readouterr().err
     assert err == ("upo train: error: `evaluation_strategy` is now `eval_strategy`; `warmup_ratio` is now "
                    "`warmup_steps` (a value below 1 is a fraction of the training steps: `warmup_steps: 0.1`).\n")

@@ -129,7 +129,8 @@ class UPOConfig(TrainingArguments):
     precompute_ref_log_probs: bool = field(
         default=False,
         metadata={"help": "Compute the reference log-probs once before training, so no reference model is "
-                  "kept in memory or run during training."},
+                  "kept in memory or run during training. No effect for a reference-free loss_type (simpo, cpo, "
+                  "orpo, sft), which reads none."},
     )
     precompute_ref_batch_size: Annotated[int | None, OPTIONAL_POSITIVE_INT] = field(
         default=None,

@@ -63,7 +63,7 @@ def parse_train_options(values: dict, argv: list[str] = (), where: str | None = 
     every TRL option upo does not implement refused by name (upo.arguments)."""
     parser = parser or train_parser()
     refuse_legacy_options(values, where)  # "`evaluation_strategy` is now `eval_strategy`"
-    refuse_legacy_options([flag[2:].split("=")[0] for flag in argv if flag.startswith("--")])
+    refuse_legacy_options([flag[2:].split("=")[0].replace("-", "_") for flag in argv if flag.startswith("--")])
     known = {f.name for dc in (*TRAIN_DATACLASSES, UPOConfig) for f in fields(dc)}
     unknown = sorted(set(values) - known)
     if unknown:
