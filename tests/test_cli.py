@@ -139,3 +139,32 @@ def test_score_reports_agreement(data_file, capsys):
 def test_console_script_env():
     upo = subprocess.run([sys.executable, "-m", "upo.cli", "env"], capture_output=True, text=True, check=True)
     assert upo.stdout.startswith("upo 0.1.0") and "transformers 5.24.0" in upo.stdout
+
+
+def test_a_recipes_env_sets_hf_home_before_the_hub_libraries_read_them(tmp_path):
+    """`env: {HF_HOME: ...}` in a recipe takes effect: the model is found in that Hub cache. Before, the variable was
+    exported after huggingface_hub had read HF_HOME, and the model was looked for in the default cache."""
+    import os
+
+    from helpers import make_hub_cache
+
+    make_hub_cache(tmp_path / "hf-home", "org/tiny")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"env:\n  HF_HOME: {tmp_path / 'hf-home'}\n  HF_HUB_OFFLINE: 1\n"
+                      f"model_name_or_path: org/tiny\ndataset: {write_jsonl(tmp_path / 'pairs.jsonl', make_pairs(4))}\n"
+                      f"output_dir: {tmp_path / 'out'}\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HOME", "HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE")}
+    done = subprocess.run([sys.executable, "-m", "upo.cli", "train", "--config", str(recipe),
+                           *tiny_training_flags(max_steps=1)], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+
+
+def test_a_recipes_env_read_too_late_is_refused(tmp_path, capsys):
+    """In a process that imported the Hub libraries already (a notebook), HF_HOME from a recipe would change nothing:
+    refused, naming the variable and the fix."""
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(f"env:\n  HF_HOME: {tmp_path / 'elsewhere'}\ndataset: x.jsonl\n")
+    assert main(["train", "--config", str(recipe)]) == 1
+    err = capsys.readouterr().err
+    assert "env sets HF_HOME, which huggingface_hub read when it was imported" in err and "export HF_HOME" in err

@@ -35,6 +35,9 @@ def _training_data(script_args, config):
 
 
 def train(argv: list[str]) -> None:
+    from upo.yaml_files import export_environment_of
+
+    export_environment_of(argv)  # the recipe's env: (HF_HOME, ...), before the Hugging Face libraries read it
     from upo.options import read_train_options
 
     script_args, model_args, config = read_train_options(argv)

@@ -7,16 +7,15 @@ declared once each, with default, help and range, in their dataclasses; the pars
   dataclasses: `UPOConfig` (upo.config) and `ScriptArguments`, `ModelArguments`, `UnimplementedTRLArguments`
   (upo.arguments).
 * `upo eval`: from flags, `read_eval_options(argv)`; its dataclasses are in upo.eval.settings.
-* `read_yaml_mapping`: a YAML file of options, with one-line errors (`upo train --config`, `upo frontier`).
+* `read_yaml_mapping` (upo.yaml_files): a YAML file of options, with one-line errors (`upo train --config`,
+  `upo frontier`).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import fields
 
-import yaml
 from transformers import HfArgumentParser
 
 from upo.arguments import ModelArguments, ScriptArguments, UnimplementedTRLArguments, refuse_unimplemented
@@ -25,6 +24,8 @@ from upo.config_checks import check_ranges
 from upo.errors import ConfigError
 from upo.eval.settings import EVAL_DATACLASSES, EvalArguments, EvalSettings, ScorerArguments
 from upo.legacy_options import refuse_legacy_options
+from upo.option_types import check_option_values
+from upo.yaml_files import export_recipe_environment, read_yaml_mapping
 
 TRAIN_DATACLASSES = (ScriptArguments, ModelArguments, UnimplementedTRLArguments)
 
@@ -50,10 +51,7 @@ def read_train_options(argv: list[str]):
     values = {}
     if config_path is not None:
         values = read_yaml_mapping(config_path)
-        environment = values.pop("env", None) or {}
-        if not isinstance(environment, dict):
-            raise ConfigError(f"{config_path}: env must be a mapping of VARIABLE: value.")
-        os.environ.update({str(k): str(v) for k, v in environment.items()})
+        export_recipe_environment(config_path, values.pop("env", None))
     return parse_train_options(values, argv, where=config_path, parser=parser)
 
 
@@ -69,6 +67,8 @@ def parse_train_options(values: dict, argv: list[str] = (), where: str | None = 
     if unknown:
         raise ConfigError(f"{where + ': ' if where else ''}unknown options {unknown}. See `upo train --help` for the "
                           "options.")
+    # argparse converts and checks a flag's text, never a default: a YAML's values are checked as flags are
+    values = check_option_values(values, parser, where)
     parser.set_defaults(**values)
     parser.exit_on_error = False  # a value of the wrong type becomes our one-line error, not a usage page
     try:
@@ -94,31 +94,3 @@ def read_eval_options(argv: list[str], description: str | None = None
     if unknown:
         parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     return tuple(parsed)
-
-
-def read_yaml_mapping(path, what: str = "config file") -> dict:
-    """A YAML file of `key: value`, read with one-line errors: missing or unreadable file, invalid YAML, a key given
-    twice (PyYAML would silently keep the last), or a file that is not a mapping."""
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node, deep=False):
-            keys = [self.construct_object(key, deep=deep) for key, _ in node.value]
-            twice = sorted({str(k) for k in keys if keys.count(k) > 1})
-            if twice:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"the key(s) {twice} appear more than once in one mapping (YAML readers silently keep "
-                    "the last)", node.start_mark)
-            return super().construct_mapping(node, deep=deep)
-
-    try:
-        with open(path) as f:
-            values = yaml.load(f, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
-    except OSError as error:
-        raise ConfigError(f"Cannot read the {what} {path}: {error.strerror}.") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {' '.join(str(error).split())}") from None
-    if values is None:
-        return {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path} must hold a mapping of option: value, got {type(values).__name__}.")
-    return values
