@@ -3,7 +3,8 @@
 `upo.cli.main` runs every command inside one boundary, which asks `explain(error)`. How the two are told apart:
 by the exception's type, never by its message.
 
-* **Known kinds** get one line naming the input and the fix, and exit status 1 (130 for Ctrl-C):
+* **Known kinds** get one line naming the input and the fix (one line per problem when several were found at once,
+  as `upo.preflight` finds them), and exit status 1 (130 for Ctrl-C):
   - `UPOError` (and its subclasses: `DataError`, `ConfigError`, `RewardFunctionError`, `ModelLoadError`, ...),
     which upo raises on purpose where the input is known: a bad row, option, model folder, chat template or
     reward function is caught at the place that reads it and re-raised with the file, row or option named;
@@ -66,7 +67,11 @@ def explain(error: BaseException) -> Explained | None:
         detail = _one_line(error) if str(error) else ""
         return Explained(f"interrupted (Ctrl-C){' ' + detail if detail else ''}.", INTERRUPTED_STATUS)
     if isinstance(error, UPOError):
-        return Explained(f"error: {_one_line(error)}", 1)
+        lines = getattr(error, "lines", None)  # several problems found at once (upo.preflight): one line each
+        if lines and len(lines) > 1:
+            return Explained(f"error: {len(lines)} problems, each with its fix:\n" + "\n".join(
+                f"  - {_one_line(line)}" for line in lines), 1)
+        return Explained(f"error: {_one_line(lines[0] if lines else error)}", 1)
     if isinstance(error, OSError):
         if error.errno is None:  # raised with a message only (transformers' "Can't load ...", for one)
             return Explained(f"error: {_one_line(error)}", 1)

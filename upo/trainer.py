@@ -31,6 +31,7 @@ from upo.objective import (
     needs_value_head,
     uses_designer_term,
 )
+from upo.preflight import check_training
 from upo.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, VALUE_HEAD
 from upo.training.checkpointing import (
     CHECKPOINT_PATTERN,
@@ -105,6 +106,9 @@ class UPOTrainer(Trainer):
             raise TypeError(f"UPOTrainer got an unexpected keyword argument {next(iter(removed))!r}")
         args = as_upo_config(args) or UPOConfig(output_dir="upo-output")
         check_launch(args)  # several processes that would not train together, or an engine that is not there
+        # Every optional package the run needs (trackers, kernels, optimizers, bitsandbytes) and the Hub when it
+        # pushes: all missing ones at once, before any model or data loads.
+        check_training(args, quantization_config)
         # One run at a time in output_dir, for as long as this trainer lives; refused before anything is loaded.
         self._run_lock = hold_output_dir(self, args)
         if args.eval_strategy != "no" and eval_dataset is None:
