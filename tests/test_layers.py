@@ -18,17 +18,19 @@ PACKAGE = Path(__file__).resolve().parent.parent / "upo"
 
 # Bottom first. A module may import from its own layer and any layer below it; never from a layer above.
 LAYERS = [
-    ("foundation: errors, files, the method records, option ranges, the run-folder contract, engine checks",
+    ("foundation: errors, files, the method records, option ranges, the run-folder contract, engine checks, YAML "
+     "files, library errors at upo's boundaries",
      ["upo", "upo.errors", "upo.files", "upo.threads", "upo.failures", "upo.environment", "upo.methods",
-      "upo.config_checks", "upo.run_folder", "upo.engines"]),
+      "upo.config_checks", "upo.run_folder", "upo.engines", "upo.yaml_files", "upo.library_errors"]),
     ("the mathematics: losses, log-probs, the value head", ["upo.losses", "upo.logps", "upo.value_head"]),
     ("models by name: loading, the SmolLM2 conversion, trained run folders", ["upo.models"]),
     ("designer rewards", ["upo.rewards"]),
     ("the objective: which losses a batch gets, the designer target", ["upo.objective"]),
     ("the data path", ["upo.data"]),
     ("preference scorers", ["upo.eval.scorers"]),
-    ("options: UPOConfig, TRL's argument mirrors, upo eval's settings, option parsing",
-     ["upo.legacy_options", "upo.config", "upo.arguments", "upo.trl_config", "upo.eval.settings", "upo.options"]),
+    ("options: UPOConfig, TRL's argument mirrors, upo eval's settings, option parsing, the preflight",
+     ["upo.legacy_options", "upo.config", "upo.arguments", "upo.trl_config", "upo.eval.settings", "upo.option_types",
+      "upo.options", "upo.preflight"]),
     ("training machinery", ["upo.training"]),
     ("the trainer", ["upo.trainer"]),
     ("evaluation", ["upo.eval"]),

@@ -15,6 +15,7 @@ What is checked, from the options:
 * `use_liger_kernel`: liger-kernel; `deepspeed` (or an accelerate config asking for DeepSpeed): deepspeed;
 * `load_in_4bit` / `load_in_8bit` (a bitsandbytes `quantization_config`): bitsandbytes and a CUDA device;
 * `attn_implementation`: flash-attn for `flash_attention_2`, the kernels package for a Hub kernel;
+* `model_init_kwargs`' `device_map`: an accelerator this machine does not have;
 * `optim`: the package of its optimizer (bitsandbytes, GaLore, APOLLO, LOMO, schedule-free, torchao, ...);
 * `lr_scheduler_type` with `lr_scheduler_kwargs`: the scheduler is built once on a stand-in optimizer, so a
   missing or unknown argument is named now;
@@ -28,7 +29,7 @@ import os
 
 from upo.engines import deepspeed_requested
 from upo.errors import ConfigError
-from upo.models.loading import check_quantization_available, offline_mode_variable
+from upo.models.loading import check_device_map, check_quantization_available, offline_mode_variable
 
 # report_to name -> (modules that must import, how to install them)
 TRACKERS = {
@@ -123,18 +124,21 @@ def _attention_problem(attn_implementation) -> str | None:
 
 
 def _optimizer_problem(args) -> str | None:
-    """The optimizer's package, found by building its class (transformers checks the package first)."""
+    """The optimizer's class and arguments, built from the options as the Trainer builds them (transformers checks
+    the package first, then `optim_args`)."""
     from transformers import Trainer
 
     try:
         Trainer.get_optimizer_cls_and_kwargs(args, None)
     except ImportError as error:
         return f"optim {_value(args.optim)} needs a package that is not installed: {_one_line(error)}"
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         text = _one_line(error)
         if "install" in text.lower() or "import" in text.lower():  # grokadamw, anyprecision, torch_xla say so
             return f"optim {_value(args.optim)} needs a package that is not installed: {text}"
-        # Other refusals need the model (GaLore's target modules): named when the optimizer is created.
+        if "model" not in text.lower():  # GaLore, APOLLO and LOMO need the model: checked when it is created
+            return (f"optim {_value(args.optim)} with optim_args {args.optim_args!r}: {text}. Give optim_args as "
+                    "'key=value,key=value' with the optimizer's own arguments, or choose another optim.")
     return None
 
 
@@ -150,9 +154,9 @@ def _scheduler_problem(args) -> str | None:
                       num_training_steps=steps, scheduler_specific_kwargs=args.lr_scheduler_kwargs or {})
     except (ValueError, TypeError, KeyError) as error:
         return (f"lr_scheduler_type {_value(args.lr_scheduler_type)} with lr_scheduler_kwargs "
-                f"{args.lr_scheduler_kwargs or {}}: {_one_line(error)}. Set the arguments it needs in "
-                "lr_scheduler_kwargs (e.g. lr_scheduler_kwargs: {min_lr_rate: 0.1}), or choose another "
-                "lr_scheduler_type.")
+                f"{args.lr_scheduler_kwargs or {}}: {_one_line(error)}. Set lr_scheduler_kwargs to the "
+                "arguments this scheduler takes (cosine_with_min_lr: {min_lr_rate: 0.1} or {min_lr: ...}), or choose "
+                "another lr_scheduler_type.")
     return None
 
 
@@ -195,6 +199,10 @@ def training_problems(args, quantization_config=None, check_hub: bool = True) ->
     init_kwargs = args.model_init_kwargs if isinstance(args.model_init_kwargs, dict) else {}
     problems.append(_quantization_problem(quantization_config or init_kwargs.get("quantization_config")))
     problems.append(_attention_problem(init_kwargs.get("attn_implementation")))
+    try:
+        check_device_map(init_kwargs.get("device_map"))
+    except ConfigError as error:
+        problems.append(str(error))
     problems.append(_optimizer_problem(args))
     problems.append(_scheduler_problem(args))
     if args.push_to_hub and check_hub:

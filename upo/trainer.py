@@ -22,6 +22,7 @@ from upo.data.pipeline import designer_rewards, prepare_preference_data
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
 from upo.legacy_options import LEGACY_TRAINER_ARGUMENTS, refuse_legacy_options
+from upo.library_errors import REFUSALS, refused_by_library
 from upo.logps import forward_logps
 from upo.losses import step_token_counts
 from upo.objective import (
@@ -291,7 +292,14 @@ class UPOTrainer(Trainer):
         return getattr(self.accelerator.unwrap_model(self.model), VALUE_HEAD_PREFIX[:-1], None)
 
     def create_optimizer(self, model=None):
-        optimizer = super().create_optimizer(model)
+        args = self.args
+        given = ", ".join(f"{name} {value!r}" for name, value in (("optim_args", args.optim_args),
+                          ("optim_target_modules", args.optim_target_modules)) if value)
+        with refused_by_library(f"optim {getattr(args.optim, 'value', args.optim)!r}" + (f" with {given}" if given
+                                else ""), "Fix the optimizer's options (optim_args as 'key=value,key=value', "
+                                "optim_target_modules for GaLore and APOLLO), or choose another optim.",
+                                errors=(*REFUSALS, RuntimeError)):
+            optimizer = super().create_optimizer(model)
         if self.value_head is not None:  # its own learning rate: the policy's is far too small for a fresh head
             head = {id(p) for p in self.value_head.parameters()}
             for group in optimizer.param_groups:
@@ -300,6 +308,15 @@ class UPOTrainer(Trainer):
                 {"params": list(self.value_head.parameters()), "lr": self.args.value_learning_rate, "weight_decay": 0.0}
             )
         return optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        args = self.args
+        scheduler = getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)
+        kwargs = args.lr_scheduler_kwargs or {}
+        with refused_by_library(f"lr_scheduler_type {scheduler!r} with lr_scheduler_kwargs {kwargs}",
+                                "Give the scheduler the arguments it takes in lr_scheduler_kwargs, or choose another "
+                                "lr_scheduler_type."):
+            return super().create_scheduler(num_training_steps, optimizer)
 
     def _reference_logps(self, model, inputs) -> torch.Tensor | None:
         """The reference's log-probs of every response, chosen then rejected (2B,); None for a run without one."""

@@ -8,9 +8,11 @@ so that a broken line is reported by file and line number; rows of a dataset by 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +21,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from datasets import Dataset, DatasetDict, load_from_disk
+from datasets.exceptions import DatasetsError
 from datasets.table import InMemoryTable
 
 from upo.data.unpaired import load_unpaired_rows
@@ -30,6 +33,7 @@ from upo.data.validation import (
     row_location,
 )
 from upo.errors import DataError
+from upo.library_errors import library_message
 from upo.models import offline_mode_variable
 
 ACCEPTED_SOURCES = (
@@ -100,6 +104,8 @@ def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
             hub_layout = HubDataset(name, split=split)
             try:
                 return _load_by_name(hub_layout), str(hub_layout), None
+            except SplitFilesError:  # it found the files, and names the one at fault
+                raise
             except DataError as error:
                 cause = " ".join(str(error.__cause__ or error).split())
                 raise DataError(f"{name}: this folder was not written by save_to_disk, and datasets.load_dataset "
@@ -120,8 +126,7 @@ def _load(source, split: str) -> tuple[Dataset, str, list[int] | None]:
             f"{name}: no such local file or folder. Accepted: {ACCEPTED_SOURCES}. For a dataset on the Hugging "
             "Face Hub, give its name as dataset_name (--dataset_name org/name), as in TRL."
         )
-    readers = {".jsonl": _read_json_lines, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}
-    reader = readers.get(path.suffix.lower())
+    reader = READERS.get(path.suffix.lower())
     if reader is None:
         raise DataError(f"{name}: unsupported file type {path.suffix!r}. Accepted: {ACCEPTED_SOURCES}.")
     dataset, line_numbers = reader(path, name)
@@ -133,7 +138,13 @@ def _load_by_name(source: HubDataset) -> Dataset:
     from datasets import load_dataset
 
     try:
-        dataset = load_dataset(source.name, source.config, split=source.split)
+        with _quiet("datasets"):  # its log lines repeat what the error below says, in a traceback's words
+            dataset = load_dataset(source.name, source.config, split=source.split)
+    except DatasetsError as error:  # the files of a split could not be read or joined
+        if Path(source.name).is_dir():
+            _diagnose_local_split(source)  # names the file and line, or the files whose columns differ
+        raise DataError(f"{source}: datasets.load_dataset could not read it ({library_message(error)}). Check its "
+                        "data files: each readable, every file of a split with the same columns.") from error
     except ValueError as error:  # an unknown split or configuration: datasets lists the ones there are
         option = "dataset_config" if "config" in str(error).lower() else "dataset_train_split / dataset_test_split"
         raise DataError(f"{source}: {' '.join(str(error).split())} Set {option} to one of them.") from error
@@ -148,6 +159,58 @@ def _load_by_name(source: HubDataset) -> Dataset:
         raise DataError(f"{source}: load_dataset gave a {type(dataset).__name__}, not a Dataset (streaming is not "
                         "supported: upo scores and validates every row before training).")
     return dataset
+
+
+class SplitFilesError(DataError):
+    """A file of a local folder's split that cannot be read, or files that cannot be joined, named."""
+
+
+@contextlib.contextmanager
+def _quiet(logger_name: str):
+    logger = logging.getLogger(logger_name)
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def split_files(source: HubDataset) -> list[Path]:
+    """The data files of `source`'s split in a local folder, as `load_dataset` finds them (its file-name patterns)."""
+    from datasets.data_files import DataFilesDict, get_data_patterns
+
+    try:
+        files = DataFilesDict.from_patterns(get_data_patterns(source.name), base_path=source.name)
+    except Exception:  # noqa: BLE001 (no pattern matches: load_dataset's own error then says so)
+        return []
+    return [Path(path) for path in files.get(source.split, [])]
+
+
+def _diagnose_local_split(source: HubDataset) -> None:
+    """Read the files of a local folder's split with upo's own readers, which name the file and line of what they
+    cannot read; then compare their columns, and count their rows. Raises `DataError` on the first problem found;
+    returns when the files look fine (the caller reports the library's message)."""
+    files = [path for path in split_files(source) if path.suffix.lower() in READERS]
+    columns, rows = {}, 0
+    for path in files:
+        try:
+            dataset, _ = READERS[path.suffix.lower()](path, str(path))
+        except DataError as error:
+            raise SplitFilesError(f"{source}: {error}") from error
+        columns[path] = dataset.column_names
+        rows += len(dataset)
+    if files:
+        first = files[0]
+        for path in files[1:]:
+            if sorted(columns[path]) != sorted(columns[first]):
+                raise SplitFilesError(
+                    f"{source}: the files of the split do not have the same columns, so they cannot be joined: {path} "
+                    f"has {sorted(columns[path])}, {first} has {sorted(columns[first])}. Give every file the same "
+                    "columns, or move the odd one out of the split.")
+    if files and rows == 0:
+        raise SplitFilesError(f"{source}: no rows: its files ({', '.join(str(p) for p in files)}) hold none. Fill "
+                              "them, or choose another split.")
 
 
 def _pick_split(dataset_dict: DatasetDict, split: str, name: str) -> Dataset:
@@ -386,3 +449,6 @@ def _read_parquet(path: Path, name: str) -> tuple[Dataset, None]:
     except (pa.ArrowInvalid, OSError) as error:
         raise DataError(f"{name}: not a readable Parquet file ({error}).") from error
     return Dataset(InMemoryTable(table)), None
+
+
+READERS = {".jsonl": _read_json_lines, ".json": _read_json, ".csv": _read_csv, ".parquet": _read_parquet}

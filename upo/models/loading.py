@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from upo.errors import ConfigError, ModelResolutionError
+from upo.library_errors import library_message, refused_by_library
 from upo.models.smollm2 import SMOLLM2_DESCRIPTION, SMOLLM2_NAME, converted_folder
 
 # The models upo knows by a short name.
@@ -148,6 +149,29 @@ def check_quantization_available(config) -> None:
         )
 
 
+def _accelerator_devices(device_map) -> list:
+    """The entries of a `device_map` that name an accelerator (an index, "cuda", "cuda:1", a torch.device)."""
+    values = list(device_map.values()) if isinstance(device_map, dict) else [device_map]
+    return [value for value in values if (isinstance(value, int) and not isinstance(value, bool))
+            or str(value).startswith(("cuda", "xpu", "npu", "mps"))]
+
+
+def check_device_map(device_map, option: str = "model_init_kwargs device_map") -> None:
+    """Refuse a `device_map` that places the model on accelerators this machine does not have, before any weights
+    load (torch would raise "Torch not compiled with CUDA enabled" from deep inside the loading)."""
+    named = _accelerator_devices(device_map) if device_map is not None else []
+    if not named:
+        return
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    available = accelerator.is_available() if accelerator is not None else torch.cuda.is_available()
+    if not available:
+        raise ConfigError(f"{option} {device_map!r} places the model on an accelerator ({named[0]!r}), but this "
+                          "machine has none (no CUDA or other accelerator device is available): remove device_map "
+                          "(the Trainer places the model on its device), or set it to 'cpu'.")
+
+
 def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None, trust_remote_code: bool = False,
                    attn_implementation: str | None = None, quantization=None, device_map=None, **kwargs):
     """`AutoModelForCausalLM.from_pretrained` for a local folder, a Hub ID or a known name (see `resolve_model_path`).
@@ -161,6 +185,7 @@ def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None
     from safetensors import SafetensorError
     from transformers import AutoModelForCausalLM
 
+    check_device_map(device_map)
     if kwargs.get("quantization_config") is not None:
         if quantization is not None:
             raise ConfigError("quantization and quantization_config are both given: pass one.")
@@ -178,7 +203,14 @@ def load_causal_lm(name_or_path: str, *, dtype=None, revision: str | None = None
                "quantization_config": quantization, "device_map": device_map}
     options = {key: value for key, value in options.items() if value is not None}
     try:
-        return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options, **kwargs)
+        # from_pretrained hands the keys it does not know to the model's config, then to its class, which raises a
+        # TypeError: the keys are the user's model_init_kwargs (the others are upo's own options).
+        with refused_by_library(f"model_init_kwargs {{{', '.join(map(repr, kwargs))}}} for the model {name_or_path!r}",
+                                "Remove the keys from_pretrained and the model do not take (from_pretrained's own: "
+                                "revision, dtype, attn_implementation, device_map, low_cpu_mem_usage, ...; or a field "
+                                "of the model's config.json).", errors=(TypeError,) if kwargs else ()):
+            return AutoModelForCausalLM.from_pretrained(path, trust_remote_code=trust_remote_code, **options,
+                                                        **kwargs)
     except pickle.UnpicklingError as error:  # torch's weights_only load refused a pickle that would run code
         raise ModelResolutionError(
             f"Cannot load the model {name_or_path!r}: its weights file is a pickle holding more than tensors, which "
@@ -216,5 +248,36 @@ def load_tokenizer(name_or_path: str, *, revision: str | None = None, trust_remo
         kwargs["revision"] = revision
     try:
         return AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, **kwargs)
-    except (OSError, ValueError) as error:
-        raise ModelResolutionError(f"Cannot load the tokenizer of {name_or_path!r}: {_one_line(error)}") from error
+    except (OSError, ValueError, TypeError) as error:
+        folder = _local_folder(path, revision)
+        files = sorted(p.name for p in folder.iterdir()) if folder is not None else []
+        if folder is not None and not any(_is_tokenizer_file(name) for name in files):
+            raise ModelResolutionError(
+                f"Cannot load the tokenizer of {name_or_path!r}: its folder {folder} holds no tokenizer files (it has "
+                f"{', '.join(files) or 'nothing'}; a tokenizer is tokenizer.json or tokenizer_config.json with its "
+                "vocabulary). Download them with the model (`hf download " + (
+                    f"{name_or_path}`" if not os.path.isdir(path) else "ORG/NAME --local-dir FOLDER`") +
+                "), copy the tokenizer of the model it was trained from into the folder, or pass the tokenizer as "
+                "processing_class.") from error
+        raise ModelResolutionError(f"Cannot load the tokenizer of {name_or_path!r}: "
+                                   f"{library_message(error)}") from error
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "merges.txt",
+                   "tokenizer.model", "spiece.model", "sentencepiece.bpe.model")
+
+
+def _is_tokenizer_file(name: str) -> bool:
+    return name in TOKENIZER_FILES or name.endswith((".tiktoken", ".gguf"))
+
+
+def _local_folder(path: str, revision: str | None):
+    """The folder `from_pretrained` reads for `path`: itself, or its snapshot in the Hub cache; None when unknown."""
+    from pathlib import Path
+
+    if os.path.isdir(path):
+        return Path(path)
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(path, "config.json", revision=revision)
+    return Path(cached).parent if isinstance(cached, str) else None

@@ -7,6 +7,7 @@ import torch
 
 from upo.config import UPOConfig
 from upo.errors import ConfigError
+from upo.library_errors import refused_by_library
 from upo.models import load_causal_lm, load_tokenizer
 
 
@@ -20,6 +21,22 @@ def freeze_reference(ref_model: torch.nn.Module, args: UPOConfig) -> None:
     ref_model.eval().requires_grad_(False)
     if args.disable_dropout:
         disable_dropout(ref_model)
+
+
+def _adapter_options(peft_config) -> str:
+    names = ("target_modules", "target_parameters", "modules_to_save", "layers_to_transform")
+    given = {name: getattr(peft_config, name, None) for name in names}
+    given = {name: sorted(value) if isinstance(value, set) else value for name, value in given.items() if value}
+    return "The LoRA adapter (" + ", ".join(f"lora_{k}={v!r}" if not k.startswith("layers") else f"{k}={v!r}"
+                                             for k, v in given.items()) + ")"
+
+
+def _adapter_fix(model) -> str:
+    """The model's linear modules by their last name, which is what lora_target_modules matches."""
+    names = sorted({name.rpartition(".")[2] for name, module in model.named_modules()
+                    if isinstance(module, torch.nn.Linear) and name})
+    return (f"This model's linear modules are {', '.join(names) or 'none'}: set lora_target_modules to some of "
+            "them, or to all-linear (every linear layer but the output head).")
 
 
 def prepare_models(model, ref_model, args: UPOConfig, processing_class, peft_config, quantization_config):
@@ -61,7 +78,8 @@ def prepare_models(model, ref_model, args: UPOConfig, processing_class, peft_con
                 model, use_gradient_checkpointing=bool(args.gradient_checkpointing),
                 gradient_checkpointing_kwargs=args.gradient_checkpointing_kwargs)
         set_seed(args.seed)  # the adapter's random init follows `seed`, not whatever ran before
-        model = get_peft_model(model, peft_config)
+        with refused_by_library(_adapter_options(peft_config), lambda: _adapter_fix(model)):
+            model = get_peft_model(model, peft_config)
     if args.gradient_checkpointing and hasattr(model, "enable_input_require_grads") and (
             peft_config is not None or hasattr(model, "peft_config")):
         # The frozen embeddings' output needs a grad, or a checkpointed layer passes none to the adapters inside
