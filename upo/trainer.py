@@ -44,6 +44,7 @@ from upo.training.checkpointing import (
     resolve_resume_checkpoint,
     write_completion_marker,
 )
+from upo.training.compatibility import check_data_fits_model, check_resume_fits
 from upo.training.distributed import check_launch, enable_sharding_on_cpu, prepare_reference_model
 from upo.training.fsdp import without_tied_copies
 from upo.training.gradients import EngineHeadGradient, clip_gradients, unscale_once
@@ -156,6 +157,14 @@ class UPOTrainer(Trainer):
             elif eval_dataset is not None:
                 eval_data = self._prepare_eval_data(eval_dataset, tokenizer, args)
 
+        # Token ids and lengths the model (and a reference of its own) can take, before any forward pass.
+        fitted = {train.report.source: train.dataset, **({prepared.report.source: eval_data} if eval_data else {})}
+        named = f" {self.model_name_or_path}" if self.model_name_or_path else ""
+        for which, checked in ((f"the model{named} (model_name_or_path)", model), ("the reference model (ref_model)",
+                                                                                   ref_model)):
+            if isinstance(checked, torch.nn.Module):
+                check_data_fits_model(checked, which, fitted, tokenizer.pad_token_id, args.max_length,
+                                      args.pad_to_multiple_of, not (args.shared_prompt or args.padding_free))
         self.is_peft = peft_config is not None or hasattr(model, "peft_config")
         self.precomputed_ref = self.uses_reference and bool(
             args.precompute_ref_log_probs or "ref_chosen_logps" in train.dataset.column_names)
@@ -220,6 +229,9 @@ class UPOTrainer(Trainer):
         # Only a complete checkpoint (upo.training.checkpointing): True means the last complete one, not the last
         # folder.
         resume_from_checkpoint = resolve_resume_checkpoint(resume_from_checkpoint, out)
+        if resume_from_checkpoint is not None:  # its model and objective are this run's, before transformers loads it
+            check_resume_fits(resume_from_checkpoint, self.model, self._run_config(), self.is_peft,
+                              self.model_name_or_path)
         with refusing_unsafe_pickles(resume_from_checkpoint), noting_interruption(out, lambda: self.state.global_step):
             return super().train(resume_from_checkpoint=resume_from_checkpoint, **kwargs)
 
@@ -447,15 +459,20 @@ class UPOTrainer(Trainer):
             return
         if head:
             save_file(head, os.path.join(output_dir, VALUE_HEAD))
-        config = self.args.to_dict()
-        config["model_name_or_path"] = self.model_name_or_path  # upo.models.base_model_name_or_path reads it
-        config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
+        config = self._run_config()
         if self.designer_stats is not None:
             config["designer_reward_stats"] = self.designer_stats.to_dict()
         if self.designer_temperature is not None:  # how designer_target became aw_temperature
             config["designer_temperature"] = dataclasses.asdict(self.designer_temperature)
         atomic_write_json(os.path.join(output_dir, UPO_CONFIG), config, indent=2, default=str)
         write_model_card(output_dir, self)
+
+    def _run_config(self) -> dict:
+        """The options as upo_config.json records them: with the base model and the reward functions' names."""
+        config = self.args.to_dict()
+        config["model_name_or_path"] = self.model_name_or_path  # upo.models.base_model_name_or_path reads it
+        config["reward_funcs"] = [getattr(f, "__name__", str(f)) if callable(f) else f for f in self.reward_funcs]
+        return config
 
     def _save_checkpoint(self, model, trial) -> None:
         # Marked complete only once every rank has written every file: a kill mid-save leaves no usable-looking folder.
