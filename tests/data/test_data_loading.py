@@ -325,7 +325,7 @@ def test_missing_column_lists_found_columns_and_formats(tmp_path):
     "bad_row, message",
     [
         ({"chosen": 3}, r"row 1 \(line 2\), column 'chosen': an int \(3\), expected a string or a list"),
-        ({"rejected": " \n"}, r"row 1 \(line 2\), column 'rejected': empty or whitespace only"),
+        ({"rejected": " \n"}, r"row 1 \(line 2\), column 'rejected': empty, or only whitespace or invisible"),
         ({"rejected": None}, r"row 1 \(line 2\), column 'rejected': the value is missing"),
         ({"chosen": [assistant("x")]}, r"row 1 \(line 2\), column 'chosen': a conversational value, but row 0"),
     ],
@@ -370,7 +370,7 @@ def conversation(prompt=None, chosen=None, rejected=None):
         (conversation(chosen=[{"role": "bot", "content": "x"}]), r"'chosen', message 0: role 'bot' is not one"),
         (conversation(prompt=[user("Hi"), {"role": "user"}]), r"'prompt', message 1: no 'content'"),
         (conversation(rejected=[{"role": "assistant", "content": 5}]), r"'rejected', message 0: 'content' is an int"),
-        (conversation(rejected=[assistant("  ")]), r"'rejected': empty or whitespace only"),
+        (conversation(rejected=[assistant("  ")]), r"'rejected': empty, or only whitespace or invisible characters"),
         (conversation(prompt="Hi"), r"'prompt': a standard value, but row 0 of 'chosen' is conversational"),
     ],
 )
@@ -428,3 +428,40 @@ def test_integer_too_large_for_arrow(tmp_path):
     with pytest.raises(DataError, match=r"pairs\.jsonl, row 5 \(line 6\), column 'meta': "
                        r"the integer 1180591620717411303424 does not fit in 64 bits"):
         load_preference_pairs(path)
+
+
+@pytest.mark.parametrize("value, shown", [
+    ("\u200b\u200b", "\\u200b\\u200b"), ("\ufeff \u2060", "\\ufeff \\u2060"), ("\u3164", "\\u3164"),
+    ("\u00ad\u200d", "\\xad\\u200d")], ids=["zero-width-spaces", "bom-and-word-joiner", "hangul-filler", "soft-hyphen"])
+def test_a_response_made_only_of_invisible_characters_is_empty(tmp_path, value, shown):
+    """str.strip() keeps zero-width spaces, joiners, byte-order marks and blank letters: such a response looked like
+    text and trained as one."""
+    path = write_jsonl(tmp_path / "pairs.jsonl", [{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."},
+                                                 {"prompt": "Hi?", "chosen": value, "rejected": "No."}])
+    with pytest.raises(DataError) as error:
+        load_preference_pairs(path)
+    assert str(error.value).startswith(f"{path}, row 1 (line 2), column 'chosen': empty, or only whitespace or "
+                                       f"invisible characters ('{shown}')")
+    visible = [{"prompt": "Hi?", "chosen": "\u200bOK", "rejected": "No"}]  # something visible besides: text
+    load_preference_pairs(write_jsonl(tmp_path / "ok.jsonl", visible))
+
+
+def test_a_lone_surrogate_in_a_json_line_names_the_row_and_column(tmp_path):
+    path = tmp_path / "pairs.jsonl"
+    path.write_text('{"prompt": "Hi?", "chosen": "Hello.", "rejected": "No."}\n'
+                    '{"prompt": "Hi?", "chosen": "A smile \\ud83d.", "rejected": "No."}\n')
+    with pytest.raises(DataError) as error:
+        load_preference_pairs(path)
+    assert str(error.value).startswith(f"{path}, row 1 (line 2), column 'chosen': the text holds a lone surrogate "
+                                       "(A smile \\ud83d.), half of a character written as a JSON escape")
+    path.write_text('{"prompt": "Hi?", "chosen": "A smile \\ud83d\\ude00.", "rejected": "No."}\n')  # a whole pair
+    assert load_preference_pairs(path)[0][0]["chosen"] == "A smile \U0001f600."
+
+
+def test_another_dialects_roles_are_named_with_their_equivalent(tmp_path):
+    rows = [{"prompt": [{"role": "human", "content": "Hi?"}], "chosen": [{"role": "gpt", "content": "Hello."}],
+             "rejected": [{"role": "gpt", "content": "No."}]}]
+    with pytest.raises(DataError, match=r"row 0 \(line 1\), column 'prompt', message 0: role 'human' is not one of "
+                                        r"\['system', 'user', 'assistant', 'tool'\] \(another dialect's name: use "
+                                        r"'user'\)"):
+        load_preference_pairs(write_jsonl(tmp_path / "pairs.jsonl", rows))

@@ -14,6 +14,7 @@ import io
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -354,6 +355,13 @@ def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None
             )
         try:
             return Dataset.from_dict(columns)
+        except UnicodeEncodeError:  # a lone surrogate: text no UTF-8 file can hold, so Arrow cannot either
+            row, key, text = _first_lone_surrogate(columns)
+            raise DataError(
+                f"{row_location(name, row, line_numbers)}, column '{key}': the text holds a lone surrogate "
+                f"({_surrogate_context(text)}), half of a character written as a JSON escape (\\ud83d without its "
+                "pair), which is not text. Fix how the file is written (the tool cut a character in two), or remove "
+                "the escape.") from None
         except (pa.ArrowInvalid, pa.ArrowTypeError) as error:  # a clash below the top level (inside messages)
             arrow_error = error
     pair_values = {key: columns[key] for key in PAIR_COLUMNS if key in columns}
@@ -366,6 +374,31 @@ def _rows_to_dataset(rows: list[dict], name: str, line_numbers: list[int] | None
             f"{first_kind}. Every row must give each column one type (all numbers, all strings, ...)."
         )
     raise DataError(f"{name}: rows disagree on the type of a column ({arrow_error}).") from arrow_error
+
+
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+
+
+def _first_lone_surrogate(columns: dict[str, list]) -> tuple[int, str, str]:
+    """(row, column, text) of the first string holding a lone surrogate, anywhere in a value (messages included)."""
+
+    def found(value) -> str | None:
+        if isinstance(value, str):
+            return value if _SURROGATE.search(value) else None
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        return next((text for child in children if (text := found(child)) is not None), None)
+
+    for key, values in columns.items():
+        for row, value in enumerate(values):
+            text = found(value)
+            if text is not None:
+                return row, key, text
+    raise AssertionError("no lone surrogate found")  # only called when Arrow refused one
+
+
+def _surrogate_context(text: str) -> str:
+    at = _SURROGATE.search(text).start()
+    return text[max(0, at - 20):at + 20].encode("utf-8", "backslashreplace").decode()
 
 
 _INT64 = (-(2**63), 2**63 - 1)

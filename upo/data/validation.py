@@ -7,6 +7,7 @@ chosen and rejected, split exactly as TRL 1.16's `trl.data_utils.extract_prompt`
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -164,8 +165,8 @@ def _append_implicit_split(pairs: dict[str, list], chosen: Any, rejected: Any, w
     for column, response in (("chosen", chosen_response), ("rejected", rejected_response)):
         if not _has_text(response):
             raise DataError(
-                f"{where}, column '{column}': the response is empty or whitespace only once the prompt shared "
-                "with the other response is removed. Fix the row or remove it."
+                f"{where}, column '{column}': the response is empty, or only whitespace or invisible characters, once "
+                "the prompt shared with the other response is removed. Fix the row or remove it."
             )
     pairs["prompt"].append(prompt)
     pairs["chosen"].append(chosen_response)
@@ -213,16 +214,31 @@ def _check_value(value: Any, where: str) -> None:
         )
     if not _has_text(value):
         raise DataError(
-            f"{where}: empty or whitespace only. Empty values are errors, not dropped rows, because they "
-            "usually mean a broken export: fix the row or remove it."
+            f"{where}: empty, or only whitespace or invisible characters ({_invisible_preview(value)}). Empty values "
+            "are errors, not dropped rows, because they usually mean a broken export: fix the row or remove it."
         )
 
 
-def _check_message(message: Any, where: str) -> None:
+# Other chat dialects' names for the roles and keys (ShareGPT's `from` / `value`, `human` / `gpt`; `bot`; `model`).
+DIALECT_ROLES = {"human": "user", "gpt": "assistant", "bot": "assistant", "model": "assistant", "ai": "assistant",
+                 "chatgpt": "assistant", "system_prompt": "system", "function": "tool", "observation": "tool"}
+
+
+def check_message(message: Any, where: str) -> None:
+    """One `{"role", "content"}` message: a dict, a role of `MESSAGE_ROLES`, text content. Another dialect's keys or
+    roles (ShareGPT's `{"from": "human", "value": ...}`) are named with their equivalents."""
     if not isinstance(message, dict):
         raise DataError(f"{where}: {_described(message)}, expected a dict with 'role' and 'content'.")
-    if message.get("role") not in MESSAGE_ROLES:
-        raise DataError(f"{where}: role {message.get('role')!r} is not one of {list(MESSAGE_ROLES)}.")
+    if message.get("role") is None and message.get("from") is not None and "value" in message:  # (Arrow may add
+        # the other dialect's keys, as None, to every message of the column)
+        raise DataError(f"{where}: a ShareGPT-style message ('from', 'value'); upo reads {{'role', 'content'}} "
+                        "messages, as TRL does: convert them (from -> role with human -> user, gpt -> assistant; "
+                        "value -> content).")
+    role = message.get("role")
+    if role not in MESSAGE_ROLES:
+        equivalent = DIALECT_ROLES.get(str(role).lower()) if isinstance(role, str) else None
+        hint = f" (another dialect's name: use {equivalent!r})" if equivalent else ""
+        raise DataError(f"{where}: role {role!r} is not one of {list(MESSAGE_ROLES)}{hint}.")
     content = message.get("content")
     if content is None:
         raise DataError(f"{where}: no 'content' (absent or null). Every message needs its text in 'content'.")
@@ -230,14 +246,41 @@ def _check_message(message: Any, where: str) -> None:
         raise DataError(f"{where}: 'content' is {_described(content)}, expected a string.")
 
 
+_check_message = check_message  # the name it had
+
+
+def check_value(value: Any, where: str) -> None:
+    """One prompt, chosen or rejected value: text or a list of messages, with something visible in it."""
+    _check_value(value, where)
+
+
 def _value_format(value: str | list) -> str:
     return "conversational" if isinstance(value, list) else "standard"
 
 
+# Characters with no glyph that str.strip() keeps: format characters (zero-width space and joiners, word joiner,
+# byte-order mark, soft hyphen), controls, unassigned code points, lone marks; and letters drawn blank.
+_INVISIBLE_CATEGORIES = ("Zs", "Zl", "Zp", "Cc", "Cf", "Cn", "Cs", "Mn", "Me")
+_BLANK_LETTERS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
+def visible_text(text: str) -> bool:
+    """True when `text` holds a character a reader can see (not only spaces, zero-width or control characters)."""
+    if text.isascii():
+        return bool(text.strip())
+    return any(c not in _BLANK_LETTERS and unicodedata.category(c) not in _INVISIBLE_CATEGORIES for c in text)
+
+
 def _has_text(value: str | list) -> bool:
     if isinstance(value, str):
-        return bool(value.strip())
-    return any(message["content"].strip() for message in value)
+        return visible_text(value)
+    return any(visible_text(message["content"]) for message in value)
+
+
+def _invisible_preview(value: str | list) -> str:
+    text = value if isinstance(value, str) else "".join(m["content"] for m in value)
+    shown = text.encode("ascii", "backslashreplace").decode()
+    return f"'{shown[:40]}{'...' if len(shown) > 40 else ''}'"
 
 
 def _unit(value: str | list) -> str:
