@@ -65,6 +65,7 @@ def train(argv: list[str]) -> None:
 def score(argv: list[str]) -> None:
     from upo.data.loading import load_preference_pairs
     from upo.rewards import score_designer_rewards
+    from upo.rewards.guard import DEFAULT_TIMEOUT
     from upo.rewards.report import format_reward_report, reward_report
 
     parser = argparse.ArgumentParser(
@@ -75,8 +76,8 @@ def score(argv: list[str]) -> None:
     parser.add_argument("dataset", help="A .jsonl/.json/.csv/.parquet file or a saved dataset folder.")
     parser.add_argument("--reward_funcs", nargs="+", required=True, help="Built-in names or dotted import paths.")
     parser.add_argument("--split", default="train")
-    parser.add_argument("--reward_timeout", type=float, default=None,
-                        help="Seconds one call of a reward function may take; default no limit.")
+    parser.add_argument("--reward_timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help=f"Seconds one call of a reward function may take; default {DEFAULT_TIMEOUT:g}.")
     args = parser.parse_args(argv)
     dataset, report = load_preference_pairs(args.dataset, split=args.split)
     print(report.summary())

@@ -25,6 +25,7 @@ from upo.errors import ConfigError
 from upo.legacy_options import refuse_legacy_options, rename_deprecated_model_kwargs
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 from upo.rewards.builtin import builtin_names
+from upo.rewards.guard import DEFAULT_TIMEOUT
 
 
 @dataclass
@@ -263,9 +264,11 @@ class UPOConfig(TrainingArguments):
     reward_timeout: Annotated[
         float | None, Range(low=0, low_open=True, none_ok=True, meaning="seconds per call; None: no limit")
     ] = field(
-        default=None,
-        metadata={"help": "Seconds one call of a reward function may take; past it the run stops, naming the function "
-                  "and the rows. None: no limit."},
+        default=DEFAULT_TIMEOUT,
+        metadata={"help": f"Seconds one call of a reward function may take (one call scores a batch of up to 256 "
+                  f"pairs); past it the run stops, naming the function and the rows. Default {DEFAULT_TIMEOUT:g} (an "
+                  "hour: a function that never returns does not hold the machine forever); null (in YAML) or None: no "
+                  "limit."},
     )
     reward_cache_dir: str | None = field(
         default=None,

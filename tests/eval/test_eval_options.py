@@ -40,8 +40,10 @@ def test_every_former_flag_keeps_its_name_and_default():
     for options in read_eval_options(["--model", "m"]):
         parsed.update(dataclasses.asdict(options))
     assert {name: parsed[name] for name in FORMER_DEFAULTS} == FORMER_DEFAULTS
-    assert set(parsed) - set(FORMER_DEFAULTS) == {"standardize_rewards"}  # the one flag added, default as before
-    assert parsed["standardize_rewards"] is True
+    # The flags added since: one of the evaluation, and the bounds of user functions and of the judge's requests
+    added = {"standardize_rewards": True, "reward_timeout": 3600.0, "scorer_timeout": 3600.0, "judge_timeout": 60.0,
+             "judge_retries": 2, "judge_deadline": None}
+    assert {name: parsed[name] for name in set(parsed) - set(FORMER_DEFAULTS)} == added
     args, _, settings = read_eval_options(["--model", "a", "b", "--do_sample", "--trust_remote_code",
                                            "--reward_funcs", "length", "--max_new_tokens", "4"])
     assert args.model == ["a", "b"] and args.trust_remote_code and settings.do_sample

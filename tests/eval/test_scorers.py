@@ -74,8 +74,8 @@ def test_a_classifier_with_two_labels_is_not_a_reward_model(tmp_path):
 def test_function_scorer_follows_the_reward_function_contract():
     scorer = build_preference_scorer(ScorerArguments("function:helpers.words_in_reply"))
     assert scorer.score_replies(PROMPTS, REPLIES, [{}] * 3) == [2.0, 4.0, 6.0]
-    scores = scorer.score_replies(PROMPTS[:1], [""], [{}])
-    assert scores[0] != scores[0]  # None: no opinion (NaN), a tie in the win rate
+    scores = scorer.score_replies(PROMPTS[:2], ["", "two words"], [{}] * 2)
+    assert scores[0] != scores[0] and scores[1] == 2.0  # None: no opinion (NaN), a tie in the win rate
     with pytest.raises(ConfigError, match="could not be imported"):
         build_preference_scorer(ScorerArguments("function:helpers.no_such_function"))
     with pytest.raises(ConfigError, match="unknown kind 'oracle'"):
@@ -141,8 +141,10 @@ def test_judge_asks_both_orders_and_counts_ties_as_halves(judge_url, monkeypatch
     # A judge that always picks the first position: its bias cancels, every prompt is a tie.
     Judge.answer = "A"
     assert judge.compare(PROMPTS, replies[:3], reference[:3], [{}] * 3) == [0.5, 0.5, 0.5]
-    Judge.answer = "Neither, they are both fine"
-    assert judge.compare(PROMPTS[:1], replies[:1], reference[:1], [{}]) == [0.5] and judge.unparsed == 2
+    Judge.answer = "Neither, they are both fine"  # answers that never parse: refused, not a tie throughout
+    with pytest.raises(UPOError, match="none of its 2 answers says A, B or tie"):
+        judge.compare(PROMPTS[:1], replies[:1], reference[:1], [{}])
+    assert judge.unparsed == 2
 
 
 def test_judge_template_model_and_server_errors_are_one_line(judge_url, tmp_path):

@@ -286,7 +286,7 @@ def test_reward_function_returning_a_column_vector():
         return np.zeros((len(completions), 1))
 
     with pytest.raises(RewardFunctionError,
-                       match=r"'column' returned array\(\[0\.\]\) for row 0 \(the chosen response\)"):
+                       match=r"'column' returned a ndarray of shape \(4, 1\) for rows 0-1: expected a list of 4"):
         score_two_pairs(column)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from upo.data.loading import HubDataset, load_rows
-from upo.data.validation import is_conversational, split_implicit_prompt
+from upo.data.validation import check_message, check_value, is_conversational, split_implicit_prompt, visible_text
 from upo.errors import DataError
 from upo.rewards.completions import completion_text
 
@@ -48,13 +48,16 @@ class EvalData:
     source: str
     layout: str
     reference_column: str | None
+    identical_pairs: int = 0  # rows whose chosen equals their rejected: no preference, left out of the accuracy
 
     def describe(self) -> str:
         reference = f"reference answers from {self.reference_column!r}" if self.reference_column else \
             "no reference answers"
         pairs = sum(1 for r in self.rows if r.get("chosen") is not None)
+        identical = (f", {self.identical_pairs} more with chosen identical to rejected, left out of the "
+                     "implicit-reward accuracy" if self.identical_pairs else "")
         return (f"{len(self.rows)} evaluation prompts from {self.source} ({self.layout}; {reference}; "
-                f"{pairs} with chosen and rejected)")
+                f"{pairs} with chosen and rejected{identical})")
 
 
 def load_eval_data(source: str | os.PathLike | None = None, dataset_name: str | None = None,
@@ -76,13 +79,17 @@ def load_eval_data(source: str | os.PathLike | None = None, dataset_name: str | 
     if reference_column is None:
         reference_column = next((c for c in DEFAULT_REFERENCE_COLUMNS if c in columns), None)
     layout = _layout(columns, prompt_column, dataset[0])
-    rows = []
+    rows, identical = [], 0
     for index, raw in enumerate(dataset):
         where = f"{name}, row {index}" + (f" (line {line_numbers[index]})" if line_numbers else "")
-        rows.append(normalize_eval_row(raw, where, prompt_column, reference_column))
+        row = normalize_eval_row(raw, where, prompt_column, reference_column)
+        if row.get("chosen") is not None and row["chosen"] == row.get("rejected"):  # as training drops them
+            row["chosen"] = row["rejected"] = None
+            identical += 1
+        rows.append(row)
     if reference_column is None and layout == "conversations":
         reference_column = "messages (the last assistant message)"
-    return EvalData(rows, name, layout, reference_column)
+    return EvalData(rows, name, layout, reference_column, identical)
 
 
 def _load_raw(source, dataset_name, dataset_config, split):
@@ -132,8 +139,10 @@ def normalize_eval_row(raw: dict, where: str, prompt_column: str = "prompt",
     row = {k: v for k, v in raw.items() if k not in (prompt_column, "chosen", "rejected")}
     prompt, chosen, rejected = raw.get(prompt_column), raw.get("chosen"), raw.get("rejected")
     if chosen is not None and rejected is not None:
+        for column, value in (("chosen", chosen), ("rejected", rejected)):
+            check_value(value, f"{where}, column {column!r}")  # as training checks them: text, messages, roles
         if prompt is None or (is_conversational(chosen) and not is_conversational(prompt)):
-            if chosen == rejected:  # nothing to split on: the prompt is all but the last message
+            if chosen == rejected:  # nothing to split on: the prompt is all but the last turn
                 prompt, chosen, rejected = _split_last_turn(chosen, where), None, None
             else:
                 prompt, chosen, rejected = split_implicit_prompt(chosen, rejected)
@@ -150,12 +159,21 @@ def normalize_eval_row(raw: dict, where: str, prompt_column: str = "prompt",
     _check_prompt(prompt, where, prompt_column)
     row["prompt"] = prompt
     if reference_column is not None and raw.get(reference_column) is not None:
-        row["reference_answer"] = completion_text(raw[reference_column]).strip()
+        answer = completion_text(raw[reference_column]).strip()
+        if visible_text(answer):  # an empty answer is no reference answer
+            row["reference_answer"] = answer
     return row
 
 
-def _split_last_turn(messages: list[dict], where: str) -> list[dict]:
-    """The messages before the last assistant message (a conversation's prompt)."""
+def _split_last_turn(messages: list[dict] | str, where: str) -> list[dict] | str:
+    """The messages before the last assistant message (a conversation's prompt); of an Anthropic-HH text, the text up
+    to its last "Assistant:"."""
+    if isinstance(messages, str):
+        cut = messages.rfind("\n\nAssistant:")
+        if cut <= 0:
+            raise DataError(f"{where}: chosen and rejected are the same text and there is no prompt column, so nothing "
+                            "tells the prompt from the reply. Add a prompt column, or remove the row.")
+        return messages[:cut + len("\n\nAssistant:")]
     last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=None)
     if last is None or last == 0:
         raise DataError(f"{where}: the conversation has no assistant reply after a prompt. {LAYOUTS_HELP}")
@@ -163,14 +181,20 @@ def _split_last_turn(messages: list[dict], where: str) -> list[dict]:
 
 
 def _check_prompt(prompt: Any, where: str, column: str) -> None:
+    """A prompt as training checks one: text, or messages with training's roles and text content; something visible."""
     if isinstance(prompt, str):
-        if not prompt.strip():
-            raise DataError(f"{where}, column {column!r}: the prompt is empty. Fix the row or remove it.")
+        if not visible_text(prompt):
+            raise DataError(f"{where}, column {column!r}: the prompt is empty, or only whitespace or invisible "
+                            "characters. Fix the row or remove it.")
         return
-    if not (isinstance(prompt, list) and prompt and all(isinstance(m, dict) and "role" in m and "content" in m
-                                                        for m in prompt)):
+    if not (isinstance(prompt, list) and prompt):
         raise DataError(f"{where}, column {column!r}: {str(prompt)[:60]!r} is neither text nor a list of "
                         f"{{'role', 'content'}} messages. {LAYOUTS_HELP}")
+    for index, message in enumerate(prompt):
+        check_message(message, f"{where}, column {column!r}, message {index}")
+    if not any(visible_text(message["content"]) for message in prompt):
+        raise DataError(f"{where}, column {column!r}: every message is empty, or only whitespace or invisible "
+                        "characters. Fix the row or remove it.")
 
 
 # Anthropic HH's layout: "\n\nHuman: ...\n\nAssistant: ...\n\nHuman: ...\n\nAssistant:".

@@ -31,17 +31,18 @@ from upo.eval.scorers import build_preference_scorer
 from upo.eval.scorers.similarity import HumanReplySimilarity, SimilarityScorer
 from upo.eval.settings import DEFAULT_EVAL_DATA, EvalSettings, ScorerArguments
 from upo.eval.tables import side_by_side
-from upo.eval.tracking import log_evaluation
+from upo.eval.tracking import SUPPORTED_TRACKERS, log_evaluation
 from upo.files import atomic_write_json, atomic_write_text
 from upo.methods import generation_prefix
 from upo.models import SMOLLM2_NAME, load_model
 from upo.models.trained import default_reference
 from upo.options import read_eval_options
+from upo.preflight import check_evaluation
 from upo.rewards import resolve_reward_funcs, reward_func_name
 from upo.rewards.standardization import DesignerStandardization, fit_designer_standardization
-from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, read_run_config
+from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, MODEL_CARD, read_run_config
 from upo.threads import choose_num_threads
-from upo.training.model_card import add_eval_results
+from upo.training.model_card import add_eval_results, read_model_card
 
 REFERENCE = "reference"
 
@@ -133,7 +134,8 @@ class Evaluator:
         replies = [r[0] for r in generations.replies]
         kls = [k[0] for k in generations.kls] if comparable else [math.nan] * len(replies)
         counts = [c[0] for c in generations.token_counts]
-        objectives = score_objectives(self.prompts, replies, s.reward_funcs, self.rows) if s.reward_funcs else {}
+        objectives = score_objectives(self.prompts, replies, s.reward_funcs, self.rows,
+                                      s.reward_timeout) if s.reward_funcs else {}
         if self.scale is None:  # standardised on the reference's replies: the reference comes first
             self.scale = DesignerStandardization.fit(objectives, s.reward_weights, s.standardize_rewards)
         designer = self.scale.designer_score(objectives) if self.scale.names else [math.nan] * len(replies)
@@ -221,6 +223,12 @@ def finite_or_none(value):
 def main(argv: list[str]) -> None:
     """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
     args, scoring, settings = read_eval_options(argv, description=__doc__.split("\n\n")[0])
+    # Before anything loads: the trackers' packages, and the model cards it will add results to.
+    check_evaluation(args.report_to, SUPPORTED_TRACKERS)
+    if args.update_model_card:
+        for path in args.model:
+            if (Path(path) / MODEL_CARD).is_file():
+                read_model_card(Path(path) / MODEL_CARD)
     choose_num_threads(args.num_threads)
     config = read_run_config(args.model[0]) or {}
     if not settings.reward_funcs:  # the first run's objectives (and weights, unless given)

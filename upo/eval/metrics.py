@@ -25,15 +25,18 @@ from upo.data.tokenization import tokenize_dataset
 from upo.errors import RewardFunctionError
 from upo.logps import forward_logps
 from upo.rewards import resolve_reward_funcs, reward_func_name
-from upo.rewards.scoring import as_score, call_reward_function
+from upo.rewards.guard import DEFAULT_TIMEOUT
+from upo.rewards.scoring import as_score, call_reward_function, value_list
 from upo.training.reference import add_reference_logps
 
 # A scorer's two scores closer than this are a tie: float noise must not decide a win.
 TIE_TOLERANCE = 1e-6
 
 
-def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, rows: list[dict]) -> dict[str, list]:
-    """Each objective's raw score of each reply, through the same reward-function contract as training.
+def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, rows: list[dict],
+                     timeout: float | None = DEFAULT_TIMEOUT) -> dict[str, list]:
+    """Each objective's raw score of each reply, through the same reward-function contract (and checks) as training;
+    `timeout`: seconds one call may take (`reward_timeout`).
 
     A reply to a conversational prompt is passed as one assistant message; `rows`' other columns are kwargs."""
     completions = [[{"role": "assistant", "content": r}] if isinstance(p, list) else r
@@ -43,13 +46,19 @@ def score_objectives(prompts: list, replies: list[str], reward_funcs: Sequence, 
     out = {}
     for func in resolve_reward_funcs(list(reward_funcs)):
         name = reward_func_name(func)
-        values = call_reward_function(name, func, {**kwargs, "prompts": prompts, "completions": completions},
-                                      f"the {len(replies)} generated replies")
-        if not isinstance(values, (list, tuple)) or len(values) != len(replies):
-            raise RewardFunctionError(f"reward function {name!r} returned {type(values).__name__} "
-                                      f"{values!r:.60} for {len(replies)} replies: expected one value per reply.")
+        returned = call_reward_function(name, func, {**kwargs, "prompts": prompts, "completions": completions},
+                                        f"the {len(replies)} generated replies", timeout)
+        values = value_list(returned)  # as in training: a list, or a 1-D numpy array or tensor
+        if values is None or len(values) != len(replies):
+            raise RewardFunctionError(f"reward function {name!r} returned {type(returned).__name__} "
+                                      f"{returned!r:.60} for {len(replies)} replies: expected one value per reply.")
         out[name] = [None if v is None or (isinstance(v, float) and math.isnan(v)) else _score(name, v, i)
                      for i, v in enumerate(values)]
+        if replies and all(v is None for v in out[name]):  # as in training: an objective that applies to nothing
+            raise RewardFunctionError(
+                f"reward function {name!r} returned None for all {len(replies)} generated replies: it applies to none "
+                f"of them, so its objective would be silently missing from the designer score. Check the columns it "
+                f"reads (the rows have {extra_names or 'none besides the prompt'}), or leave it out of reward_funcs.")
     return out
 
 

@@ -19,6 +19,7 @@ from typing import Annotated
 
 from upo.config_checks import OPTIONAL_POSITIVE_INT, POSITIVE, POSITIVE_INT, SEED, EachEntry, Range, check_ranges
 from upo.eval.scorers import scorer_usage
+from upo.rewards.guard import DEFAULT_TIMEOUT
 
 DEFAULT_EVAL_DATA = "examples/data/chitchat_eval.jsonl"
 
@@ -86,6 +87,11 @@ class EvalSettings:
         metadata={"help": "The column holding a reference answer (for --preference_scorer similarity); default "
                   "human_reply when present."},
     )
+    reward_timeout: Annotated[float | None, Range(low=0, low_open=True, none_ok=True)] = field(
+        default=DEFAULT_TIMEOUT,
+        metadata={"help": f"Seconds one call of a designer reward function may take on the generated replies; default "
+                  f"{DEFAULT_TIMEOUT:g}, null or None: no limit."},
+    )
     prompt_format: str = field(
         default="auto",
         metadata={"help": "auto: HH-style text prompts ('Human: ... Assistant:') become chat messages when the "
@@ -123,6 +129,26 @@ class ScorerArguments:
     )
     judge_concurrency: Annotated[int, POSITIVE_INT] = field(
         default=8, metadata={"help": "Judge requests in flight at once."}
+    )
+    judge_timeout: Annotated[float, POSITIVE] = field(
+        default=60.0, metadata={"help": "Seconds one judge request may take before it is tried again."}
+    )
+    judge_retries: Annotated[int, Range(low=0, integer=True)] = field(
+        default=2,
+        metadata={"help": "Tries after the first of a judge request that timed out, found no server, was rate-limited "
+                  "(429) or failed on the server (5xx); waiting 1, 2, 4, ... s (at most 60), or as the server's "
+                  "Retry-After says. A request that fails them all stops the evaluation at once."},
+    )
+    judge_deadline: Annotated[float | None, Range(low=0, low_open=True, none_ok=True)] = field(
+        default=None,
+        metadata={"help": "Seconds all the judge's requests for one model may take together; past it the evaluation "
+                  "stops, naming it. None: no overall limit (each request is bounded by judge_timeout and "
+                  "judge_retries)."},
+    )
+    scorer_timeout: Annotated[float | None, Range(low=0, low_open=True, none_ok=True)] = field(
+        default=DEFAULT_TIMEOUT,
+        metadata={"help": f"Seconds one call of a function scorer may take; default {DEFAULT_TIMEOUT:g}, None: no "
+                  "limit."},
     )
 
     def __post_init__(self):
@@ -179,4 +205,7 @@ class EvalArguments:
 
 EVAL_DATACLASSES = (EvalArguments, ScorerArguments, EvalSettings)
 # The scorer's options that change how it runs, never what it scores: they stay out of the frontier's evaluation key.
-SCORER_RUNTIME_OPTIONS = ("scorer_batch_size", "judge_api_key_env", "judge_concurrency")
+SCORER_RUNTIME_OPTIONS = ("scorer_batch_size", "judge_api_key_env", "judge_concurrency", "judge_timeout",
+                          "judge_retries", "judge_deadline", "scorer_timeout")
+# The same of the evaluation settings.
+EVAL_RUNTIME_SETTINGS = ("reward_timeout",)

@@ -15,7 +15,11 @@ The caller (`upo.rewards.scoring`) names the function and the rows in the final 
 With a `timeout`, the call runs in a daemon thread and the caller waits for it at most that long. Python cannot
 stop a thread: on a timeout the call is abandoned (it ends with the process, which stops with the error), so a
 function that holds on to a resource (a GPU, a server connection) may keep it until then. Without a timeout the
-call runs in the caller's thread, exactly as before.
+call runs in the caller's thread.
+
+The options that set the timeout (`reward_timeout` of `upo train` and `upo eval`, `scorer_timeout` of a function
+scorer) default to `DEFAULT_TIMEOUT`: a user's function that never returns stops the run after an hour instead of
+holding a rented machine forever; `None` (null) means no limit.
 """
 
 from __future__ import annotations
@@ -25,6 +29,10 @@ from collections.abc import Callable
 from typing import Any
 
 from upo.errors import Interrupted
+
+# Seconds one call of a user's function may take by default: far beyond a call that works (one call scores a batch
+# of at most a few hundred responses), short of a night lost to a call that never returns.
+DEFAULT_TIMEOUT = 3600.0
 
 
 class UserFunctionRaised(Exception):
@@ -62,7 +70,10 @@ def call_user_function(func: Callable, kwargs: dict[str, Any], timeout: float | 
         thread = threading.Thread(target=lambda: result.append(_outcome_of(lambda: func(**kwargs))),
                                   name=f"upo-user-function-{getattr(func, '__name__', 'call')}", daemon=True)
         thread.start()
-        thread.join(timeout)  # Ctrl-C interrupts this wait
+        try:
+            thread.join(timeout)
+        except KeyboardInterrupt as error:  # Ctrl-C while waiting: the call is abandoned, as on a timeout
+            raise Interrupted("interrupted (Ctrl-C)") from error
         if not result:
             raise UserFunctionTimeout(f"did not return within {timeout:g} s")
         kind, value = result[0]

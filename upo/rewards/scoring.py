@@ -135,6 +135,24 @@ def _check_columns(prompts: list, chosen: list, rejected: list, extra: dict[str,
                             "argument; rename the column")
 
 
+def value_list(values: Any) -> list | None:
+    """What a reward function (or a function scorer) returned, as a list of its values, one per completion: a list or
+    tuple, or a one-dimensional numpy array or torch tensor (as GRPO's reward functions may return); None for
+    anything else (a scalar, a generator, a column vector, a mapping)."""
+    if isinstance(values, (list, tuple)):
+        return list(values)
+    if isinstance(values, np.ndarray) or type(values).__module__.startswith("torch"):
+        shape = getattr(values, "shape", None)
+        if shape is not None and len(shape) == 1:
+            return values.tolist()
+    return None
+
+
+def _kind(values: Any) -> str:
+    shape = getattr(values, "shape", None)
+    return f"{type(values).__name__} of shape {tuple(shape)}" if shape is not None else type(values).__name__
+
+
 def as_score(value: Any) -> float | None:
     """A validated score; ValueError says why the value is not one."""
     if value is None:
@@ -211,8 +229,10 @@ def _score_batch(name: str, func: RewardFunc, prompts: list, chosen: list, rejec
         raise RewardFunctionError(f"reward function {name!r} raised on the batch of {rows} (each row alone scores "
                                   f"fine): {batch_error.reason}") from batch_error.original
 
-    if not isinstance(values, (list, tuple, np.ndarray)):
-        raise RewardFunctionError(f"reward function {name!r} returned a {type(values).__name__} for rows "
+    returned = values
+    values = value_list(values)
+    if values is None:
+        raise RewardFunctionError(f"reward function {name!r} returned a {_kind(returned)} for rows "
                                   f"{start}-{end - 1}: expected a list of {2 * size} values, one per completion")
     if len(values) != 2 * size:
         raise RewardFunctionError(f"reward function {name!r} returned {len(values)} values for rows {start}-{end - 1}: "

@@ -14,9 +14,13 @@ import os
 import re
 from pathlib import Path
 
+import yaml
+
 import upo
 from upo import methods
+from upo.errors import DataError
 from upo.files import atomic_write_text
+from upo.library_errors import library_message
 from upo.models.smollm2 import SMOLLM2_HUB_ID, SMOLLM2_LICENSE, SMOLLM2_NAME
 from upo.run_folder import MODEL_CARD, UPO_CONFIG, VALUE_HEAD
 
@@ -197,16 +201,29 @@ def write_model_card(output_dir: str, trainer, **kwargs) -> None:
     atomic_write_text(Path(output_dir) / MODEL_CARD, str(build_model_card(output_dir, trainer, **kwargs)))
 
 
+def read_model_card(path: str | os.PathLike):
+    """The `ModelCard` in `path`, with its metadata (the YAML front matter between `---` lines) and model-index read;
+    a card that cannot be read is a `DataError` naming the file, instead of PyYAML's or huggingface_hub's error."""
+    from huggingface_hub import ModelCard
+
+    try:
+        card = ModelCard.load(path)
+        card.data.eval_results  # noqa: B018 (the model-index is parsed when the card is; read to be sure)
+    except (ValueError, TypeError, KeyError, AttributeError, yaml.YAMLError) as error:
+        raise DataError(f"{path}: the model card's metadata (the YAML front matter between the --- lines at its top) "
+                        f"cannot be read ({library_message(error, 160)}). Fix the front matter, or move the file away "
+                        "to start a new card.") from error
+    return card
+
+
 def add_eval_results(folder: str | os.PathLike, summary: dict, dataset_name: str, dataset_type: str | None = None,
                      source: str = "upo eval") -> bool:
     """Adds `upo eval`'s results of one model (its summary row) to the `model-index` of the card in `folder`,
     replacing earlier results of the same source on the same data. False when the folder has no card."""
-    from huggingface_hub import ModelCard
-
     path = Path(folder) / MODEL_CARD
     if not path.is_file():
         return False
-    card = ModelCard.load(path)
+    card = read_model_card(path)
     keys = ("win_rate", "preference_score", "designer_score", "kl", "implicit_accuracy")
     fresh = eval_results({k: summary.get(k) for k in keys}, dataset_name, dataset_type, source)
     kept = [r for r in (card.data.eval_results or [])

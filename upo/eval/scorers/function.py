@@ -8,7 +8,7 @@ import math
 from upo.errors import UPOError
 from upo.eval.scorers import PreferenceScorer
 from upo.rewards.registry import resolve_reward_func, reward_func_name
-from upo.rewards.scoring import as_score, call_reward_function
+from upo.rewards.scoring import as_score, call_reward_function, value_list
 
 
 def reply_completions(prompts: list, replies: list[str]) -> list:
@@ -28,12 +28,13 @@ class FunctionScorer(PreferenceScorer):
 
     @classmethod
     def from_options(cls, argument, options, *, device, dtype, trust_remote_code):
-        return cls(argument)
+        return cls(argument, timeout=options.scorer_timeout)
 
-    def __init__(self, spec: str):
+    def __init__(self, spec: str, timeout: float | None = None):
         self.spec = f"function:{spec}"
         self.func = resolve_reward_func(spec)
         self.name = reward_func_name(self.func)
+        self.timeout = timeout
 
     def describe(self) -> str:
         return f"function {self.spec.partition(':')[2]}"
@@ -42,13 +43,19 @@ class FunctionScorer(PreferenceScorer):
         columns = sorted({k for row in rows for k in row} - {"prompt", "prompts", "completions"})
         kwargs = {k: [row.get(k) for row in rows] for k in columns}
         # under the guard: an exception, sys.exit or Ctrl-C in the user's function is named, never a silent exit
-        values = call_reward_function(self.name, self.func, {**kwargs, "prompts": prompts,
-                                      "completions": reply_completions(prompts, replies)},
-                                      f"the {len(replies)} replies (preference scorer {self.spec})")
-        if not isinstance(values, (list, tuple)) or len(values) != len(replies):
-            raise UPOError(f"preference scorer {self.spec}: returned {type(values).__name__} "
-                           f"{'of ' + str(len(values)) + ' values ' if isinstance(values, (list, tuple)) else ''}"
+        returned = call_reward_function(self.name, self.func, {**kwargs, "prompts": prompts,
+                                        "completions": reply_completions(prompts, replies)},
+                                        f"the {len(replies)} replies (preference scorer {self.spec})", self.timeout)
+        values = value_list(returned)  # a list, or a 1-D numpy array or tensor, as a reward function may return
+        if values is None or len(values) != len(replies):
+            raise UPOError(f"preference scorer {self.spec}: returned {type(returned).__name__} "
+                           f"{'of ' + str(len(values)) + ' values ' if values is not None else ''}"
                            f"for {len(replies)} replies; it must return one number (or None) per completion.")
+        if replies and all(value is None for value in values):
+            raise UPOError(f"preference scorer {self.spec}: returned None for all {len(replies)} replies: it has no "
+                           "opinion on any, so every comparison would be a tie and the win rate 50% whatever the "
+                           f"models say. Check the columns it reads (the rows have {columns or 'only a prompt'}), or "
+                           "choose another scorer.")
         scores = []
         for k, value in enumerate(values):
             if value is None:

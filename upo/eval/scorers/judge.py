@@ -1,16 +1,27 @@
 """Preference scorer `judge:URL`: a pairwise LLM judge behind an OpenAI-compatible chat endpoint
 (`/chat/completions`), serving the model `--judge_model`. Each pair of replies is asked in both orders, so that the
 judge's position bias cancels: a prompt counts 1 when the model's reply wins both, 0 when it loses both, one half for
-a split or a tie."""
+a split or a tie.
+
+A network call has bounds, each an option: `judge_timeout` seconds per request; `judge_retries` more tries of a
+request that timed out, found no server, was rate-limited (429) or failed on the server (5xx), after waiting 1, 2, 4,
+... s (at most 60) or the server's Retry-After; `judge_deadline` seconds for all of one model's requests. A request
+that fails every try stops the evaluation at once: the requests still queued are cancelled, not each tried in turn
+(an endpoint that never answers cost three tries of 120 s per request, with no option to shorten them). A judge
+whose answers never parse (none is A, B or tie) is refused rather than counted as a tie throughout."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import sys
+import threading
+import time
 import urllib.error
 import urllib.request
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import TimeoutError as FuturesTimeout
 from pathlib import Path
 
 from upo.errors import ConfigError, UPOError
@@ -48,16 +59,19 @@ class PairwiseJudge(PreferenceScorer):
     @classmethod
     def from_options(cls, argument, options, *, device, dtype, trust_remote_code):
         return cls(argument, model=options.judge_model, template=options.judge_template,
-                   api_key_env=options.judge_api_key_env, concurrency=options.judge_concurrency)
+                   api_key_env=options.judge_api_key_env, concurrency=options.judge_concurrency,
+                   timeout=options.judge_timeout, retries=options.judge_retries, deadline=options.judge_deadline)
 
     def __init__(self, url: str, model: str | None, template: str | None, api_key_env: str, concurrency: int,
-                 timeout: float = 120.0):
+                 timeout: float = 60.0, retries: int = 2, deadline: float | None = None):
         if not model:
             raise ConfigError(f"--preference_scorer judge:{url} needs the judge's model name: pass --judge_model NAME "
                               "(the name the server serves).")
         self.spec = f"judge:{url}"
         self.url = url if url.rstrip("/").endswith("/chat/completions") else url.rstrip("/") + "/chat/completions"
         self.model, self.concurrency, self.timeout = model, concurrency, timeout
+        self.retries, self.deadline = retries, deadline
+        self.unparsed_example: str | None = None
         if template is not None and Path(template).is_file():
             template = Path(template).read_text()
         self.template = template or DEFAULT_JUDGE_TEMPLATE
@@ -74,56 +88,95 @@ class PairwiseJudge(PreferenceScorer):
 
     def compare(self, prompts, replies, reference_replies, rows):
         jobs = [(k, order) for k in range(len(prompts)) if replies[k] != reference_replies[k] for order in (0, 1)]
+        unparsed_before = self.unparsed
+        stop = threading.Event()  # set when one request failed for good: the others stop retrying
 
         def ask(job):
             k, order = job
             a, b = (replies[k], reference_replies[k]) if order == 0 else (reference_replies[k], replies[k])
-            verdict = self.verdict(prompts[k], a, b)
+            verdict = self.verdict(prompts[k], a, b, stop)
             model_is = "a" if order == 0 else "b"
             return k, 0.5 if verdict in ("tie", None) else float(verdict == model_is)
 
         outcomes = [[] for _ in prompts]
-        with ThreadPoolExecutor(max_workers=max(1, self.concurrency)) as pool:
-            for k, outcome in pool.map(ask, jobs):
+        pool = ThreadPoolExecutor(max_workers=max(1, self.concurrency))
+        started = time.monotonic()
+        try:
+            futures = [pool.submit(ask, job) for job in jobs]
+            for future in as_completed(futures, timeout=self.deadline):
+                k, outcome = future.result()  # the first request that failed for good raises here
                 outcomes[k].append(outcome)
+        except FuturesTimeout:
+            raise UPOError(f"judge at {self.url}: {sum(map(len, outcomes))} of {len(jobs)} requests answered within "
+                           f"judge_deadline={self.deadline:g} s. Raise --judge_deadline (or judge_concurrency), or "
+                           "check the server's speed.") from None
+        finally:  # on any way out: no request is retried or started any more
+            stop.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._check_answers(self.unparsed - unparsed_before, len(jobs), time.monotonic() - started)
         return [sum(o) / len(o) if o else 0.5 for o in outcomes]  # the same text: a tie, nobody asked
 
-    def verdict(self, prompt, reply_a: str, reply_b: str) -> str | None:
-        """'a', 'b', 'tie', or None when the answer is none of them."""
+    def _check_answers(self, unparsed: int, asked: int, seconds: float) -> None:
+        if asked and unparsed == asked:
+            raise UPOError(f"judge at {self.url} ({self.model}): none of its {asked} answers says A, B or tie (one was "
+                           f"{self.unparsed_example!r:.80}), so every comparison would count as a tie. Check "
+                           "--judge_model and --judge_template: the template must ask for one word, A, B or tie.")
+        if unparsed:
+            print(f"Warning: judge at {self.url}: {unparsed} of {asked} answers were not A, B or tie (e.g. "
+                  f"{self.unparsed_example!r:.80}); they count as ties.", file=sys.stderr, flush=True)
+
+    def verdict(self, prompt, reply_a: str, reply_b: str, stop: threading.Event | None = None) -> str | None:
+        """'a', 'b', 'tie', or None when the answer is none of them. `stop`, once set, ends the request's tries."""
         text = self.template.replace("{prompt}", render_conversation(prompt)).replace(
             "{reply_a}", reply_a).replace("{reply_b}", reply_b)
-        answer = self._chat(text)
+        answer = self._chat(text, stop or threading.Event())
         match = _VERDICT.match(answer)
         if match is None:
             self.unparsed += 1
+            self.unparsed_example = answer
             return None
         return match.group(1).lower()
 
-    def _chat(self, text: str) -> str:
+    def _chat(self, text: str, stop: threading.Event) -> str:
         body = json.dumps({"model": self.model, "messages": [{"role": "user", "content": text}], "temperature": 0,
                            "max_tokens": 8}).encode()
         headers = {"Content-Type": "application/json"}
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-        last_error = None
-        for _ in range(3):  # a busy server may drop a connection; anything else fails at once
+        last_error, tries = None, 1 + self.retries
+        for attempt in range(tries):
+            if stop.is_set():
+                raise UPOError(f"judge at {self.url}: stopped (another request failed, or the deadline passed).")
+            wait = None
             try:
                 with urllib.request.urlopen(request, timeout=self.timeout) as response:
                     reply = json.loads(response.read())
                 self.requests += 1
                 return reply["choices"][0]["message"]["content"] or ""
             except urllib.error.HTTPError as error:
-                detail = error.read().decode(errors="replace")[:200]
-                if error.code < 500:
-                    raise UPOError(f"judge at {self.url}: HTTP {error.code} ({detail.strip()}); check the URL, "
-                                   f"--judge_model and the API key variable.") from None
-                last_error = f"HTTP {error.code} ({detail.strip()})"
+                detail = error.read().decode(errors="replace")[:200].strip()
+                if error.code != 429 and error.code < 500:
+                    raise UPOError(f"judge at {self.url}: HTTP {error.code} ({detail}); check the URL, --judge_model "
+                                   "and the API key variable (--judge_api_key_env).") from None
+                last_error, wait = f"HTTP {error.code} ({detail})", _retry_after(error.headers)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-                last_error = str(getattr(error, "reason", error))
+                last_error = str(getattr(error, "reason", error)) or type(error).__name__
             except (KeyError, IndexError, TypeError, ValueError) as error:
                 raise UPOError(f"judge at {self.url}: the answer is not an OpenAI chat completion ({error}).") from None
-        raise UPOError(f"judge at {self.url}: no answer after 3 tries ({last_error}).")
+            if attempt + 1 < tries:
+                stop.wait(min(60.0, wait if wait is not None else 2.0 ** attempt))
+        raise UPOError(f"judge at {self.url}: no answer after {tries} tries of at most judge_timeout={self.timeout:g} "
+                       f"s ({last_error}). Check that the server is up and serves --judge_model {self.model}; raise "
+                       "--judge_timeout or --judge_retries for a slow one.")
+
+
+def _retry_after(headers) -> float | None:
+    """The seconds a 429 or 503 answer asks to wait (its Retry-After header, in seconds), or None."""
+    try:
+        return max(0.0, float(headers.get("Retry-After")))
+    except (TypeError, ValueError, AttributeError):
+        return None
 
 
 def render_conversation(prompt) -> str:

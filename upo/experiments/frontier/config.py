@@ -37,7 +37,7 @@ from upo import methods
 from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
 from upo.errors import ConfigError
-from upo.eval.settings import SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
+from upo.eval.settings import EVAL_RUNTIME_SETTINGS, SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
 from upo.experiments.frontier.target import Target, read_target
 from upo.models import SMOLLM2_NAME
 from upo.options import parse_train_options, read_yaml_mapping
@@ -140,6 +140,8 @@ def _build(source: dict) -> FrontierConfig:
         from_train["standardize_rewards"] = train["standardize_rewards"]
     if train.get("max_length"):  # None (no limit in training) keeps the evaluation's
         from_train["max_length"] = train["max_length"]
+    if "reward_timeout" in train:  # the designer functions are the training's: the same limit
+        from_train["reward_timeout"] = train["reward_timeout"]
     evaluation = EvalSettings(
         eval_data=source["eval_data"], train_data=str(train_file), reward_funcs=list(source["reward_funcs"]),
         reward_weights=source["reward_weights"], **from_train,
@@ -273,8 +275,8 @@ FIRST_SCORER_OPTIONS = ("preference_scorer", "judge_model", "judge_template")
 def settings_key(config: FrontierConfig) -> str:
     """Changes whenever the evaluation would give other numbers: a stored evaluation with another key is stale."""
     evaluation = {f.name: getattr(config.evaluation, f.name) for f in dataclasses.fields(EvalSettings)}
-    settings = {name: value for name, value in evaluation.items()
-                if name in FIRST_SETTINGS or value != option_default(EvalSettings, name)}
+    settings = {name: value for name, value in evaluation.items() if name not in EVAL_RUNTIME_SETTINGS
+                and (name in FIRST_SETTINGS or value != option_default(EvalSettings, name))}
     keyed = [settings, config.model_name_or_path]
     scorer = config.scorer
     if scorer.preference_scorer != "similarity":  # it changes every preference number (similarity: older grids' key)
@@ -289,12 +291,14 @@ def settings_key(config: FrontierConfig) -> str:
 
 # Options that only say where the run's logs go: changing them never makes a finished run stale.
 TRACKER_OPTIONS = ("report_to", "run_name")
+# Options of how a run runs, never what it trains: neither.
+RUNTIME_OPTIONS = ("reward_timeout", "reward_cache_dir")
 
 
 def train_key(options: dict) -> str:
-    """Changes whenever a run's `upo train` options do, except the tracker's (`TRACKER_OPTIONS`): a finished run
-    with another key is trained again."""
-    trained = {name: value for name, value in options.items() if name not in TRACKER_OPTIONS}
+    """Changes whenever a run's `upo train` options do, except the tracker's (`TRACKER_OPTIONS`) and the runtime's
+    (`RUNTIME_OPTIONS`): a finished run with another key is trained again."""
+    trained = {name: value for name, value in options.items() if name not in (*TRACKER_OPTIONS, *RUNTIME_OPTIONS)}
     return hashlib.sha256(json.dumps(trained, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 

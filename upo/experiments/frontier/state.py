@@ -26,7 +26,14 @@ from pathlib import Path
 
 from upo import methods
 from upo.config import UPOConfig
-from upo.experiments.frontier.config import FrontierConfig, FrontierRun, run_dir, run_train_options, train_key
+from upo.experiments.frontier.config import (
+    RUNTIME_OPTIONS,
+    FrontierConfig,
+    FrontierRun,
+    run_dir,
+    run_train_options,
+    train_key,
+)
 from upo.files import atomic_write_json, atomic_write_text
 from upo.run_folder import read_run_config
 
@@ -72,12 +79,14 @@ def train_done(config: FrontierConfig, run: FrontierRun) -> bool:
 
 def method_defaults() -> dict:
     """The defaults of the options `UPOConfig` adds to `TrainingArguments` (None-valued ones left out: those are
-    resolved when the run starts, so their stored values are not defaults)."""
+    resolved when the run starts, so their stored values are not defaults; and `RUNTIME_OPTIONS`, which change
+    how a run runs, never what it trains)."""
     from transformers import TrainingArguments
 
     inherited = {f.name for f in dataclasses.fields(TrainingArguments)}
     return {f.name: f.default for f in dataclasses.fields(UPOConfig)
-            if f.name not in inherited and f.default is not dataclasses.MISSING and f.default is not None}
+            if f.name not in inherited and f.name not in RUNTIME_OPTIONS and f.default is not dataclasses.MISSING
+            and f.default is not None}
 
 
 # read by UPO's designer term only
