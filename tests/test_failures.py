@@ -52,3 +52,26 @@ def test_ctrl_c_anywhere_in_a_command_exits_130(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "score", interrupted)
     assert cli.main(["score"]) == 130
     assert capsys.readouterr().err == "upo score: interrupted (Ctrl-C).\n"
+
+
+def test_sigterm_in_a_command_is_a_stop_with_its_status_and_the_handler_is_restored(monkeypatch, capsys):
+    """SIGTERM (a `kill`, a scheduler) is handled as Ctrl-C is: the command stops where it stands with what was
+    running named (upo.errors.Terminated), status 143, instead of the process vanishing mid-write."""
+    import os
+    import signal
+    import time
+
+    from upo.errors import Terminated
+
+    def killed(argv):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the signal's handler raises here
+        raise AssertionError("not stopped")
+
+    monkeypatch.setitem(cli.COMMANDS, "score", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    assert cli.main(["score"]) == 128 + signal.SIGTERM
+    assert capsys.readouterr().err == "upo score: stopped by SIGTERM.\n"
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert explain(Terminated("during training at step 3 of runs/x", signal.SIGHUP)).message == (
+        "stopped by SIGHUP during training at step 3 of runs/x.")

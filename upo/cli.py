@@ -8,11 +8,16 @@ and datasets.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
 import sys
+import threading
 import traceback
 
 from upo import __version__
-from upo.errors import ConfigError
+from upo.errors import ConfigError, Terminated
+
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
 
 
 def _training_data(script_args, config):
@@ -111,6 +116,26 @@ COMMANDS = {
 }
 
 
+@contextlib.contextmanager
+def stopping_on_signals():
+    """SIGTERM and SIGHUP raise `upo.errors.Terminated` in the command while it runs, so that a stop request is
+    handled as Ctrl-C is (what was running named, a frontier's training process stopped and its locks released)
+    instead of ending the process where it stands. The previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield
+        return
+
+    def stop(signal_number, frame):
+        raise Terminated("", signal_number)
+
+    previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] in (["--version"], ["-V"]):
@@ -130,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     # The one boundary of every command: a known kind of failure (upo.failures) becomes one line naming the input
     # and the fix; anything else is a bug and keeps its traceback. argparse's own exits (--help, usage) pass through.
     try:
-        COMMANDS[argv[0]](argv[1:])
+        with stopping_on_signals():
+            COMMANDS[argv[0]](argv[1:])
     except SystemExit:
         raise
     except BaseException as error:  # noqa: B036 (Ctrl-C too: it gets a message and status 130, not a traceback)

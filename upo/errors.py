@@ -24,3 +24,21 @@ class ModelResolutionError(UPOError, RuntimeError):
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C (or a KeyboardInterrupt from user code), with what was running named. A KeyboardInterrupt, not an
     Exception, so that `except Exception` anywhere does not swallow it; `upo`'s commands exit with status 130."""
+
+
+class Terminated(Interrupted):
+    """The process was asked to stop by a signal: SIGTERM (`kill`, a job scheduler, a launcher stopping its workers)
+    or SIGHUP (its terminal closed). `upo`'s commands turn the signal into this exception (upo.cli), so it is handled
+    as Ctrl-C is: what was running is named, nothing is left half-written, a frontier stops its training process and
+    releases its locks. Exit status 128 + the signal's number (143 for SIGTERM)."""
+
+    def __init__(self, message: str = "", signal_number: int = 15):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
+def interruption(message: str, cause: BaseException) -> Interrupted:
+    """An `Interrupted` saying `message`, of the same kind as `cause` (a `Terminated` stays one, with its signal)."""
+    if isinstance(cause, Terminated):
+        return Terminated(message, cause.signal_number)
+    return Interrupted(message)

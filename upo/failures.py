@@ -11,7 +11,8 @@ by the exception's type, never by its message.
   - `OSError`: the file system or the operating system refused (no space left, read-only, permission denied,
     a missing file), with the path it names;
   - `MemoryError` and torch's `OutOfMemoryError`: the batch does not fit;
-  - `KeyboardInterrupt` (Ctrl-C): what was running is named when known (`upo.errors.Interrupted`).
+  - `KeyboardInterrupt` (Ctrl-C): what was running is named when known (`upo.errors.Interrupted`); SIGTERM and
+    SIGHUP arrive as `upo.errors.Terminated` (upo.cli), with status 128 + the signal's number.
 * **Everything else** (`TypeError`, `KeyError`, `AttributeError`, an `IndexError` deep in a library, ...) is
   a bug, in upo or in a library it calls, or an input that no check covers yet: its traceback is shown in
   full, followed by one line asking for a report. Such a bug is fixed by adding a check where the input is
@@ -22,9 +23,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 from typing import NamedTuple
 
-from upo.errors import UPOError
+from upo.errors import Terminated, UPOError
 
 INTERRUPTED_STATUS = 130  # 128 + SIGINT, as shells report Ctrl-C
 
@@ -63,6 +65,13 @@ def _torch_out_of_memory(error: BaseException) -> bool:
 
 def explain(error: BaseException) -> Explained | None:
     """The one-line message and exit status of a known failure (see the module docstring); None for a bug."""
+    if isinstance(error, Terminated):
+        detail = _one_line(error) if str(error) else ""
+        try:
+            name = signal.Signals(error.signal_number).name
+        except ValueError:
+            name = f"signal {error.signal_number}"
+        return Explained(f"stopped by {name}{' ' + detail if detail else ''}.", 128 + error.signal_number)
     if isinstance(error, KeyboardInterrupt):
         detail = _one_line(error) if str(error) else ""
         return Explained(f"interrupted (Ctrl-C){' ' + detail if detail else ''}.", INTERRUPTED_STATUS)

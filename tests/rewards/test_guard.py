@@ -107,3 +107,28 @@ def test_upo_train_interrupted_inside_a_reward_function_exits_130(cli_run, capsy
     err = capsys.readouterr().err
     assert "upo train: interrupted (Ctrl-C) while reward function 'interrupted' scored rows 0-7." in err
     assert "Traceback" not in err
+
+
+def test_a_call_is_bounded_by_default_and_ctrl_c_while_waiting_names_the_function():
+    """`reward_timeout` defaults to an hour (a function that never returns no longer hangs a run that did not set it);
+    the call then runs in its own thread, and Ctrl-C while the run waits for it still names the function."""
+    import _thread
+
+    from upo import UPOConfig
+    from upo.eval.settings import EvalSettings, ScorerArguments
+    from upo.rewards.guard import DEFAULT_TIMEOUT
+
+    assert UPOConfig(output_dir="unused").reward_timeout == DEFAULT_TIMEOUT == 3600
+    assert EvalSettings().reward_timeout == ScorerArguments().scorer_timeout == DEFAULT_TIMEOUT
+    release = threading.Event()
+
+    def waits(prompts, completions, **kwargs):
+        release.wait(30)
+        return [0.0] * len(completions)
+
+    threading.Timer(0.3, _thread.interrupt_main).start()
+    try:
+        with pytest.raises(Interrupted, match=r"while reward function 'waits' scored rows 0-1"):
+            score(waits, timeout=DEFAULT_TIMEOUT)
+    finally:
+        release.set()

@@ -28,7 +28,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from upo.errors import Interrupted
+from upo.errors import Interrupted, Terminated, interruption
 
 # Seconds one call of a user's function may take by default: far beyond a call that works (one call scores a batch
 # of at most a few hundred responses), short of a night lost to a call that never returns.
@@ -72,14 +72,17 @@ def call_user_function(func: Callable, kwargs: dict[str, Any], timeout: float | 
         thread.start()
         try:
             thread.join(timeout)
-        except KeyboardInterrupt as error:  # Ctrl-C while waiting: the call is abandoned, as on a timeout
-            raise Interrupted("interrupted (Ctrl-C)") from error
+        except KeyboardInterrupt as error:  # Ctrl-C (or SIGTERM) while waiting: the call is abandoned, as on a timeout
+            raise interruption("interrupted (Ctrl-C)" if not isinstance(error, Terminated) else "stopped", error) \
+                from error
         if not result:
             raise UserFunctionTimeout(f"did not return within {timeout:g} s")
         kind, value = result[0]
     if kind == "ok":
         return value
     if kind == "interrupted":
+        if isinstance(value, Terminated):  # the process was asked to stop while the function ran
+            raise interruption("stopped", value) from value
         raise Interrupted("interrupted (Ctrl-C, or KeyboardInterrupt raised inside it)") from value
     if kind == "exited":
         code = value.code

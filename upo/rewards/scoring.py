@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from upo.errors import ConfigError, DataError, Interrupted, RewardFunctionError
+from upo.errors import ConfigError, DataError, Interrupted, RewardFunctionError, interruption
 from upo.files import default_cache_dir
 from upo.rewards.cache import (
     cache_file,
@@ -257,7 +257,7 @@ def call_reward_function(name: str, func: RewardFunc, kwargs: dict, where: str, 
             f"reward function {name!r} did not return within reward_timeout={timeout:g} s on {where}; upo stopped "
             "waiting for it. Make it faster, or raise reward_timeout.") from None
     except Interrupted as error:
-        raise Interrupted(f"while reward function {name!r} scored {where}") from error
+        raise interruption(f"while reward function {name!r} scored {where}", error) from error
     except UserFunctionRaised as error:
         if not raising:
             raise

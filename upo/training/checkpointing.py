@@ -31,7 +31,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from upo.errors import ConfigError, Interrupted, UPOError
+from upo.errors import ConfigError, Interrupted, UPOError, interruption
 from upo.files import atomic_write_json
 from upo.run_folder import CHECKPOINT_MARKER as MARKER_FILE
 
@@ -210,19 +210,20 @@ def remove_written_since(folder: str | os.PathLike, start: float) -> None:
 
 @contextlib.contextmanager
 def noting_interruption(output_dir: str | os.PathLike, step):
-    """Around training: Ctrl-C becomes an `Interrupted` saying at which step, what was kept and how to go on.
+    """Around training: Ctrl-C (or SIGTERM, a `Terminated`) becomes an `Interrupted` saying at which step, what was
+    kept and how to go on.
 
     Nothing is half-written by an interruption: a checkpoint counts only once its marker is written (see above).
     """
     try:
         yield
-    except Interrupted:
-        raise
     except KeyboardInterrupt as error:
+        if isinstance(error, Interrupted) and str(error):  # it names what was running already
+            raise
         last = last_complete_checkpoint(output_dir)
         kept = (f"the last complete checkpoint is {last}: resume with resume_from_checkpoint=True "
                 "(--resume_from_checkpoint true)" if last else "no checkpoint was saved yet")
-        raise Interrupted(f"during training at step {step()} of {output_dir}; {kept}") from error
+        raise interruption(f"during training at step {step()} of {output_dir}; {kept}", error) from error
 
 
 @contextlib.contextmanager

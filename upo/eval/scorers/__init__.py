@@ -38,6 +38,17 @@ class PreferenceScorer:
         `upo eval` runs its models (`device`, `dtype`, `trust_remote_code`), for the scorers that load one."""
         raise NotImplementedError
 
+    @classmethod
+    def check_options(cls, argument: str | None, options) -> None:
+        """What can be checked of the spec before anything is evaluated (a frontier checks it before its first run
+        trains). By default the scorer is built, which loads nothing; a scorer that loads a model checks that it can
+        be found instead."""
+        cls.from_options(argument, options, device="cpu", dtype=None, trust_remote_code=False)
+
+    @classmethod
+    def check_rows(cls, rows: list[dict]) -> None:
+        """Refuse (ConfigError) evaluation rows this scorer cannot score; by default it scores any."""
+
     def describe(self) -> str:
         return self.spec
 
@@ -75,16 +86,28 @@ def choose_a_scorer() -> str:
     return f"Choose {scorer_usage()}."
 
 
-def build_preference_scorer(options, *, device: str | None = None, dtype=None,
-                            trust_remote_code: bool = False) -> PreferenceScorer:
-    """The scorer `options.preference_scorer` names, with its options from `options` (a `ScorerArguments`): every
-    option's one default is there. `device`, `dtype`, `trust_remote_code`: where `upo eval` runs its models."""
-    spec = options.preference_scorer
+def _scorer_kind(spec: str) -> tuple[type[PreferenceScorer], str | None]:
     kind, _, argument = spec.partition(":")
     scorer = scorer_kinds().get(kind)
     if scorer is None:
         raise ConfigError(f"--preference_scorer {spec!r}: unknown kind {kind!r}. {choose_a_scorer()}")
     if scorer.needs_argument and not argument:
         raise ConfigError(f"--preference_scorer {spec!r}: {kind!r} needs an argument. {choose_a_scorer()}")
-    return scorer.from_options(argument or None, options, device=device, dtype=dtype,
-                               trust_remote_code=trust_remote_code)
+    return scorer, argument or None
+
+
+def build_preference_scorer(options, *, device: str | None = None, dtype=None,
+                            trust_remote_code: bool = False) -> PreferenceScorer:
+    """The scorer `options.preference_scorer` names, with its options from `options` (a `ScorerArguments`): every
+    option's one default is there. `device`, `dtype`, `trust_remote_code`: where `upo eval` runs its models."""
+    scorer, argument = _scorer_kind(options.preference_scorer)
+    return scorer.from_options(argument, options, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+def check_preference_scorer(options, rows: list[dict] | None = None) -> None:
+    """The scorer `options` names checked without loading a model (its spec, its function's import, its model's
+    folder, its judge's options) and, given the evaluation `rows`, that it can score them."""
+    scorer, argument = _scorer_kind(options.preference_scorer)
+    scorer.check_options(argument, options)
+    if rows is not None:
+        scorer.check_rows(rows)

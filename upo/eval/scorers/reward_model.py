@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from upo.errors import ConfigError
 from upo.eval.scorers import PreferenceScorer
-from upo.models import load_sequence_classifier, load_tokenizer
+from upo.models import load_sequence_classifier, load_tokenizer, resolve_model_path
 
 
 class RewardModelScorer(PreferenceScorer):
@@ -22,6 +22,10 @@ class RewardModelScorer(PreferenceScorer):
     def from_options(cls, argument, options, *, device, dtype, trust_remote_code):
         return cls(argument, batch_size=options.scorer_batch_size, device=device, dtype=dtype,
                    trust_remote_code=trust_remote_code)
+
+    @classmethod
+    def check_options(cls, argument, options) -> None:
+        resolve_model_path(argument)  # a folder, a Hub ID or a known name; loaded when it scores
 
     def __init__(self, name_or_path: str, batch_size: int, device: str | None = None, dtype=None,
                  max_length: int = 1024, trust_remote_code: bool = False):

@@ -92,15 +92,26 @@ class SimilarityScorer(PreferenceScorer):
         self.spec = "similarity" + (f":{model_dir}" if model_dir else "")
         self.similarity = similarity or HumanReplySimilarity(model_dir)
 
-    def describe(self) -> str:
-        return "cosine similarity to the reference answer (all-MiniLM-L6-v2)" if self.spec == "similarity" else \
-            f"cosine similarity to the reference answer ({self.spec.partition(':')[2]})"
+    @classmethod
+    def check_options(cls, argument, options) -> None:
+        folder = Path(argument) if argument else embedding_model_dir()
+        if not (folder / "config.json").is_file():
+            raise ModelResolutionError(f"--preference_scorer similarity:{argument}: {folder} is not a "
+                                       "sentence-embedding model folder (no config.json).")
 
-    def score_replies(self, prompts, replies, rows):
+    @classmethod
+    def check_rows(cls, rows: list[dict]) -> None:
         missing = [k for k, row in enumerate(rows) if not row.get("reference_answer")]
         if missing:
             raise ConfigError(f"The similarity preference scorer compares each reply with a reference answer, and "
                               f"{len(missing)} of {len(rows)} rows have none (first: row {missing[0]}). Name the "
                               "column that holds one with --reference_column (e.g. chosen), or choose another "
                               f"--preference_scorer. {choose_a_scorer()}")
+
+    def describe(self) -> str:
+        return "cosine similarity to the reference answer (all-MiniLM-L6-v2)" if self.spec == "similarity" else \
+            f"cosine similarity to the reference answer ({self.spec.partition(':')[2]})"
+
+    def score_replies(self, prompts, replies, rows):
+        self.check_rows(rows)
         return self.similarity.score(replies, [row["reference_answer"] for row in rows])

@@ -36,11 +36,23 @@ from pathlib import Path
 from upo import methods
 from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
-from upo.errors import ConfigError
-from upo.eval.settings import EVAL_RUNTIME_SETTINGS, SCORER_RUNTIME_OPTIONS, EvalSettings, ScorerArguments
+from upo.data.loading import load_preference_pairs
+from upo.errors import ConfigError, UPOError
+from upo.eval.data import load_eval_data
+from upo.eval.scorers import check_preference_scorer
+from upo.eval.settings import (
+    DEFAULT_EVAL_DATA,
+    EVAL_RUNTIME_SETTINGS,
+    SCORER_RUNTIME_OPTIONS,
+    EvalSettings,
+    ScorerArguments,
+)
+from upo.eval.tracking import SUPPORTED_TRACKERS
 from upo.experiments.frontier.target import Target, read_target
-from upo.models import SMOLLM2_NAME
+from upo.models import SMOLLM2_NAME, resolve_model_path
 from upo.options import parse_train_options, read_yaml_mapping
+from upo.preflight import MissingRequirements, hub_problem, tracker_problems, training_problems
+from upo.rewards import resolve_reward_funcs
 
 # The keys of a frontier config: those it must give, then the others with their defaults.
 REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
@@ -223,6 +235,62 @@ def _check_run_options(config: FrontierConfig) -> None:
         except ConfigError as error:
             message = str(error)
             raise ConfigError(message if message.startswith(where) else f"{where}: {message}") from None
+
+
+def scorer_options(config: FrontierConfig) -> ScorerArguments:
+    """The grid's preference scorer options: `eval.preference_scorer` and the scorer's options of the `eval:` section;
+    `eval.preference_scorer_model`, the older option, is the similarity scorer's embedding folder."""
+    scorer = config.scorer
+    if scorer.preference_scorer == "similarity" and config.scorer_model:
+        scorer = dataclasses.replace(scorer, preference_scorer=f"similarity:{config.scorer_model}")
+    return scorer
+
+
+def check_inputs(config: FrontierConfig, runs: Sequence[FrontierRun] | None = None) -> None:
+    """Everything the grid will read, checked before its first run trains: the training data and the evaluation
+    data (read and checked whole), the designer reward functions and the preference scorer (imported, their models
+    found, the evaluation rows scorable), the base model, and for each run of `runs` (default: all) every optional
+    package it needs and the Hub when it pushes (upo.preflight), the evaluation's trackers too. `load_frontier_config`
+    checks the config's own keys and values; these are the inputs it names. Before, a frontier trained and evaluated
+    its first run before it found an eval_data that did not exist, or a scorer it could not import. Every problem at
+    once: `MissingRequirements`, one line each."""
+    problems: list[str] = []
+
+    def attempt(check):
+        try:
+            return check()
+        except (UPOError, OSError) as error:
+            problems.append(f"{error}")
+            return None
+
+    attempt(lambda: load_preference_pairs(config.dataset))
+    s = config.evaluation
+    data = attempt(lambda: load_eval_data(None if s.dataset_name else s.eval_data or DEFAULT_EVAL_DATA, s.dataset_name,
+                                          s.dataset_config, s.split, s.max_prompts, s.prompt_column,
+                                          s.reference_column))
+    attempt(lambda: resolve_reward_funcs(config.reward_funcs))
+    attempt(lambda: check_preference_scorer(scorer_options(config), data.rows if data is not None else None))
+    if config.model_name_or_path.lower() != SMOLLM2_NAME:  # the default is prepared from its wheel when first used
+        attempt(lambda: resolve_model_path(config.model_name_or_path))
+    pushes = False
+    for run in runs if runs is not None else config.runs:
+        parsed = attempt(lambda run=run: parse_train_options(run_train_options(config, run)))
+        if parsed is None:
+            continue
+        _, model_args, options = parsed
+        pushes = pushes or options.push_to_hub
+        try:
+            found = training_problems(options, model_args.quantization_config(), check_hub=False)
+        except UPOError as error:
+            found = [str(error)]
+        problems.extend(p for p in found if p not in problems)  # the same for every run: named once
+    if pushes:
+        problems.append(hub_problem())
+    trackers = [config.report_to] if isinstance(config.report_to, str) else list(config.report_to or [])
+    problems.extend(p for p in tracker_problems([t for t in trackers if t in SUPPORTED_TRACKERS]) if p not in problems)
+    problems = [p for p in problems if p]
+    if problems:
+        raise MissingRequirements([f"frontier config: {p}" for p in problems])
 
 
 def select_runs(config: FrontierConfig, only: Sequence[str] | None) -> list[FrontierRun]:

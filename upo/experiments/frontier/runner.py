@@ -10,23 +10,26 @@ locked while one process works on it, the others skip to the next.
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from upo.errors import UPOError
+from upo.errors import Terminated, UPOError
 from upo.eval.evaluate import REFERENCE, Evaluator
 from upo.eval.scorers import build_preference_scorer
-from upo.eval.tracking import log_evaluation
+from upo.eval.tracking import SUPPORTED_TRACKERS, log_evaluation
 from upo.experiments.frontier.config import (
     FrontierConfig,
     FrontierRun,
+    check_inputs,
     run_dir,
     run_train_options,
+    scorer_options,
     select_runs,
     settings_key,
 )
@@ -45,6 +48,7 @@ from upo.experiments.frontier.state import (
     run_lock_file,
     set_aside_finished,
     stored_evaluation,
+    take_over,
     train_done,
     write_train_file,
 )
@@ -77,7 +81,9 @@ def train_command(config: FrontierConfig, options_file: Path) -> list[str]:
 def train_run(config: FrontierConfig, run: FrontierRun, num_threads: int | None = None, log=print,
               poll_seconds: float = 2.0) -> None:
     """Trains one run in a child process (see the module docstring); each metrics log it writes is shown as one
-    line. A failure raises `UPOError` with the end of `train.log`."""
+    line. A failure raises `UPOError` with the end of `train.log`. What the run's folder already holds is never
+    trained over (`state.set_aside_finished`, `state.take_over`). Stopped itself (Ctrl-C, SIGTERM), it stops the
+    child first (`stop_process_group`), so no training goes on without it, holding the run's lock."""
     import yaml
 
     options = run_train_options(config, run)
@@ -85,36 +91,78 @@ def train_run(config: FrontierConfig, run: FrontierRun, num_threads: int | None 
     kept = set_aside_finished(folder)  # trained before with other options: kept, never overwritten
     if kept is not None and log is not None:
         log(f"    [{run.name}] its options changed: the run trained before is kept in {kept}")
+    action, place = take_over(folder, options)
+    if action == "adopt":  # this frontier trained it; it was stopped before it could say so
+        if log is not None:
+            log(f"    [{run.name}] its training had finished (its model is saved in {folder}): kept as it is")
+        mark_train_done(folder, options, 0.0, read_trainer_state(folder))
+        return
+    if log is not None and action == "set aside":
+        log(f"    [{run.name}] {folder} held a trained model or checkpoints that this frontier did not train with "
+            f"these options: kept in {place}")
+    if log is not None and action == "resume":
+        log(f"    [{run.name}] resuming its interrupted training from {place}")
     folder.mkdir(parents=True, exist_ok=True)
     for stale in (TRAIN_DONE, EVAL_SUMMARY, TRAINER_STATE):
         (folder / stale).unlink(missing_ok=True)
-    (folder / RUN_OPTIONS).write_text(yaml.safe_dump(options, sort_keys=False))
+    written = {**options, "resume_from_checkpoint": str(place)} if action == "resume" else options
+    (folder / RUN_OPTIONS).write_text(yaml.safe_dump(written, sort_keys=False))
     env = dict(os.environ)
     if num_threads:
         env["OMP_NUM_THREADS"] = str(num_threads)
     start = time.perf_counter()
     shown = 0
-    with open(folder / TRAIN_LOG, "w") as out:
+    with open(folder / TRAIN_LOG, "a" if action == "resume" else "w") as out:
+        # Its own session: a signal for the frontier (Ctrl-C in its terminal, SIGTERM) is forwarded once, by the
+        # frontier, to the child and whatever it started (accelerate's workers).
         process = subprocess.Popen(train_command(config, folder / RUN_OPTIONS), stdout=out, stderr=subprocess.STDOUT,
-                                   env=env)
-        while True:
-            try:
-                rc = process.wait(timeout=poll_seconds)
-            except subprocess.TimeoutExpired:
-                rc = None
-            state = read_trainer_state(folder)
-            history = (state or {}).get("log_history") or []
-            for entry in history[shown:]:
-                if log is not None:
-                    log(f"    [{run.name}] step {entry.get('step', '?')}/{state.get('max_steps', '?')}: "
-                        f"{metrics_line(entry)}")
-            shown = max(shown, len(history))
-            if rc is not None:
-                break
+                                   env=env, start_new_session=True)
+        try:
+            while True:
+                try:
+                    rc = process.wait(timeout=poll_seconds)
+                except subprocess.TimeoutExpired:
+                    rc = None
+                state = read_trainer_state(folder)
+                history = (state or {}).get("log_history") or []
+                for entry in history[shown:]:
+                    if log is not None:
+                        log(f"    [{run.name}] step {entry.get('step', '?')}/{state.get('max_steps', '?')}: "
+                            f"{metrics_line(entry)}")
+                shown = max(shown, len(history))
+                if rc is not None:
+                    break
+        except BaseException as error:  # Ctrl-C, SIGTERM (upo.errors.Terminated), or anything else: stop the child
+            stop_process_group(process, signal.SIGINT if isinstance(error, KeyboardInterrupt) and not isinstance(
+                error, Terminated) else signal.SIGTERM)
+            raise
     if rc != 0:
         tail = "".join((folder / TRAIN_LOG).read_text(errors="replace").splitlines(keepends=True)[-5:])
         raise UPOError(f"training run {run.name!r} failed (exit {rc}); the end of {folder / TRAIN_LOG}:\n{tail}")
     mark_train_done(folder, options, time.perf_counter() - start, read_trainer_state(folder))
+
+
+def stop_process_group(process: subprocess.Popen, signal_number: int, grace: float = 60.0) -> int | None:
+    """Send `signal_number` to `process` and every process of its group (started with `start_new_session`), wait up
+    to `grace` seconds for them to end (the training process names its last checkpoint and releases its lock), then
+    kill what is left. Returns the process's exit status."""
+    group = process.pid
+    try:
+        os.killpg(group, signal_number)
+    except (ProcessLookupError, PermissionError):
+        return process.poll()
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(timeout=grace)
+    while time.monotonic() < deadline:  # its own children (accelerate's workers) may outlive it a moment
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return process.poll()
+        time.sleep(0.1)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signal.SIGKILL)
+    return process.wait()
 
 
 def run_frontier(config: FrontierConfig, num_threads: int | None = None, progress: bool = True, evaluator=None,
@@ -123,6 +171,7 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
     finished run. Returns the results (`upo.experiments.frontier.results.collect_results`). The config was checked
     whole when it was loaded (`load_frontier_config`): every run's options parse as `upo train` parses them."""
     todo = select_runs(config, only)
+    check_inputs(config, todo)  # the data, the scorer, the packages: before anything trains
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_train_file(config)
@@ -189,22 +238,20 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
 
 def preference_scorer(config: FrontierConfig):
     """The grid's preference scorer: `eval.preference_scorer` (a `upo eval --preference_scorer` spec), with the
-    scorer's options of the `eval:` section (`ScorerArguments`); `eval.preference_scorer_model`, the older option, is
-    the similarity scorer's embedding folder."""
-    scorer = config.scorer
-    if scorer.preference_scorer == "similarity" and config.scorer_model:
-        scorer = dataclasses.replace(scorer, preference_scorer=f"similarity:{config.scorer_model}")
-    return build_preference_scorer(scorer)
+    scorer's options of the `eval:` section (`config.scorer_options`)."""
+    return build_preference_scorer(scorer_options(config))
 
 
 def log_run_evaluation(config: FrontierConfig, run: FrontierRun, evaluator, record: dict, folder: Path) -> None:
     """The run's evaluation (its summary and sample replies beside the reference's) in the run's tracker, under the
     run's own name (`report_to`, `run_name` of its options); TensorBoard writes beside the training logs."""
     options = run_train_options(config, run)
-    if options["report_to"] in ("none", None, []):
+    trackers = [options["report_to"]] if isinstance(options["report_to"], str) else list(options["report_to"] or [])
+    logged = [t for t in trackers if t in SUPPORTED_TRACKERS]  # the training logged to every one; its evaluation can
+    if not logged:  # go to these
         return
 
     records = {REFERENCE: evaluator.evaluate_reference(), run.name: record}
     report = {"summaries": [r["summary"] for r in records.values() if "summary" in r],
               "per_prompt": evaluator.per_prompt(records)}
-    log_evaluation(report, options["report_to"], options["run_name"], folder / "runs")
+    log_evaluation(report, logged, options["run_name"], folder / "runs")

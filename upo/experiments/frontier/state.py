@@ -14,8 +14,10 @@ Layout of `output_dir`:
 A run is trained again when its `train_done.json` is missing (a kill interrupted it) or holds another options
 key; it is evaluated again when its `eval_summary.json` holds another settings key. A run that finished with other
 options is never overwritten: its folder is first renamed `runs/{name}.options-{key}` (`set_aside_finished`). A
-finished run that left a method option at a default that has changed since (`changed_defaults`) is kept, and the
-frontier says so.
+trained model or checkpoints the frontier finds in a run's folder without a `train_done.json` are never trained over
+either (`take_over`): the frontier's own run, finished but not yet marked, is adopted; its own run interrupted after a
+complete checkpoint resumes from it; anything else is renamed `runs/{name}.found-N`, whole. A finished run that left a
+method option at a default that has changed since (`changed_defaults`) is kept, and the frontier says so.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+
+import yaml
 
 from upo import methods
 from upo.config import UPOConfig
@@ -35,7 +39,8 @@ from upo.experiments.frontier.config import (
     train_key,
 )
 from upo.files import atomic_write_json, atomic_write_text
-from upo.run_folder import read_run_config
+from upo.run_folder import TRAINED_MODEL_FILES, UPO_CONFIG, read_run_config
+from upo.training.checkpointing import CHECKPOINT_PATTERN, last_complete_checkpoint
 
 TRAIN_DONE = "train_done.json"
 EVAL_SUMMARY = "eval_summary.json"
@@ -143,6 +148,54 @@ def set_aside_finished(folder: Path) -> Path | None:
         kept = folder.with_name(f"{folder.name}.options-{key}-{n}")
     folder.rename(kept)
     return kept
+
+
+def holds_training(folder: Path) -> bool:
+    """Whether `folder` holds a trained model or checkpoints (what training into it again would replace)."""
+    return folder.is_dir() and any(path.name in TRAINED_MODEL_FILES or CHECKPOINT_PATTERN.match(path.name)
+                                   for path in folder.iterdir())
+
+
+def written_options(folder: Path) -> dict | None:
+    """The options this frontier wrote into `folder/run.yaml` when it started the run there (without the resume it
+    may have added), or None."""
+    try:
+        options = yaml.safe_load((folder / RUN_OPTIONS).read_text())
+    except (OSError, yaml.YAMLError):
+        return None
+    if not isinstance(options, dict):
+        return None
+    options.pop("resume_from_checkpoint", None)
+    return options
+
+
+def take_over(folder: Path, options: dict) -> tuple[str, Path | None]:
+    """What to do with what `folder` holds before the run (with `options`) trains into it, when it has no
+    `train_done.json` (one with other options is set aside by `set_aside_finished` first):
+
+    * `("fresh", None)`: nothing trained is there;
+    * `("adopt", None)`: this frontier started the run with these options (its `run.yaml`) and the final model was
+      saved (`upo_config.json` beside the weights), but the frontier was stopped before it marked the run done: the
+      caller marks it, and it is not trained again;
+    * `("resume", checkpoint)`: this frontier's run with these options, interrupted after a complete checkpoint: it
+      resumes from there instead of starting over;
+    * `("set aside", place)`: a trained model or checkpoints the frontier did not train with these options (another
+      `upo train`, a copy, an older grid): the folder is renamed `{name}.found-N`, whole, and never trained over.
+    """
+    if not holds_training(folder):
+        return "fresh", None
+    if written_options(folder) == json.loads(json.dumps(options, default=str)):
+        if (folder / UPO_CONFIG).is_file() and any((folder / name).is_file() for name in TRAINED_MODEL_FILES
+                                                   if name != UPO_CONFIG):
+            return "adopt", None
+        checkpoint = last_complete_checkpoint(folder)
+        return ("resume", checkpoint) if checkpoint is not None else ("fresh", None)
+    kept, n = folder.with_name(f"{folder.name}.found-1"), 1
+    while kept.exists():
+        n += 1
+        kept = folder.with_name(f"{folder.name}.found-{n}")
+    folder.rename(kept)
+    return "set aside", kept
 
 
 def read_eval_summary(folder: Path, settings_key: str) -> dict | None:
