@@ -49,3 +49,17 @@ def test_upo_train_names_the_option_of_a_yaml_value(tmp_path, capsys):
     config.write_text("reward_funcs:\n  readability: 1.0\n  length: 0.5\n")
     assert main(["train", "--config", str(config), "--dataset", "x.jsonl"]) == 1
     assert capsys.readouterr().err.startswith(f"upo train: error: {config}: reward_funcs is the mapping")
+
+
+def test_transformers_refusing_a_setup_without_naming_it_gets_the_options_named(tmp_path):
+    """transformers says "Default process group has not been initialized" for ddp_backend nccl without a GPU: the
+    message names the set-up options given."""
+    import torch
+
+    from upo import UPOConfig
+
+    if torch.cuda.is_available():
+        pytest.skip("nccl runs on this machine")
+    with pytest.raises(ConfigError, match=r"^transformers refused the options \(.*\); the set-up options given: "
+                                          r"ddp_backend='nccl'\. Change one of them"):
+        UPOConfig(output_dir=str(tmp_path), ddp_backend="nccl")

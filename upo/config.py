@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import functools
 import json
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, fields
 from typing import Annotated
 
 from transformers import TrainingArguments
@@ -26,6 +27,26 @@ from upo.legacy_options import refuse_legacy_options, rename_deprecated_model_kw
 from upo.losses import AUX_NORMALIZATIONS, VALUE_BASELINES
 from upo.rewards.builtin import builtin_names
 from upo.rewards.guard import DEFAULT_TIMEOUT
+
+# The options of the machine and precision set-up, which transformers checks against the devices it finds.
+SETUP_OPTIONS = ("bf16", "fp16", "tf32", "use_cpu", "bf16_full_eval", "fp16_full_eval", "ddp_backend", "fsdp",
+                 "deepspeed", "torch_compile", "torch_compile_backend", "torch_compile_mode")
+
+
+def _with_options_named(config, error: ValueError) -> str:
+    """transformers' message for options it refuses, with the options named when it names none ("Your setup doesn't
+    support bf16/gpu", "Default process group has not been initialized"): the set-up options given away from their
+    defaults."""
+    text = str(error).strip()
+    names = [f.name for f in fields(TrainingArguments)]
+    if any(re.search(rf"(?<![A-Za-z_]){re.escape(name)}(?![A-Za-z_])", text) for name in names if len(name) > 3):
+        return text
+    defaults = TrainingArguments.__dataclass_fields__
+    given = [f"{name}={getattr(config, name)!r}" for name in SETUP_OPTIONS
+             if getattr(config, name, None) not in (defaults[name].default, None, False, "", [])]
+    named = f"; the set-up options given: {', '.join(given)}. Change one of them, or run where it is supported" \
+        if given else ""
+    return f"transformers refused the options ({text}){named}."
 
 
 @dataclass
@@ -303,7 +324,7 @@ class UPOConfig(TrainingArguments):
         try:
             super().__post_init__()
         except ValueError as error:  # transformers' checks of contradictory options: its message, without a traceback
-            raise ConfigError(str(error).strip()) from error
+            raise ConfigError(_with_options_named(self, error)) from error
         if isinstance(self.loss_type, str):
             self.loss_type = [self.loss_type]
         # YAML gives one value where a list is expected (`reward_funcs: readability`, `reward_weights: 0.5`); a

@@ -40,7 +40,8 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
              "eval": {"max_prompts": 4, "max_new_tokens": 5, "batch_size": 6, "seed": 7, "do_sample": True,
                       "temperature": 0.5, "preference_scorer": "judge:http://x/v1", "preference_scorer_model": "m",
                       "judge_model": "j", "judge_template": "t.txt", "scorer_batch_size": 2,
-                      "judge_api_key_env": "JUDGE_KEY", "judge_concurrency": 3},
+                      "judge_api_key_env": "JUDGE_KEY", "judge_concurrency": 3, "judge_timeout": 9.0,
+                      "judge_retries": 1, "judge_deadline": 600.0, "scorer_timeout": 60.0},
              "accelerate_config": str(accelerate), "accelerate_args": "--num_processes 1", "seeds": [3],
              "report_to": "tensorboard", "target": {"family": "UPO", "preference_margin": 0.01}}
     assert set(given) == set(TOP_KEYS) and set(given["eval"]) == set(EVAL_KEYS)
@@ -58,7 +59,9 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
             evaluation.do_sample, evaluation.temperature) == (4, 5, 6, 7, True, 0.5)
     assert (evaluation.max_length, evaluation.standardize_rewards) == (64, False)  # as the runs train
     assert config.scorer == ScorerArguments("judge:http://x/v1", scorer_batch_size=2, judge_model="j",
-                                            judge_template="t.txt", judge_api_key_env="JUDGE_KEY", judge_concurrency=3)
+                                            judge_template="t.txt", judge_api_key_env="JUDGE_KEY", judge_concurrency=3,
+                                            judge_timeout=9.0, judge_retries=1, judge_deadline=600.0,
+                                            scorer_timeout=60.0)
     assert config.scorer_model == "m"
     assert (config.accelerate_config, config.accelerate_args) == (str(accelerate), ["--num_processes", "1"])
     assert config.report_to == "tensorboard"

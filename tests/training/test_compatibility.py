@@ -97,3 +97,16 @@ def test_resuming_with_a_tuned_option_trains_on_and_says_so(tmp_path, tokenizer,
     assert trainer.state.global_step == 3
     assert "with other values of options that shape the objective: beta 0.1 -> 0.2" in capsys.readouterr().err
     assert json.loads((dpo_checkpoint / "upo_config.json").read_text())["beta"] == 0.1
+
+
+def test_generation_is_checked_the_same_way_before_upo_eval_generates():
+    from upo.training.compatibility import check_generation_fits
+
+    check_generation_fits(gpt2(16), "the model m", [[5, 6, 7]], max_new_tokens=13)  # 16 positions: fits
+    with pytest.raises(ConfigError, match=r"the model m: the longest prompt has 3 tokens, and with max_new_tokens=14 a "
+                                          r"reply would need 17 positions; the model has learned position embeddings "
+                                          r"for 16\. Lower max_new_tokens"):
+        check_generation_fits(gpt2(16), "the model m", [[5, 6, 7]], max_new_tokens=14)
+    with pytest.raises(ConfigError, match=r"token ids up to 200 on the prompts, but the model's embedding matrix has "
+                                          r"100 rows"):
+        check_generation_fits(tiny_model(vocab_size=100), "the model m", [[5, 200]], max_new_tokens=4)

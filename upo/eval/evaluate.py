@@ -24,7 +24,7 @@ from pathlib import Path
 from upo.data.loading import load_preference_pairs
 from upo.errors import ConfigError
 from upo.eval.data import load_eval_data, rows_as_chat
-from upo.eval.generate import Decoding, generate
+from upo.eval.generate import Decoding, generate, render_prompts
 from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
 from upo.eval.page import eval_page
 from upo.eval.scorers import build_preference_scorer
@@ -42,6 +42,7 @@ from upo.rewards import resolve_reward_funcs, reward_func_name
 from upo.rewards.standardization import DesignerStandardization, fit_designer_standardization
 from upo.run_folder import EVAL_JSON, EVAL_MARKDOWN, EVAL_PAGE, MODEL_CARD, read_run_config
 from upo.threads import choose_num_threads
+from upo.training.compatibility import check_generation_fits
 from upo.training.model_card import add_eval_results, read_model_card
 
 REFERENCE = "reference"
@@ -128,6 +129,8 @@ class Evaluator:
         is_reference = model is self.reference
         comparable = same_vocabulary(tokenizer, self.tokenizer)
         ref = None if is_reference or not comparable else self.reference
+        check_generation_fits(model, f"the model {name}", render_prompts(tokenizer, self.prompts, response_prefix),
+                              s.max_new_tokens)  # its tokenizer's ids and its positions, before it generates
         generations = generate(model, tokenizer, self.prompts, self.decoding, seed=s.seed, batch_size=s.batch_size,
                                reference=ref, response_prefix=response_prefix, progress=self.progress,
                                desc=f"{name}: generating")

@@ -104,6 +104,26 @@ def check_data_fits_model(model: torch.nn.Module, which: str, datasets: dict, pa
               f"stay within them, {fix}.", file=sys.stderr, flush=True)
 
 
+def check_generation_fits(model: torch.nn.Module, which: str, prompt_ids: list[list[int]], max_new_tokens: int) -> None:
+    """`check_data_fits_model` for generation (`upo eval`): the prompts' token ids within the embedding matrix, and
+    the longest prompt with `max_new_tokens` within learned position embeddings."""
+    rows = model.get_input_embeddings().num_embeddings
+    largest = max((max(ids) for ids in prompt_ids if ids), default=-1)
+    if largest >= rows:
+        raise ConfigError(f"{which}: the tokenizer gives token ids up to {largest} on the prompts, but the model's "
+                          f"embedding matrix has {rows} rows: the tokenizer is not this model's, or tokens were added "
+                          "to it without resizing the model. Save the model with its own tokenizer.")
+    learned = position_embedding(model)
+    if learned is None:
+        return
+    limit = learned.num_embeddings - getattr(learned, "offset", 0)
+    longest = max((len(ids) for ids in prompt_ids), default=0)
+    if longest + max_new_tokens > limit:
+        raise ConfigError(f"{which}: the longest prompt has {longest} tokens, and with max_new_tokens={max_new_tokens} "
+                          f"a reply would need {longest + max_new_tokens} positions; the model has learned position "
+                          f"embeddings for {limit}. Lower max_new_tokens, or leave out the longest prompts.")
+
+
 # Options that decide what a run trains: a resume with another value would continue another objective.
 OBJECTIVE_OPTIONS = ("loss_type", "aux_loss", "value_baseline")
 # Options a resume may change (a learning rate, a budget), but that change the objective's numbers: named.

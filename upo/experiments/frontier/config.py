@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from dataclasses import MISSING, dataclass
 from pathlib import Path
 
+from transformers import HfArgumentParser
+
 from upo import methods
 from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
@@ -50,6 +52,7 @@ from upo.eval.settings import (
 from upo.eval.tracking import SUPPORTED_TRACKERS
 from upo.experiments.frontier.target import Target, read_target
 from upo.models import SMOLLM2_NAME, resolve_model_path
+from upo.option_types import check_option_values
 from upo.options import parse_train_options, read_yaml_mapping
 from upo.preflight import MissingRequirements, hub_problem, tracker_problems, training_problems
 from upo.rewards import resolve_reward_funcs
@@ -211,6 +214,8 @@ def _check_keys(config: dict) -> None:
     train = _mapping(config.get("train"), "frontier config: train")
     evaluation = _mapping(config.get("eval"), "frontier config: eval")
     _unknown(evaluation, EVAL_KEYS, "frontier config, eval")
+    # each value of the kind its option declares, as `upo eval`'s flag would take it (upo.option_types)
+    check_option_values(evaluation, HfArgumentParser((EvalSettings, ScorerArguments)), "frontier config, eval")
     problems = range_problems({**evaluation, "reward_weights": config.get("reward_weights")},
                               declared_ranges(EvalSettings))
     if problems:
