@@ -150,15 +150,16 @@ class UPOTrainer(Trainer):
             self.designer_stats = train.stats
             self.designer_temperature = apply_designer_target(
                 args, designer_rewards(train.dataset) if self.use_designer_term else None, self.use_designer_term)
-            eval_data = None
-            if isinstance(eval_dataset, dict):  # a DatasetDict too, as transformers and TRL read it
-                eval_data = {name: self._prepare_eval_data(data, tokenizer, args)
-                             for name, data in eval_dataset.items()}
-            elif eval_dataset is not None:
-                eval_data = self._prepare_eval_data(eval_dataset, tokenizer, args)
+            named_evals = eval_dataset if isinstance(eval_dataset, dict) else {None: eval_dataset}  # DatasetDict too
+            evals = {name: self._prepare_eval_data(data, tokenizer, args) for name, data in named_evals.items()
+                     if data is not None}
+            if isinstance(eval_dataset, dict):
+                eval_data = {name: prepared.dataset for name, prepared in evals.items()}
+            else:
+                eval_data = evals[None].dataset if evals else None
 
         # Token ids and lengths the model (and a reference of its own) can take, before any forward pass.
-        fitted = {train.report.source: train.dataset, **({prepared.report.source: eval_data} if eval_data else {})}
+        fitted = {train.report.source: train.dataset, **{p.report.source: p.dataset for p in evals.values()}}
         named = f" {self.model_name_or_path}" if self.model_name_or_path else ""
         for which, checked in ((f"the model{named} (model_name_or_path)", model), ("the reference model (ref_model)",
                                                                                    ref_model)):
@@ -205,12 +206,13 @@ class UPOTrainer(Trainer):
         self._step_num_tokens = None
 
     def _prepare_eval_data(self, eval_dataset, tokenizer, args):
-        """An evaluation dataset through the training data's path, scored with the training set's standardisation."""
+        """An evaluation dataset through the training data's path, scored with the training set's standardisation;
+        the prepared data with its report."""
         prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, self.designer_stats,
                                            "eval")
         print(prepared.report.summary())
         check_numeric_columns(prepared.dataset, prepared.report.source)
-        return prepared.dataset
+        return prepared
 
     def create_accelerator_and_postprocess(self) -> None:
         super().create_accelerator_and_postprocess()
@@ -417,7 +419,7 @@ class UPOTrainer(Trainer):
         if self.precomputed_ref and not self.is_peft and self.state.global_step > 0:
             raise ConfigError("evaluate() got a new dataset after training started, with precompute_ref_log_probs and "
                               "no reference model kept: give it as eval_dataset to the trainer, or pass a ref_model.")
-        prepared = self._prepare_eval_data(dataset, self.processing_class, self.args)
+        prepared = self._prepare_eval_data(dataset, self.processing_class, self.args).dataset
         if self.precomputed_ref:
             batch_size = self.args.precompute_ref_batch_size or self.args.per_device_eval_batch_size
             prepared = self._add_reference_logps(prepared, batch_size)
