@@ -92,9 +92,15 @@ class PairwiseJudge(PreferenceScorer):
         stop = threading.Event()  # set when one request failed for good: the others stop retrying
 
         def ask(job):
+            if stop.is_set():  # another request failed for good: this one is not sent
+                return None
             k, order = job
             a, b = (replies[k], reference_replies[k]) if order == 0 else (reference_replies[k], replies[k])
-            verdict = self.verdict(prompts[k], a, b, stop)
+            try:
+                verdict = self.verdict(prompts[k], a, b, stop)
+            except BaseException:
+                stop.set()  # at once, before this worker takes the next job
+                raise
             model_is = "a" if order == 0 else "b"
             return k, 0.5 if verdict in ("tie", None) else float(verdict == model_is)
 
@@ -104,8 +110,9 @@ class PairwiseJudge(PreferenceScorer):
         try:
             futures = [pool.submit(ask, job) for job in jobs]
             for future in as_completed(futures, timeout=self.deadline):
-                k, outcome = future.result()  # the first request that failed for good raises here
-                outcomes[k].append(outcome)
+                answered = future.result()  # the first request that failed for good raises here
+                if answered is not None:
+                    outcomes[answered[0]].append(answered[1])
         except FuturesTimeout:
             raise UPOError(f"judge at {self.url}: {sum(map(len, outcomes))} of {len(jobs)} requests answered within "
                            f"judge_deadline={self.deadline:g} s. Raise --judge_deadline (or judge_concurrency), or "
