@@ -134,7 +134,7 @@ def test_a_stopped_frontier_stops_its_training_process_and_releases_the_locks(tm
         wait_for(lambda: (run / "checkpoint-1" / "upo_checkpoint.json").is_file(), 240, "first checkpoint", frontier)
         child = json.loads((run / OWNER_FILE).read_text())["pid"]
         frontier.send_signal(stop)
-        output, _ = frontier.communicate(timeout=120)
+        output, _ = frontier.communicate(timeout=300)  # a bound for a stuck frontier; its grace is 60 s
     finally:
         if frontier.poll() is None:
             frontier.kill()

@@ -1,6 +1,7 @@
 """User reward functions run under a guard: sys.exit, KeyboardInterrupt, exceptions and calls that never return
 stop the run with the function and the rows named, and `upo train` exits non-zero (130 for Ctrl-C)."""
 
+import signal
 import threading
 import time
 
@@ -112,8 +113,6 @@ def test_upo_train_interrupted_inside_a_reward_function_exits_130(cli_run, capsy
 def test_a_call_is_bounded_by_default_and_ctrl_c_while_waiting_names_the_function():
     """`reward_timeout` defaults to an hour (a function that never returns no longer hangs a run that did not set it);
     the call then runs in its own thread, and Ctrl-C while the run waits for it still names the function."""
-    import _thread
-
     from upo import UPOConfig
     from upo.eval.settings import EvalSettings, ScorerArguments
     from upo.rewards.guard import DEFAULT_TIMEOUT
@@ -126,7 +125,9 @@ def test_a_call_is_bounded_by_default_and_ctrl_c_while_waiting_names_the_functio
         release.wait(30)
         return [0.0] * len(completions)
 
-    threading.Timer(0.3, _thread.interrupt_main).start()
+    # A real SIGINT to the main thread, as a terminal's Ctrl-C reaches it (interrupt_main only sets a flag, which a
+    # main thread already blocked in its wait would not see before the wait ended)
+    threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
     try:
         with pytest.raises(Interrupted, match=r"while reward function 'waits' scored rows 0-1"):
             score(waits, timeout=DEFAULT_TIMEOUT)
