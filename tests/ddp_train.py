@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))  # helpers: the tiny model and tokenizer
 
 import torch  # noqa: E402
-from helpers import FIXTURES, tiny_model, tiny_training_options  # noqa: E402
+from helpers import FIXTURES, nan_gradient_in_first_layer, tiny_model, tiny_training_options  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
 from transformers import AutoTokenizer, TrainerCallback  # noqa: E402
 
@@ -32,17 +32,6 @@ def length_reward(prompts, completions, **kwargs):
     CALLS["reward"] += 1
     return [float(len(c)) for c in completions]
 
-
-class NaNGradient(torch.autograd.Function):
-    """Identity forward, NaN backward: a non-finite gradient with finite losses."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * float("nan")
 
 
 class PolicyGradNorms(TrainerCallback):
@@ -122,7 +111,7 @@ def main(argv=None):
     tokenizer = AutoTokenizer.from_pretrained(FIXTURES / "tiny_tokenizer")
     model = tiny_model(tied=args.tied)
     if args.nan_gradient:
-        model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
+        nan_gradient_in_first_layer(model)
     hook = model.register_forward_hook(lambda *_: CALLS.__setitem__("forward", CALLS["forward"] + 1))
     SlowSaveTrainer.slow_save_at = args.slow_save_at
     SlowSaveTrainer.fp16_scale = args.fp16_scale

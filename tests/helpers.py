@@ -241,3 +241,21 @@ def private_mounts_available() -> bool:
     if shutil.which("unshare") is None:
         return False
     return subprocess.run(["unshare", "-rm", "true"], capture_output=True).returncode == 0
+
+
+class NaNGradient(torch.autograd.Function):
+    """Identity forward, NaN backward: a gradient that is not finite at any loss scale, with finite losses."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * float("nan")
+
+
+def nan_gradient_in_first_layer(model):
+    """`model` (a tiny Llama) with a NaN gradient behind its first MLP: every step's gradient is not finite."""
+    model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
+    return model

@@ -13,12 +13,11 @@ norm). Each is a sum over many products rounded to that precision, so its relati
 all does not: the implicit rewards at step 1, policy and reference being the same weights under the same precision.
 """
 
-import math
 
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, tiny_model
+from helpers import make_pairs, nan_gradient_in_first_layer, tiny_model
 from transformers import TrainerCallback
 
 from upo import UPOConfig, UPOTrainer
@@ -135,22 +134,9 @@ def test_fp16_clips_the_value_head_and_the_policy_after_unscaling(tmp_path, toke
     assert steps(fp16)[0]["grad_norm"] == pytest.approx(steps(fp32)[0]["grad_norm"], rel=UNIT_ROUNDOFF["fp16"])
 
 
-class NaNGradient(torch.autograd.Function):
-    """Identity forward, NaN backward: a gradient that is not finite at any loss scale, with finite losses."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * math.nan
-
 
 def nan_gradient_model():
-    model = tiny_model()
-    model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
-    return model
+    return nan_gradient_in_first_layer(tiny_model())
 
 
 def test_fp16_non_finite_gradient_at_the_minimum_loss_scale_is_a_fault(tmp_path, tokenizer):

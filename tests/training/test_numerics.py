@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 from datasets import Dataset
-from helpers import make_pairs, tiny_model, tiny_training_options, write_jsonl
+from helpers import make_pairs, nan_gradient_in_first_layer, tiny_model, tiny_training_options, write_jsonl
 from safetensors.torch import load_file
 from transformers import TrainerCallback
 
@@ -99,22 +99,6 @@ def test_nan_from_the_model_names_every_term_it_reaches(tmp_path, tokenizer):
                        r"designer \(loss/aux = nan\), value \(loss/value = nan\) terms\."):
         trainer.train()
 
-
-class NaNGradient(torch.autograd.Function):
-    """Identity forward, NaN backward: a gradient overflow with finite losses."""
-
-    @staticmethod
-    def forward(ctx, x):
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * math.nan
-
-
-def nan_gradient_in_first_layer(model):
-    model.model.layers[0].mlp.register_forward_hook(lambda m, i, out: NaNGradient.apply(out))
-    return model
 
 
 def test_non_finite_gradient_names_the_parameter(tmp_path, tokenizer):
