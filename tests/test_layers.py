@@ -19,9 +19,9 @@ PACKAGE = Path(__file__).resolve().parent.parent / "upo"
 # Bottom first. A module may import from its own layer and any layer below it; never from a layer above.
 LAYERS = [
     ("foundation: errors, files, the method records, option ranges, the run-folder contract, engine checks, YAML "
-     "files, library errors at upo's boundaries",
+     "files, library errors at upo's boundaries, upo's log",
      ["upo", "upo.errors", "upo.files", "upo.threads", "upo.failures", "upo.environment", "upo.methods",
-      "upo.config_checks", "upo.run_folder", "upo.engines", "upo.yaml_files", "upo.library_errors"]),
+      "upo.config_checks", "upo.run_folder", "upo.engines", "upo.yaml_files", "upo.library_errors", "upo.logs"]),
     ("the mathematics: losses, log-probs, the value head", ["upo.losses", "upo.logps", "upo.value_head"]),
     ("models by name: loading, the SmolLM2 conversion, trained run folders", ["upo.models"]),
     ("designer rewards", ["upo.rewards"]),

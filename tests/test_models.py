@@ -141,7 +141,7 @@ def test_missing_package_gives_install_command(tmp_path, monkeypatch):
 def test_converts_once_from_the_wheel(fake_wheel, capfd):
     folder = resolve_model_path(SMOLLM2_NAME, package_dirs=[fake_wheel["site"]])
     assert folder == str(fake_wheel["cache"] / "models" / SMOLLM2_NAME)
-    assert "Converting SmolLM2-135M-Instruct from its wheel" in capfd.readouterr().err
+    assert "Converting SmolLM2-135M-Instruct from its wheel" in capfd.readouterr().out  # upo's log: info
     marker = json.loads((fake_wheel["cache"] / "models" / SMOLLM2_NAME / MARKER_FILE).read_text())
     assert marker["package_version"] == "9.9.9"
     assert marker["gguf_file"] == SMOLLM2_GGUF
@@ -150,7 +150,7 @@ def test_converts_once_from_the_wheel(fake_wheel, capfd):
 
     # Later calls reuse the folder, even with the package gone; names are case-insensitive.
     assert resolve_model_path("SmolLM2-135M-Instruct", package_dirs=[]) == folder
-    assert "Converting" not in capfd.readouterr().err
+    assert "Converting" not in capfd.readouterr().out
 
 
 def test_leftovers_of_a_killed_run_are_cleaned(fake_wheel):
@@ -186,9 +186,9 @@ def test_two_processes_converting_at_once_make_one_valid_folder(fake_wheel, capf
         assert worker.exitcode == 0
 
     assert folders[0] == folders[1]
-    stderr = capfd.readouterr().err
-    assert stderr.count("Converting SmolLM2-135M-Instruct") == 1
-    assert stderr.count("Waiting for another process") == 1
+    stdout = capfd.readouterr().out  # upo's log: info lines
+    assert stdout.count("Converting SmolLM2-135M-Instruct") == 1
+    assert stdout.count("Waiting for another process") == 1
     models = fake_wheel["cache"] / "models"
     assert sorted(p.name for p in models.iterdir()) == [SMOLLM2_NAME, f"{SMOLLM2_NAME}.lock"]
     _assert_valid_checkpoint(folders[0], fake_wheel["model"])

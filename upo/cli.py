@@ -62,9 +62,11 @@ def train(argv: list[str]) -> None:
             name for name, buffer in trainer.model.named_buffers() if buffer.dtype == torch.bool]
     trainer.train(resume_from_checkpoint=config.resume_from_checkpoint)
     trainer.save_model(config.output_dir)
-    if eval_data is not None:
-        print(trainer.evaluate())
-    print(f"Saved the trained model to {config.output_dir}")
+    metrics = trainer.evaluate() if eval_data is not None else None  # every process evaluates its share
+    if trainer.is_world_process_zero():  # the command's answer, once however many processes run
+        if metrics is not None:
+            print(metrics)
+        print(f"Saved the trained model to {config.output_dir}")
 
 
 def score(argv: list[str]) -> None:

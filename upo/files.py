@@ -15,13 +15,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
 from filelock import FileLock, Timeout
+
+from upo.logs import get_logger
+
+logger = get_logger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -70,7 +73,7 @@ def exclusive_lock(lock_file: str | os.PathLike, waiting_message: str):
     try:
         lock.acquire(timeout=0)
     except Timeout:
-        print(waiting_message, file=sys.stderr, flush=True)
+        logger.info(waiting_message)
         lock.acquire()
     except OSError:
         yield

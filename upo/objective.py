@@ -17,6 +17,7 @@ import torch
 
 from upo import methods
 from upo.errors import ConfigError
+from upo.logs import get_logger
 from upo.losses import (
     alol_loss,
     aoppo_loss,
@@ -29,6 +30,8 @@ from upo.losses import (
     sft_loss,
 )
 from upo.rewards.target import DesignerTemperature, designer_temperature
+
+logger = get_logger(__name__)
 
 
 def uses_designer_term(args, has_rewards: bool) -> bool:
@@ -56,16 +59,16 @@ def apply_designer_target(args, rewards: torch.Tensor, term_on: bool) -> Designe
     if args.designer_target is None:
         return None
     if not term_on:
-        print(f"designer_target {args.designer_target} has no effect: this run has no UPO designer term (loss_type "
-              f"{args.loss_type}, alpha {args.alpha}).")
+        logger.warning(f"designer_target {args.designer_target} has no effect: this run has no UPO designer term "
+                       f"(loss_type {args.loss_type}, alpha {args.alpha}).")
         return None
     solved = designer_temperature(rewards, args.designer_target)
     args.aw_temperature = solved.temperature
-    print(f"designer_target {solved.target:g} std: aw_temperature {solved.temperature:.4g} (reward scale beta / T = "
-          f"{solved.reward_scale(args.beta):.4g}); reweighting the training responses reaches at most "
-          f"{solved.pooled_ceiling:.2f} std, the better response of each pair {solved.pair_ceiling:.2f}.")
+    logger.info(f"designer_target {solved.target:g} std: aw_temperature {solved.temperature:.4g} (reward scale "
+                f"beta / T = {solved.reward_scale(args.beta):.4g}); reweighting the training responses reaches at most "
+                f"{solved.pooled_ceiling:.2f} std, the better response of each pair {solved.pair_ceiling:.2f}.")
     if solved.awr_message is not None and args.aux_loss == "awr":
-        print(solved.awr_message)
+        logger.info(solved.awr_message)
     return solved
 
 

@@ -24,6 +24,7 @@ from upo.files import atomic_write_json
 from upo.legacy_options import LEGACY_TRAINER_ARGUMENTS, refuse_legacy_options
 from upo.library_errors import REFUSALS, refused_by_library
 from upo.logps import forward_logps
+from upo.logs import get_logger, set_process_log_level, shows_progress
 from upo.losses import step_token_counts
 from upo.objective import (
     apply_designer_target,
@@ -54,9 +55,12 @@ from upo.training.model_setup import freeze_reference, prepare_models
 from upo.training.numerics import NonFiniteGuard, check_numeric_columns
 from upo.training.reference import add_reference_logps
 from upo.training.run_lock import hold_output_dir
+from upo.training.tensorboard import keep_one_event_file
 from upo.training.trainer_state import TrainerStateWriter
 from upo.trl_config import as_upo_config
 from upo.value_head import ValueHead
+
+logger = get_logger(__name__)
 
 VALUE_HEAD_PREFIX = "upo_value_head."
 MODEL_COLUMNS = [
@@ -108,6 +112,7 @@ class UPOTrainer(Trainer):
             raise TypeError(f"UPOTrainer got an unexpected keyword argument {next(iter(removed))!r}")
         args = as_upo_config(args) or UPOConfig(output_dir="upo-output")
         check_launch(args)  # several processes that would not train together, or an engine that is not there
+        set_process_log_level(args)  # upo's log: log_level on the main process, log_level_replica on the others
         # Every optional package the run needs (trackers, kernels, optimizers, bitsandbytes) and the Hub when it
         # pushes: all missing ones at once, before any model or data loads.
         check_training(args, quantization_config)
@@ -140,7 +145,7 @@ class UPOTrainer(Trainer):
         # (upo.rewards.cache), so nothing is scored twice.
         with args.main_process_first(desc="scoring designer rewards"):
             train = prepare_preference_data(train_dataset, tokenizer, args, self.reward_funcs)
-            print(train.report.summary())
+            logger.info(train.report.summary())
             check_numeric_columns(train.dataset, train.report.source)
             if "weight" in train.dataset.column_names and not methods.honours_weights(args.loss_type):
                 weighted = ", ".join(m.loss_type for m in methods.METHODS.values() if m.weighted)
@@ -184,6 +189,7 @@ class UPOTrainer(Trainer):
             compute_metrics=compute_metrics, callbacks=[TrainerStateWriter(), *(callbacks or [])],
             optimizers=optimizers,
         )
+        keep_one_event_file(self)  # an evaluate() after train() writes into the run's TensorBoard event file
         self.ref_model = None
         if ref_model is not None:
             # Sharded as the policy is (FSDP2, ZeRO-3), unless it only serves the precomputation just below
@@ -210,7 +216,7 @@ class UPOTrainer(Trainer):
         the prepared data with its report."""
         prepared = prepare_preference_data(eval_dataset, tokenizer, args, self.reward_funcs, self.designer_stats,
                                            "eval")
-        print(prepared.report.summary())
+        logger.info(prepared.report.summary())
         check_numeric_columns(prepared.dataset, prepared.report.source)
         return prepared
 
@@ -290,7 +296,7 @@ class UPOTrainer(Trainer):
         reference = self.ref_model if self.ref_model is not None else self.model
         adapter_off = self.is_peft and self.ref_model is None  # the reference is the base model, adapter off
         return add_reference_logps(dataset, reference, self.data_collator, batch_size, adapter_off,
-                                   accelerator=self.accelerator)
+                                   accelerator=self.accelerator, show_progress=shows_progress(self.args))
 
     @staticmethod
     def _make_collator(tokenizer, args) -> PreferenceCollator:

@@ -122,9 +122,12 @@ def test_accelerate_launch_with_the_shipped_config_runs_the_cli(tmp_path, tokeni
     flags = ["--model_name_or_path", str(model_dir), "--dataset", str(data), "--max_steps", "4", "--learning_rate",
              "1e-3", "--report_to", "none", "--use_cpu", "true", "--disable_tqdm", "true", "--max_length", "64",
              "--seed", "0", "--save_strategy", "steps", "--save_steps", "2"]
-    launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/ddp.yaml", "-m", "upo.cli", "train",
-            "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "2", *flags], tmp_path,
-           tmp_path / "cache-two")
+    log = launch([BIN / "accelerate", "launch", "--config_file", "examples/accelerate/ddp.yaml", "-m", "upo.cli",
+                  "train", "--output_dir", str(tmp_path / "two"), "--per_device_train_batch_size", "2", *flags],
+                 tmp_path, tmp_path / "cache-two")
+    # upo's log and the command's answer once, not once per process
+    assert log.count("Loaded 16 standard pairs from") == 1, log[-3000:]
+    assert log.count("Saved the trained model to") == 1, log[-3000:]
     assert main(["train", "--output_dir", str(tmp_path / "one"), "--per_device_train_batch_size", "4", *flags]) == 0
 
     difference = max_difference(tmp_path / "two" / "model.safetensors", tmp_path / "one" / "model.safetensors")

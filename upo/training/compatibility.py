@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -28,7 +27,10 @@ import torch
 
 from upo import methods
 from upo.errors import ConfigError
+from upo.logs import get_logger
 from upo.run_folder import VALUE_HEAD, read_run_config
+
+logger = get_logger(__name__)
 
 # The names transformers gives learned (absolute) position embeddings.
 POSITION_EMBEDDINGS = ("wpe", "embed_positions", "position_embeddings", "pos_embed", "pos_emb")
@@ -99,9 +101,9 @@ def check_data_fits_model(model: torch.nn.Module, which: str, datasets: dict, pa
                 f"{which}: the longest pair of {source} takes {needed} positions{padded}, but the model has learned "
                 f"position embeddings for {limit}: a longer sequence cannot be encoded. {fix[0].upper() + fix[1:]}, "
                 "or choose a model with longer positions.")
-        print(f"Warning: {which}: the longest pair of {source} takes {needed} positions{padded}, beyond the model's "
-              f"max_position_embeddings={limit}; its rotary positions run, but on lengths it was not trained on. To "
-              f"stay within them, {fix}.", file=sys.stderr, flush=True)
+        logger.warning(f"{which}: the longest pair of {source} takes {needed} positions{padded}, beyond the model's "
+                       f"max_position_embeddings={limit}; its rotary positions run, but on lengths it was not trained "
+                       f"on. To stay within them, {fix}.")
 
 
 def check_generation_fits(model: torch.nn.Module, which: str, prompt_ids: list[list[int]], max_new_tokens: int) -> None:
@@ -239,8 +241,8 @@ def check_resume_fits(checkpoint: str | os.PathLike, model: torch.nn.Module, opt
         changed = [f"{name} {stored[name]!r} -> {options.get(name)!r}" for name in TUNED_OPTIONS
                    if name in stored and stored[name] != options.get(name)]
         if changed:
-            print(f"Note: resuming {checkpoint} with other values of options that shape the objective: "
-                  f"{', '.join(changed)}.", file=sys.stderr, flush=True)
+            logger.warning(f"resuming {checkpoint} with other values of options that shape the objective: "
+                           f"{', '.join(changed)}.")
     if trained_from and model_name_or_path and str(trained_from) != str(model_name_or_path):
-        print(f"Note: {checkpoint} was trained from {trained_from}; this run names {model_name_or_path}. Its weights "
-              "have the same names and shapes.", file=sys.stderr, flush=True)
+        logger.warning(f"{checkpoint} was trained from {trained_from}; this run names {model_name_or_path}. Its "
+                       "weights have the same names and shapes.")

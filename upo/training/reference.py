@@ -40,6 +40,9 @@ from tqdm.auto import tqdm
 from upo import __version__
 from upo.files import atomic_write, default_cache_dir, exclusive_lock
 from upo.logps import forward_logps
+from upo.logs import get_logger
+
+logger = get_logger(__name__)
 
 TOKEN_COLUMNS = ["prompt_ids", "chosen_ids", "rejected_ids"]
 VALUE_HEAD_MODULE = "upo_value_head"  # upo.trainer.VALUE_HEAD_PREFIX without its dot
@@ -111,13 +114,14 @@ def _write_cache(path: Path, chosen: list[float], rejected: list[float]) -> None
 @torch.no_grad()
 def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool = False,
                         cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
-                        accelerator=None) -> Dataset:
+                        accelerator=None, show_progress: bool = True) -> Dataset:
     """Adds `ref_chosen_logps` and `ref_rejected_logps` (summed log-probs of each response under `reference`).
 
     A dataset that already has both columns (the user brought them) is returned unchanged. With
     `disable_adapter`, `reference` is a PEFT model whose base model, adapter off, is the reference. With an
     `accelerate.Accelerator` (the trainer's), the reference runs on its device under its autocast, each process
     on its share of the batches, and every process gets all the values; every process must call this together.
+    `show_progress`: a progress bar (on the main process only).
     `cache_dir` defaults to ``default_cache_dir() / "reference"``; see the module docstring.
     """
     if {"ref_chosen_logps", "ref_rejected_logps"} <= set(dataset.column_names):
@@ -144,11 +148,12 @@ def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, 
             cached = broadcast_object_list([cached])[0]  # the main process's answer, for every process
         if cached is not None:
             if main:
-                print(f"Reference log-probs of {len(dataset)} pairs: read from the cache {path}")
+                logger.info(f"Reference log-probs of {len(dataset)} pairs: read from the cache {path}")
             chosen, rejected = cached
         else:
             start = time.perf_counter()
-            chosen, rejected = _compute(dataset, reference, collator, batch_size, disable_adapter, accelerator)
+            chosen, rejected = _compute(dataset, reference, collator, batch_size, disable_adapter, accelerator,
+                                        show_progress)
             where = ""
             if path is not None:
                 _write_cache(path, chosen, rejected)
@@ -156,8 +161,8 @@ def add_reference_logps(dataset: Dataset, reference, collator, batch_size: int, 
             processes = accelerator.num_processes if accelerator is not None else 1
             if main:
                 split = f" over {processes} processes" if processes > 1 else ""
-                print(f"Reference log-probs of {len(dataset)} pairs: computed in {time.perf_counter() - start:.1f} s"
-                      f"{split}{where}")
+                logger.info(f"Reference log-probs of {len(dataset)} pairs: computed in "
+                            f"{time.perf_counter() - start:.1f} s{split}{where}")
     return dataset.add_column("ref_chosen_logps", chosen).add_column("ref_rejected_logps", rejected)
 
 
@@ -190,7 +195,8 @@ def sharded_compute_dtype(accelerator, reference) -> torch.dtype | None:
     return dtype
 
 
-def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, accelerator=None):
+def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_adapter: bool, accelerator=None,
+             show_progress: bool = True):
     dtype = sharded_compute_dtype(accelerator, reference)
     if dtype is not None:
         # The policy will run sharded, its weights cast to `dtype` in each forward (FSDP2's MixedPrecisionPolicy,
@@ -213,7 +219,7 @@ def _compute(dataset: Dataset, reference, collator, batch_size: int, disable_ada
         device, autocast = (first.device if first is not None else torch.device("cpu")), contextlib.nullcontext
     chosen, rejected = [], []
     adapter_off = reference.disable_adapter() if disable_adapter else contextlib.nullcontext()
-    show = accelerator is None or accelerator.is_main_process
+    show = show_progress and (accelerator is None or accelerator.is_main_process)
     with adapter_off, _on_device(reference, device), autocast():
         for batch in tqdm(loader, desc="Computing reference log-probs", disable=not show):
             batch = {k: v.to(device) for k, v in batch.items()}

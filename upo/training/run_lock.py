@@ -34,6 +34,9 @@ from filelock import FileLock, Timeout
 
 from upo.errors import ConfigError
 from upo.files import atomic_write_json
+from upo.logs import get_logger
+
+logger = get_logger(__name__)
 
 LOCK_FILE = ".upo-run.lock"
 OWNER_FILE = ".upo-run.json"
@@ -144,7 +147,7 @@ def hold_output_dir(owner: object, args) -> RunLock | None:
     lock = RunLock(args.output_dir).acquire()
     weakref.finalize(owner, lock.release)
     if lock.previous_owner is not None:
-        print(f"Note: the previous run into {args.output_dir} ({describe_owner(lock.previous_owner)}) did not finish: "
-              "it was killed or crashed. Its complete checkpoints are kept; an interrupted one is replaced when a "
-              "save reaches its step.", file=sys.stderr, flush=True)
+        logger.warning(f"the previous run into {args.output_dir} ({describe_owner(lock.previous_owner)}) did not "
+                       "finish: it was killed or crashed. Its complete checkpoints are kept; an interrupted one is "
+                       "replaced when a save reaches its step.")
     return lock

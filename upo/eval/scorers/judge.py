@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import sys
 import threading
 import time
 import urllib.error
@@ -26,6 +25,9 @@ from pathlib import Path
 
 from upo.errors import ConfigError, UPOError
 from upo.eval.scorers import PreferenceScorer
+from upo.logs import get_logger
+
+logger = get_logger(__name__)
 
 DEFAULT_JUDGE_TEMPLATE = """Which of two replies to the same conversation would the user prefer? Judge helpfulness, \
 relevance, correctness and tone; ignore which reply comes first and how long it is.
@@ -129,8 +131,8 @@ class PairwiseJudge(PreferenceScorer):
                            f"{self.unparsed_example!r:.80}), so every comparison would count as a tie. Check "
                            "--judge_model and --judge_template: the template must ask for one word, A, B or tie.")
         if unparsed:
-            print(f"Warning: judge at {self.url}: {unparsed} of {asked} answers were not A, B or tie (e.g. "
-                  f"{self.unparsed_example!r:.80}); they count as ties.", file=sys.stderr, flush=True)
+            logger.warning(f"judge at {self.url}: {unparsed} of {asked} answers were not A, B or tie (e.g. "
+                           f"{self.unparsed_example!r:.80}); they count as ties.")
 
     def verdict(self, prompt, reply_a: str, reply_b: str, stop: threading.Event | None = None) -> str | None:
         """'a', 'b', 'tie', or None when the answer is none of them. `stop`, once set, ends the request's tries."""
