@@ -68,7 +68,8 @@ def test_summary_of_fixed_generations():
     assert summary["kl"] == pytest.approx(2.0)
     assert summary["length_words"] == pytest.approx(5 / 3)
     table = side_by_side([summary, {**summary, "name": "n"}])
-    assert "| length (mean) | 0.750 | 0.750 |" in table and "| win rate vs reference | 50.0% | 50.0% |" in table
+    assert "| length (mean) | 0.750 | 0.750 |" in table
+    assert "| win rate vs reference (90% interval over prompts) | 50.0% | 50.0% |" in table
 
 
 def test_designer_score_uses_training_statistics(tmp_path):
@@ -217,9 +218,17 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     length = [e["run"]["objectives"]["length"] for e in report["per_prompt"]]
     expected = [2.0 * max(-3.0, min(3.0, (v - 0.5) / 0.25)) for v in length]
     assert [e["run"]["designer"] for e in report["per_prompt"]] == pytest.approx(expected, abs=1e-3)
-    assert (out / "eval.md").read_text().count("| win rate vs reference |") == 1
+    assert (out / "eval.md").read_text().count("| win rate vs reference (90% interval over prompts) |") == 1
+    # Every gap to the reference with its 90% interval over the prompts: printed, in eval.json and in the page.
+    assert model["win_rate_ci90"] == [0.5, 0.5] and model["designer_gain_ci90"] == [0.0, 0.0]
+    assert "| win rate vs reference (90% interval over prompts) | 50.0% | 50.0% (50.0%..50.0%) |" in printed
+    assert "| designer score minus the reference's (90% interval) | - | +0.000 (+0.000..+0.000) |" in printed
     page = (out / "eval.html").read_text()  # its structure: tests/eval/test_page.py
     assert page.count("<tr data-index=") == 6 and replies[0].replace("&", "&amp;").replace("<", "&lt;") in page
+    assert "<td class=\"n\">50.0% (50.0%..50.0%)</td>" in page
+    # Tables as tables, never Markdown; the run's paths relative to the page's folder, none absolute.
+    assert "|---|" not in page and "| win rate" not in page
+    assert str(tmp_path) not in page and "Reference: ../run" not in page and "Reference: ../" in page
 
 
 def test_a_model_of_another_base_is_evaluated_against_the_reference_you_name(folders, tmp_path):
@@ -317,3 +326,17 @@ def test_metrics_and_sample_replies_reach_tensorboard(tmp_path):
     assert log_evaluation(report, "none", None, tmp_path) == []
     with pytest.raises(Exception, match=r"report_to \['comet'\]"):
         log_evaluation(report, ["comet"], None, tmp_path)
+
+
+def test_gaps_to_the_reference_have_paired_t_intervals_over_the_prompts():
+    """By hand: wins 1, 1, 1, 0: mean 0.75, sd 0.5, se 0.25, t(3, 0.95) = 2.3534 -> 0.75 +- 0.5883, cut at 1.
+    Designer gaps 1, 2, 3: mean 2, sd 1, se 0.5774, t(2, 0.95) = 2.9200 -> 2 +- 1.6859."""
+    from upo.eval.metrics import gaps_to_reference
+
+    gaps = gaps_to_reference([1.0, 1.0, 1.0, 0.0], [1.0, 2.0, 3.0, None], [0.0, 0.0, 0.0, 0.0],
+                             [0.5, 0.5, 0.5, 0.5], [0.5, 0.5, 0.5, 0.5])
+    assert gaps["win_rate_ci90"] == pytest.approx([0.1617, 1.0], abs=1e-4)
+    assert gaps["designer_gain"] == 2.0  # the prompt without a designer score left out
+    assert gaps["designer_gain_ci90"] == pytest.approx([0.3141, 3.6859], abs=1e-4)
+    assert gaps["preference_gain"] == 0.0 and gaps["preference_gain_ci90"] == [0.0, 0.0]
+    assert gaps_to_reference([1.0], [1.0], [0.0]) == {}  # one prompt: no interval

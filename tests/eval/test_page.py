@@ -6,7 +6,8 @@ import base64
 import json
 from html.parser import HTMLParser
 
-from upo.eval.page import eval_page, frontier_page
+from upo.eval.page import Section, eval_page, frontier_page
+from upo.eval.tables import Table
 
 HOSTILE = "</script><script>alert('x')</script> & <b>bold</b>"
 
@@ -100,10 +101,50 @@ def test_frontier_page_embeds_its_plot_and_the_runs_replies():
                          "designer": [0.0, 1.0], "kl": [0.5, 0.7]}],
                "reference_per_prompt": {"replies": ["x", "y"], "preference": [0.0, 0.3], "designer": [0.0, 0.0]},
                "prompts": ["p0", "p1"], "reference_answers": [None, None], "preference_scorer": "similarity"}
-    text = frontier_page(results, png, "| run | x |\n|---|---|\n| dpo | 1 |\n\nTarget: not met.\n* upo: ...")
+    sections = [Section("Each run", table=Table(["run", "x"], [["dpo", "1"]], [False, True])),
+                Section("Target", ["Target: not met."], ["upo: ..."])]
+    text = frontier_page(results, png, sections)
     page = Page(text)
     images = [attrs["src"] for tag, attrs in page.tags if tag == "img"]
     assert len(images) == 1 and images[0] == "data:image/png;base64," + base64.b64encode(png).decode()
     assert len(page.rows) == 2 and [len(r["cells"]) for r in page.rows] == [4, 4]
     assert float(page.rows[1]["attrs"]["data-m1-preference-gain"]) == 0.2 - 0.3
     assert "Target: not met." in text
+
+
+def test_plot_ticks_fall_at_round_values():
+    from upo.eval.page import nice_ticks
+
+    assert nice_ticks(0.13, 0.87) == ([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], 1)
+    assert nice_ticks(-0.037, 0.512) == ([-0.2, 0.0, 0.2, 0.4, 0.6], 1)
+    assert nice_ticks(0.4413, 0.4587) == ([0.44, 0.445, 0.45, 0.455, 0.46], 3)
+    assert nice_ticks(0.0, 1.0) == ([0.0, 0.25, 0.5, 0.75, 1.0], 2)
+    assert nice_ticks(3.0, 3.0)[0] == [2.6, 2.8, 3.0, 3.2, 3.4]  # one value: a range around it
+
+
+def test_absolute_paths_are_shown_relative_to_the_pages_folder():
+    from upo.eval.page import relative_paths
+
+    assert relative_paths("16 prompts from /runs/x/data/eval.jsonl; greedy", "/runs/x") == \
+        "16 prompts from data/eval.jsonl; greedy"
+    assert relative_paths("Reference: /models/base.", "/runs/x") == "Reference: ../../models/base."
+    for kept in ("org/base", "KL (nats / reply)", "https://huggingface.co/org/x", "1/2 of them", "beta / T"):
+        assert relative_paths(kept, "/runs/x") == kept
+
+
+def test_the_eval_page_shows_intervals_and_tables_from_data_without_absolute_paths(tmp_path):
+    data = report()
+    data["reference_model"] = str(tmp_path / "models" / "base")
+    data["data"] = f"3 evaluation prompts from {tmp_path / 'data' / 'hh.jsonl'}"
+    for summary in data["summaries"][1:]:
+        summary.update(win_rate=0.75, win_rate_ci90=[0.4113, 1.0], designer_gain=0.25, designer_gain_ci90=[-0.1, 0.6])
+    text = eval_page(data, folder=tmp_path / "out")
+    page = Page(text)
+    assert str(tmp_path) not in text
+    assert "Reference: ../models/base" in text and "from ../data/hh.jsonl" in text
+    assert "|---|" not in text and "| metric" not in text  # no Markdown
+    cells = [attrs for tag, attrs in page.tags if tag == "td" and attrs.get("class") == "n"]
+    assert cells and "75.0% (41.1%..100.0%)" in text and "+0.250 (-0.100..+0.600)" in text
+    assert sum(tag == "line" and attrs.get("class") == "interval" for tag, attrs in page.tags) == 2  # DPO, UPO
+    ticks = [t for t in text.split('class="tick"')[1:]]
+    assert ticks and all(t.split(">")[1].split("<")[0].replace(".", "").replace("-", "").isdigit() for t in ticks)

@@ -121,6 +121,10 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert (out / "frontier.png").stat().st_size > 0 and "| dpo |" in (out / "frontier.md").read_text()
     page = (out / "frontier.html").read_text()  # the plot inline, and every prompt with each run's reply
     assert "data:image/png;base64," in page and page.count("<tr data-index=") == 3
+    # Its tables as tables (no Markdown), no absolute path, upo's win rate with its interval over the prompts.
+    assert "|---|" not in page and "<td>| " not in page and str(out.parent) not in page
+    upo_win = results["runs"][1]["summary"]["win_rate_ci90"]
+    assert f"({upo_win[0]:.1%}..{upo_win[1]:.1%})" in page
 
     # A second call finds everything done: nothing is trained or evaluated.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json")

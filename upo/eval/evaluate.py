@@ -25,7 +25,13 @@ from upo.data.loading import load_preference_pairs
 from upo.errors import ConfigError
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate, render_prompts
-from upo.eval.metrics import implicit_reward_accuracy, score_objectives, summarize, win_indicators
+from upo.eval.metrics import (
+    gaps_to_reference,
+    implicit_reward_accuracy,
+    score_objectives,
+    summarize,
+    win_indicators,
+)
 from upo.eval.page import eval_page
 from upo.eval.scorers import build_preference_scorer
 from upo.eval.scorers.similarity import HumanReplySimilarity, SimilarityScorer
@@ -154,6 +160,9 @@ class Evaluator:
         accuracy = implicit_reward_accuracy(model, ref, tokenizer, self.rows, s.max_length) if comparable else None
         summary = summarize(name, replies, objectives, designer, preference, None, None, kls, counts, accuracy,
                             wins=wins)
+        if not is_reference:  # each gap to the reference with its interval over the prompts
+            summary.update(gaps_to_reference(wins, designer, reference["designer"], None if self.scorer.pairwise
+                                             else preference, reference["preference"]))
         summary["seconds"] = round(time.perf_counter() - t0, 1)
         return {"summary": summary, "replies": replies, "preference": preference, "designer": designer,
                 "objectives": objectives, "kl": kls, "wins": wins}
@@ -283,5 +292,5 @@ def write_eval_outputs(out: Path, report: dict) -> list[Path]:
               f"Preference scorer: {report['preference_scorer']}. Designer objectives standardised with "
               f"{report['designer_scale_source']}.")
     atomic_write_text(out / EVAL_MARKDOWN, f"{header}\n\n{side_by_side(report['summaries'])}\n")
-    atomic_write_text(out / EVAL_PAGE, eval_page(report))
+    atomic_write_text(out / EVAL_PAGE, eval_page(report, folder=out))
     return [out / EVAL_JSON, out / EVAL_MARKDOWN, out / EVAL_PAGE]

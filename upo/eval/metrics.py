@@ -228,3 +228,48 @@ def paired_intervals(run_designer: Sequence[float], base_designer: Sequence[floa
         if gap is not None:
             out["win_rate_gap_ci90"] = gap
     return out
+
+
+def gaps_to_reference(wins: Sequence[float] | None, designer: Sequence[float], reference_designer: Sequence[float],
+                      preference: Sequence[float] | None = None,
+                      reference_preference: Sequence[float] | None = None) -> dict:
+    """A model's gaps to the reference on the same prompts, each with its 90% interval over the prompts: the paired
+    t-interval of one seed (`paired_t_interval`, the frontier's one-seed interval,
+    `upo.experiments.frontier.intervals.seeds_prompts_mean`), which says nothing of another training seed.
+
+    Returns (each where defined: two prompts at least, finite on both sides) `win_rate_ci90` (the win rate's, from the
+    per-prompt win indicators, within [0, 1]), `designer_gain` and `designer_gain_ci90` (the designer score minus the
+    reference's), `preference_gain` and `preference_gain_ci90` (the preference score minus the reference's; not for
+    a scorer that judges pairs, whose win rate is the comparison).
+    """
+    out = {}
+    win = paired_t_interval(wins or [])
+    if win is not None:
+        out["win_rate_ci90"] = [round(max(win[1], 0.0), 4), round(min(win[2], 1.0), 4)]
+    pairs = [("designer", designer, reference_designer), ("preference", preference, reference_preference)]
+    for name, run, base in pairs:
+        if not run or not base or len(run) != len(base):
+            continue
+        gaps = [_nan(r) - _nan(b) for r, b in zip(run, base)]  # a prompt missing either side: left out
+        gap = paired_t_interval(gaps)
+        if gap is not None:
+            out[f"{name}_gain"] = round(gap[0], 4)
+            out[f"{name}_gain_ci90"] = [round(gap[1], 4), round(gap[2], 4)]
+    return out
+
+
+def paired_t_interval(values: Sequence[float], level: float = 0.9) -> tuple[float, float, float] | None:
+    """`(mean, low, high)`: the `level` t-interval of the mean of `values` (per-prompt differences, or win
+    indicators), `mean +- t(n - 1) * sd / sqrt(n)`, over the finite values; None for fewer than two."""
+    from scipy import stats
+
+    finite = [v for v in values if v is not None and math.isfinite(v)]
+    if len(finite) < 2:
+        return None
+    mean = statistics.fmean(finite)
+    half = float(stats.t.ppf((1 + level) / 2, len(finite) - 1)) * statistics.stdev(finite) / math.sqrt(len(finite))
+    return mean, mean - half, mean + half
+
+
+def _nan(value) -> float:
+    return math.nan if value is None else float(value)

@@ -1,25 +1,36 @@
 """`eval.html` and `frontier.html`: one self-contained page to look at a comparison.
 
+Rendered with jinja2 from the templates in `upo/eval/templates` (`page.html.j2`, its stylesheet and script, and the
+scatter plot `scatter.svg.j2`), autoescaped, from data: the settings, the tables (`upo.eval.tables.Table`: a header
+and rows of cells, never Markdown), the plot and every prompt with each model's reply side by side and its scores.
 Everything is inside the file (CSS, a few lines of JavaScript, the plot as inline SVG or a base64 PNG): it opens
-offline, from a laptop or an artifact store, and fetches nothing. It holds the settings, the summary table, the
-plot, and every prompt with each model's reply side by side and its scores; the prompt table sorts by any score
-(or a model's gain over the reference) and filters by text, and keeps that view in the address
+offline, from a laptop or an artifact store, and fetches nothing. The prompt table sorts by any score (or a model's
+gain over the reference) and filters by text, and keeps that view in the address
 (`eval.html#sort=m1-preference&dir=desc&q=pizza`). Without JavaScript the page still shows everything, unsorted.
+
+Local paths in the settings and tables are shown relative to the folder the page is written to (`relative_paths`), so
+that a page moved with its run folder, or shared, names no machine's absolute paths.
 """
 
 from __future__ import annotations
 
 import base64
-import html
 import json
 import math
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
-from upo.eval.tables import side_by_side
+from upo.eval.tables import Table, side_by_side_table
 
 SCORES = (("preference", "preference", "{:.4f}"), ("win", "win vs reference", "{:.2g}"),
           ("designer", "designer", "{:+.3f}"), ("kl", "KL", "{:.2f}"))
+PLOT_CAPTION = ("Lines through a model's point: the 90% intervals over the prompts of its gaps to the reference "
+                "(designer across, preference up and down).")
+# An absolute POSIX path inside a text: "/" at the start of a word (not in "a/b", "1/2", "://"), then no spaces.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])/(?=[^\s/])[^\s,;'\"()\[\]|<>]*")
 
 
 @dataclass
@@ -30,6 +41,21 @@ class ModelColumn:
     replies: list[str]
     scores: dict[str, list[float | None]] = field(default_factory=dict)
     objectives: dict[str, list[float | None]] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    """A part of the page above the plot: a heading, lines of text, a bulleted list, a table (each optional)."""
+
+    heading: str = ""
+    lines: list[str] = field(default_factory=list)
+    items: list[str] = field(default_factory=list)
+    table: Table | None = None
+
+    def markdown(self) -> str:
+        """The section as the Markdown report writes it (the heading left out: the report's text says it)."""
+        text = "\n".join([*self.lines, *(f"* {item}" for item in self.items)])
+        return "\n\n".join(part for part in (text, self.table.markdown() if self.table else "") if part)
 
 
 def _fmt(value, pattern: str) -> str:
@@ -44,101 +70,87 @@ def _attr(value) -> str:
     return repr(float(value))
 
 
-def conversation_html(prompt) -> str:
-    """A prompt as text, or its messages one per line with their role."""
-    if isinstance(prompt, str):
-        return f'<div class="text">{html.escape(prompt.strip())}</div>'
-    return "".join(f'<div class="msg {html.escape(str(m.get("role", "")))}"><span class="role">'
-                   f'{html.escape(str(m.get("role", "")))}</span> {html.escape(str(m.get("content", "")))}</div>'
-                   for m in prompt)
+def relative_paths(text, folder: str | os.PathLike | None) -> str:
+    """`text` with every absolute local path in it written relative to `folder` (`../data/eval.jsonl`); unchanged
+    without a folder."""
+    text = "" if text is None else str(text)
+    if folder is None:
+        return text
+    base = os.path.abspath(folder)
+    return ABSOLUTE_PATH.sub(lambda m: os.path.relpath(m.group(0), base), text)
 
 
-def scatter_svg(points: Sequence[tuple[str, float, float, str]], x_label: str, y_label: str,
-                width: int = 640, height: int = 360) -> str:
-    """An inline SVG scatter plot: `points` are `(label, x, y, kind)`, kind `reference` drawn as a grey cross."""
-    points = [p for p in points if all(isinstance(v, (int, float)) and math.isfinite(v) for v in p[1:3])]
+def nice_ticks(low: float, high: float, count: int = 5) -> tuple[list[float], int]:
+    """Ticks at round values (a multiple of 1, 2, 2.5 or 5 times a power of ten) from at or below `low` to at or above
+    `high`, about `count` of them, and the number of decimals that shows them exactly."""
+    if not (math.isfinite(low) and math.isfinite(high)):
+        raise ValueError(f"ticks of a non-finite range {low}..{high}")
+    if high < low:
+        low, high = high, low
+    if high == low:
+        pad = abs(high) * 0.1 or 1.0
+        low, high = low - pad, high + pad
+    raw = (high - low) / max(count - 1, 1)
+    power = 10.0 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw * (1 - 1e-9))
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    decimals = max(0, -math.floor(math.log10(step) + 1e-9)) + (1 if round(step / power, 6) == 2.5 else 0)
+    return [round(k * step, decimals + 2) for k in range(first, last + 1)], decimals
+
+
+@dataclass
+class PlotPoint:
+    """A point of the eval page's scatter plot: `x`, `y` in data units, `kind` "reference" (a grey cross) or "model",
+    and the 90% intervals of its gaps to the reference placed around it (data units), when known."""
+
+    label: str
+    x: float
+    y: float
+    kind: str = "model"
+    x_interval: tuple[float, float] | None = None
+    y_interval: tuple[float, float] | None = None
+
+
+def scatter_plot(points: Sequence[PlotPoint], x_label: str, y_label: str, width: int = 640,
+                 height: int = 360) -> dict | None:
+    """Every coordinate of the scatter plot `scatter.svg.j2` draws, in pixels; None when no point is finite. The axes
+    run from tick to tick (`nice_ticks`) over the points and their intervals."""
+    points = [p for p in points if all(isinstance(v, (int, float)) and math.isfinite(v) for v in (p.x, p.y))]
     if not points:
-        return '<p class="muted">No point to plot (the scores are undefined).</p>'
+        return None
     left, right, top, bottom = 70, 20, 20, 50
-    xs, ys = [p[1] for p in points], [p[2] for p in points]
-
-    def padded(lo, hi):
-        span = (hi - lo) or max(abs(hi), 1.0) * 0.1
-        return lo - 0.12 * span, hi + 0.12 * span
-
-    (x0, x1), (y0, y1) = padded(min(xs), max(xs)), padded(min(ys), max(ys))
+    xs = [v for p in points for v in (p.x, *(p.x_interval or ()))]
+    ys = [v for p in points for v in (p.y, *(p.y_interval or ()))]
+    x_ticks, x_decimals = nice_ticks(min(xs), max(xs))
+    y_ticks, y_decimals = nice_ticks(min(ys), max(ys))
+    (x0, x1), (y0, y1) = (x_ticks[0], x_ticks[-1]), (y_ticks[0], y_ticks[-1])
+    inner_width, inner_height = width - left - right, height - top - bottom
 
     def sx(x):
-        return left + (x - x0) / (x1 - x0) * (width - left - right)
+        return round(left + (x - x0) / (x1 - x0) * inner_width, 1)
 
     def sy(y):
-        return height - bottom - (y - y0) / (y1 - y0) * (height - top - bottom)
+        return round(height - bottom - (y - y0) / (y1 - y0) * inner_height, 1)
 
-    parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" '
-             f'width="{width}" height="{height}" role="img" aria-label="{html.escape(y_label)} against '
-             f'{html.escape(x_label)}">',
-             f'<rect x="{left}" y="{top}" width="{width - left - right}" height="{height - top - bottom}" '
-             'fill="#fafafa" stroke="#ccc"/>']
-    for k in range(5):  # ticks
-        tx, ty = x0 + (x1 - x0) * k / 4, y0 + (y1 - y0) * k / 4
-        parts.append(f'<text x="{sx(tx):.1f}" y="{height - bottom + 16}" class="tick" text-anchor="middle">'
-                     f'{tx:.3g}</text>')
-        parts.append(f'<text x="{left - 6}" y="{sy(ty) + 4:.1f}" class="tick" text-anchor="end">{ty:.3g}</text>')
-    parts.append(f'<text x="{(left + width - right) / 2}" y="{height - 10}" class="axis" text-anchor="middle">'
-                 f'{html.escape(x_label)}</text>')
-    parts.append(f'<text transform="translate(16 {(top + height - bottom) / 2}) rotate(-90)" class="axis" '
-                 f'text-anchor="middle">{html.escape(y_label)}</text>')
-    for label, x, y, kind in points:
-        cx, cy = sx(x), sy(y)
-        if kind == "reference":
-            parts.append(f'<path d="M{cx - 5:.1f},{cy - 5:.1f}L{cx + 5:.1f},{cy + 5:.1f}M{cx - 5:.1f},{cy + 5:.1f}'
-                         f'L{cx + 5:.1f},{cy - 5:.1f}" stroke="#777" stroke-width="2"/>')
-        else:
-            parts.append(f'<circle cx="{cx:.1f}" cy="{cy:.1f}" r="6" class="pt {html.escape(kind)}"/>')
-        right_half = cx > (left + width - right) / 2  # labels point inwards, so none is cut at the edge
-        parts.append(f'<text x="{cx - 8 if right_half else cx + 8:.1f}" y="{cy - 8:.1f}" class="label" '
-                     f'text-anchor="{"end" if right_half else "start"}">{html.escape(label)}</text>')
-    parts.append("</svg>")
-    return "".join(parts)
+    drawn = []
+    for p in points:
+        right_half = sx(p.x) > left + inner_width / 2  # labels point inwards, so none is cut at the edge
+        drawn.append({"label": p.label, "kind": p.kind, "x": sx(p.x), "y": sy(p.y),
+                      "x_interval": [sx(v) for v in p.x_interval] if p.x_interval else None,
+                      "y_interval": [sy(v) for v in p.y_interval] if p.y_interval else None,
+                      "label_x": round(sx(p.x) + (-8 if right_half else 8), 1),
+                      "anchor": "end" if right_half else "start"})
+    return {"width": width, "height": height, "left": left, "top": top, "inner_width": inner_width,
+            "inner_height": inner_height, "right_x": left + inner_width, "bottom_y": height - bottom,
+            "x_label": x_label, "y_label": y_label, "points": drawn,
+            "x_ticks": [{"at": sx(t), "label": f"{t:.{x_decimals}f}"} for t in x_ticks],
+            "y_ticks": [{"at": sy(t), "label": f"{t:.{y_decimals}f}"} for t in y_ticks]}
 
 
-def png_img(png: bytes, alt: str) -> str:
-    return f'<img class="plot" alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def markdown_table_html(markdown: str) -> str:
-    """A pipe table (as `upo.eval.tables` writes it) as an HTML table."""
-    lines = [line.strip() for line in markdown.strip().splitlines() if line.strip().startswith("|")]
-    if len(lines) < 2:
-        return ""
-
-    def cells(line):
-        return [html.escape(c.strip()) for c in line.strip("|").split("|")]
-
-    head = "".join(f"<th>{c}</th>" for c in cells(lines[0]))
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in cells(line)) + "</tr>" for line in lines[2:])
-    return f'<table class="summary"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
-
-
-def markdown_blocks_html(markdown: str) -> str:
-    """Markdown of pipe tables and lines of text (a report's), block by block: each table as `markdown_table_html`
-    writes it, each other line as a paragraph (a `* ` item as a list item)."""
-    out = []
-    for block in markdown.strip().split("\n\n"):
-        lines = [line.strip() for line in block.strip().splitlines() if line.strip()]
-        if lines and all(line.startswith("|") for line in lines):
-            out.append(markdown_table_html(block))
-            continue
-        items = [f"<li>{html.escape(line[2:])}</li>" for line in lines if line.startswith("* ")]
-        out += [f'<p class="note">{html.escape(line)}</p>' for line in lines if not line.startswith("* ")]
-        if items:
-            out.append(f"<ul>{''.join(items)}</ul>")
-    return "\n".join(out)
-
-
-def prompts_table(prompts: Sequence, reference_answers: Sequence[str | None] | None,
-                  columns: Sequence[ModelColumn]) -> tuple[str, list[tuple[str, str]]]:
-    """The per-prompt table, and the sort keys it offers (`(key, label)`)."""
+def prompt_rows(prompts: Sequence, reference_answers: Sequence[str | None] | None,
+                columns: Sequence[ModelColumn]) -> tuple[list[dict], list[tuple[str, str]]]:
+    """The per-prompt table's rows (index, prompt, reference answer, each model's reply with its score badges, and
+    the scores the table sorts by), and the sort keys it offers (`(key, label)`)."""
     keys = [("index", "prompt #"), ("length", "prompt length")]
     baseline = next((c for c in columns if c.name == "reference"), None)
     for m, column in enumerate(columns):
@@ -152,17 +164,13 @@ def prompts_table(prompts: Sequence, reference_answers: Sequence[str | None] | N
                     keys.append((f"m{m}-{score}-gain", f"{column.name}: {score} minus the reference's"))
         for name in column.objectives:
             keys.append((f"m{m}-obj-{name}", f"{column.name}: {name}"))
-    head = ['<th class="num">#</th>', '<th class="prompt">prompt</th>']
-    head += [f'<th class="reply">{html.escape(c.name)}</th>' for c in columns]
     rows = []
     for k, prompt in enumerate(prompts):
         text = prompt if isinstance(prompt, str) else " ".join(str(m.get("content", "")) for m in prompt)
+        messages = prompt if isinstance(prompt, str) else [
+            {"role": str(m.get("role", "")), "content": str(m.get("content", ""))} for m in prompt]
         data = {"index": k, "length": len(text)}
-        cells = [f'<td class="num">{k}</td>']
-        reference = reference_answers[k] if reference_answers else None
-        answer = f'<div class="answer"><span class="role">reference answer</span> {html.escape(reference)}</div>' \
-            if reference else ""
-        cells.append(f'<td class="prompt">{conversation_html(prompt)}{answer}</td>')
+        cells = []
         for m, column in enumerate(columns):
             badges = []
             for score, label, pattern in SCORES:
@@ -170,127 +178,56 @@ def prompts_table(prompts: Sequence, reference_answers: Sequence[str | None] | N
                 value = values[k] if k < len(values) else None
                 data[f"m{m}-{score}"] = value
                 if value is not None and not (score in ("win", "kl") and column is baseline):
-                    badges.append(f'<span class="badge {score}" title="{html.escape(label)}">{html.escape(label)} '
-                                  f'{_fmt(value, pattern)}</span>')
+                    badges.append({"score": score, "label": label, "value": _fmt(value, pattern)})
                 if baseline is not None and column is not baseline and score in ("preference", "designer"):
                     base = (baseline.scores.get(score) or [None] * (k + 1))[k]
                     data[f"m{m}-{score}-gain"] = None if value is None or base is None else value - base
             for name, values in column.objectives.items():
                 data[f"m{m}-obj-{name}"] = values[k] if k < len(values) else None
-            reply = column.replies[k] if k < len(column.replies) else ""
-            cells.append(f'<td class="reply"><div class="text">{html.escape(reply) or "<em>(empty)</em>"}</div>'
-                         f'<div class="badges">{"".join(badges)}</div></td>')
-        attrs = " ".join(f'data-{key}="{_attr(value)}"' for key, value in data.items())
-        rows.append(f'<tr {attrs}>{"".join(cells)}</tr>')
-    table = (f'<table id="prompts" class="prompts"><thead><tr>{"".join(head)}</tr></thead>'
-             f'<tbody>{"".join(rows)}</tbody></table>')
-    return table, keys
+            cells.append({"reply": column.replies[k] if k < len(column.replies) else "", "badges": badges})
+        rows.append({"index": k, "prompt": messages,
+                     "reference_answer": reference_answers[k] if reference_answers else None,
+                     "data": {key: _attr(value) for key, value in data.items()}, "cells": cells})
+    return rows, keys
 
 
-STYLE = """
-body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:24px;color:#222;background:#fff}
-h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px}
-.muted,.settings{color:#666}.settings li{margin:2px 0}
-table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:6px 8px;vertical-align:top;text-align:left}
-th{background:#f3f4f6;position:sticky;top:0;z-index:1}
-table.summary td:not(:first-child){font-variant-numeric:tabular-nums;text-align:right}
-.wrap{overflow-x:auto;max-width:100%}
-table.prompts td.prompt{min-width:260px;max-width:420px}table.prompts td.reply{min-width:220px;max-width:360px}
-td.num{color:#888;width:2em}.text{white-space:pre-wrap;word-break:break-word}
-.msg{margin:2px 0;white-space:pre-wrap;word-break:break-word}
-.role{display:inline-block;font-size:11px;color:#fff;background:#888;border-radius:3px;padding:0 4px;margin-right:4px}
-.msg.user .role{background:#2563eb}.msg.assistant .role{background:#059669}.msg.system .role{background:#6b7280}
-.answer{margin-top:6px;padding-top:6px;border-top:1px dashed #ccc;color:#444}.answer .role{background:#b45309}
-.badges{margin-top:6px}.badge{display:inline-block;font-size:11px;background:#eef2ff;color:#3730a3;border-radius:3px;
-padding:1px 5px;margin:2px 3px 0 0;white-space:nowrap}
-.badge.designer{background:#ecfdf5;color:#065f46}.badge.win{background:#fef3c7;color:#92400e}
-.badge.kl{background:#f3f4f6;color:#374151}
-.controls{display:flex;gap:10px;align-items:center;flex-wrap:wrap;margin:8px 0 10px}
-.controls input[type=search]{min-width:260px;padding:4px 6px}.controls select{padding:3px}
-svg.plot{max-width:100%;height:auto}svg .tick{font-size:11px;fill:#666}svg .axis{font-size:12px;fill:#333}
-svg .label{font-size:12px;fill:#111}svg .pt{fill:#2563eb;stroke:#fff;stroke-width:1.5}
-img.plot{max-width:100%;height:auto;border:1px solid #eee}
-tr.hidden{display:none}.note{white-space:pre-wrap}
-"""
+@lru_cache(maxsize=1)
+def _environment():
+    import jinja2
 
-SCRIPT = """
-(function(){
-  var table=document.getElementById('prompts'); if(!table) return;
-  var body=table.tBodies[0], rows=Array.prototype.slice.call(body.rows);
-  var sel=document.getElementById('sort-key'), dir=document.getElementById('sort-dir');
-  var filter=document.getElementById('filter'), count=document.getElementById('shown');
-  function value(row,key){var v=row.getAttribute('data-'+key);return v===null||v===''?NaN:parseFloat(v);}
-  function sort(){
-    var key=sel.value, down=dir.value==='desc';
-    rows.sort(function(a,b){var x=value(a,key),y=value(b,key);
-      if(isNaN(x)&&isNaN(y)) return value(a,'index')-value(b,'index');
-      if(isNaN(x)) return 1; if(isNaN(y)) return -1; return down?y-x:x-y;});
-    rows.forEach(function(r){body.appendChild(r);});
-  }
-  function apply(){
-    var q=filter.value.toLowerCase(), n=0;
-    rows.forEach(function(r){var hit=!q||r.textContent.toLowerCase().indexOf(q)>=0;
-      r.classList.toggle('hidden',!hit); if(hit) n++;});
-    count.textContent=n+' of '+rows.length+' prompts';
-  }
-  function remember(){  // the view in the address: a link shows the same sort and filter
-    var h='sort='+encodeURIComponent(sel.value)+'&dir='+dir.value;
-    if(filter.value) h+='&q='+encodeURIComponent(filter.value);
-    try{history.replaceState(null,'','#'+h);}catch(e){}
-  }
-  sel.addEventListener('change',function(){  // a score sorts best first; the prompt's number in order
-    dir.value=(sel.value==='index'||sel.value==='length')?'asc':'desc'; sort(); remember();});
-  dir.addEventListener('change',function(){sort(); remember();});
-  filter.addEventListener('input',function(){apply(); remember();});
-  location.hash.replace(/^#/,'').split('&').forEach(function(part){
-    var kv=part.split('='), v=decodeURIComponent(kv[1]||'');
-    if(kv[0]==='sort'&&sel.querySelector('option[value="'+v+'"]')) sel.value=v;
-    if(kv[0]==='dir'&&(v==='asc'||v==='desc')) dir.value=v;
-    if(kv[0]==='q') filter.value=v;
-  });
-  sort(); apply();
-})();
-"""
+    return jinja2.Environment(loader=jinja2.PackageLoader("upo.eval", "templates"),
+                              autoescape=jinja2.select_autoescape(default=True, default_for_string=True),
+                              undefined=jinja2.StrictUndefined, trim_blocks=False, lstrip_blocks=False)
 
 
-def render_page(title: str, settings: Sequence[str], summary_html: str, plot_html: str, prompts: Sequence,
+def render_page(title: str, settings: Sequence[str], sections: Sequence[Section], plot: dict, prompts: Sequence,
                 reference_answers: Sequence[str | None] | None, columns: Sequence[ModelColumn],
-                notes: Sequence[str] = (), data: dict | None = None) -> str:
-    """The whole page (see the module docstring). `data`, when given, is embedded as JSON for whoever wants it."""
-    table, keys = prompts_table(prompts, reference_answers, columns)
-    options = "".join(f'<option value="{html.escape(key)}">{html.escape(label)}</option>' for key, label in keys)
-    embedded = ""
+                data: dict | None = None, folder: str | os.PathLike | None = None) -> str:
+    """The whole page (see the module docstring). `plot`: `{"svg": scatter_plot(...)}`, `{"png": base64 text, "alt":
+    ...}` or `{"empty": a note}`. `data`, when given, is embedded as JSON for whoever wants it. `folder`: where the
+    page is written; local paths in the settings and tables are shown relative to it."""
+    rows, keys = prompt_rows(prompts, reference_answers, columns)
+    payload = None
     if data is not None:  # "</" would end the script element early
         payload = json.dumps(data, allow_nan=False, default=str).replace("</", "<\\/")
-        embedded = f'<script type="application/json" id="eval-data">{payload}</script>'
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{html.escape(title)}</title><style>{STYLE}</style></head>
-<body>
-<h1>{html.escape(title)}</h1>
-<ul class="settings">{"".join(f"<li>{html.escape(line)}</li>" for line in settings)}</ul>
-<h2>Summary</h2>
-<div class="wrap">{summary_html}</div>
-{"".join(f'<p class="note">{html.escape(n)}</p>' for n in notes)}
-<h2>Plot</h2>
-{plot_html}
-<h2>Every prompt</h2>
-<div class="controls">
-<label>Filter <input id="filter" type="search" placeholder="text in the prompt or any reply"></label>
-<label>Sort by <select id="sort-key">{options}</select></label>
-<select id="sort-dir" aria-label="direction"><option value="asc">lowest first</option>
-<option value="desc">highest first</option></select>
-<span id="shown" class="muted">{len(prompts)} prompts</span>
-</div>
-<div class="wrap">{table}</div>
-{embedded}
-<script>{SCRIPT}</script>
-</body></html>
-"""
+    environment = _environment().overlay()
+    environment.filters["relative"] = lambda text: relative_paths(text, folder)
+    return environment.get_template("page.html.j2").render(
+        title=title, settings=list(settings), sections=list(sections),
+        plot={"svg": None, "png": None, "alt": "", "empty": "", "caption": "", **plot}, rows=rows, sort_keys=keys,
+        model_names=[c.name for c in columns], data_json=payload)
 
 
-def eval_page(report: dict) -> str:
-    """`eval.html` from the report `upo eval` writes to `eval.json`."""
+def _gap_interval(summary: dict, level_key: str, gap_key: str) -> tuple[float, float] | None:
+    """The 90% interval of a model's gap to the reference, placed around its own level (`level - gap + interval`)."""
+    interval, gap, level = summary.get(f"{gap_key}_ci90"), summary.get(gap_key), summary.get(level_key)
+    if not interval or gap is None or level is None or any(v is None for v in interval):
+        return None
+    return level - gap + interval[0], level - gap + interval[1]
+
+
+def eval_page(report: dict, folder: str | os.PathLike | None = None) -> str:
+    """`eval.html` from the report `upo eval` writes to `eval.json` (into `folder`)."""
     summaries = report["summaries"]
     names = [s["name"] for s in summaries]
     per_prompt = report["per_prompt"]
@@ -302,21 +239,28 @@ def eval_page(report: dict) -> str:
             name, [e["reply"] for e in entries],
             {score: [e.get(score) for e in entries] for score, _, _ in SCORES},
             {n: [(e.get("objectives") or {}).get(n) for e in entries] for n in objectives}))
-    points = [(s["name"], s.get("designer_score"), s.get("preference_score"),
-               "reference" if s["name"] == "reference" else "model") for s in summaries]
+    points = [PlotPoint(s["name"], s.get("designer_score"), s.get("preference_score"),
+                        "reference" if s["name"] == "reference" else "model",
+                        _gap_interval(s, "designer_score", "designer_gain"),
+                        _gap_interval(s, "preference_score", "preference_gain")) for s in summaries]
     settings = [f"Reference: {report.get('reference_model')}", f"Data: {report.get('data')}",
                 f"Decoding: {report.get('decoding')}", f"Preference scorer: {report.get('preference_scorer')}",
                 f"Designer objectives standardised with {report.get('designer_scale_source')}"]
+    summary = Section("Summary", ["Each model against the reference on the same prompts; the intervals are 90% over "
+                                  "the prompts (one seed: they say nothing of another training seed)."],
+                      table=side_by_side_table(summaries))
+    plot = scatter_plot(points, "designer score (weighted z, mean over prompts)", "preference score")
     return render_page(f"upo eval: {', '.join(n for n in names if n != 'reference')} against the reference", settings,
-                       markdown_table_html(side_by_side(summaries)),
-                       scatter_svg(points, "designer score (weighted z, mean over prompts)", "preference score"),
+                       [summary], {"svg": plot, "caption": PLOT_CAPTION} if plot else
+                       {"empty": "No point to plot (the scores are undefined)."},
                        [e["prompt"] for e in per_prompt], [e.get("reference_answer") for e in per_prompt], columns,
-                       data={"summaries": summaries})
+                       data={"summaries": summaries}, folder=folder)
 
 
-def frontier_page(results: dict, png: bytes | None, report_markdown: str) -> str:
+def frontier_page(results: dict, png: bytes | None, sections: Sequence[Section],
+                  folder: str | os.PathLike | None = None) -> str:
     """`frontier.html` from `upo.experiments.frontier.results.collect_results`, the plot it drew and the report's
-    Markdown (`upo.experiments.frontier.report.format_report`): its tables as HTML tables, its other lines as text."""
+    sections (`upo.experiments.frontier.report.report_sections`: text and tables as data)."""
     columns = []
     reference = results.get("reference_per_prompt")
     if reference and reference.get("replies"):
@@ -327,10 +271,11 @@ def frontier_page(results: dict, png: bytes | None, report_markdown: str) -> str
             columns.append(ModelColumn(run["name"], run["replies"],
                                        {"preference": run.get("preference"), "win": run.get("wins"),
                                         "designer": run.get("designer"), "kl": run.get("kl")}))
-    plot = png_img(png, "preference score against designer score for every run") if png else \
-        '<p class="muted">No finished run yet.</p>'
+    plot = {"png": base64.b64encode(png).decode(), "alt": "preference score against designer score for every run"} \
+        if png else {"empty": "No finished run yet."}
     prompts = results.get("prompts") or []
     settings = [f"Runs finished: {len(results['runs'])}",
                 f"Preference: {results.get('preference_scorer') or 'preference score'}"]
-    return render_page("upo frontier", settings, markdown_blocks_html(report_markdown), plot, prompts,
-                       results.get("reference_answers"), columns)
+    return render_page("upo frontier", settings, sections, plot, prompts, results.get("reference_answers"), columns,
+                       folder=folder)
+

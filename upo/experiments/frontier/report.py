@@ -11,8 +11,8 @@ from pathlib import Path
 
 from upo import methods
 from upo.eval.evaluate import finite_or_none
-from upo.eval.page import frontier_page
-from upo.eval.tables import summary_table
+from upo.eval.page import Section, frontier_page
+from upo.eval.tables import Table, summary_rows
 from upo.experiments.frontier.config import FrontierConfig
 from upo.experiments.frontier.fronts import INTERPOLATED, LOWER_BOUND, NEVER_REACHES, pareto_front
 from upo.experiments.frontier.target import format_interval
@@ -42,7 +42,8 @@ def write_report(config: FrontierConfig, results: dict) -> list[Path]:
     their paths."""
     out = Path(config.output_dir)
     written = [out / FRONTIER_JSON, out / FRONTIER_MARKDOWN, out / FRONTIER_PAGE]
-    markdown = format_report(results)
+    sections = report_sections(results)
+    markdown = "\n\n".join(section.markdown() for section in sections)
     atomic_write_json(written[0], finite_or_none({"config": config.source, **results}))
     atomic_write_text(written[1], markdown + "\n")
     png = None
@@ -53,35 +54,41 @@ def write_report(config: FrontierConfig, results: dict) -> list[Path]:
     if results["runs"] and results.get("seeds"):
         written.append(out / FRONTIER_RUNS_PLOT)
         plot_frontier(results, written[-1])
-    atomic_write_text(written[2], frontier_page(results, png, markdown))
+    atomic_write_text(written[2], frontier_page(results, png, sections, folder=out))
     return written
 
 
 def format_report(results: dict) -> str:
     """The report in Markdown: the fronts, the declared target's verdict, each config run against DPO (over its
     seeds), and each run."""
+    return "\n\n".join(section.markdown() for section in report_sections(results))
+
+
+def report_sections(results: dict) -> list[Section]:
+    """The report as data (text and tables), which the Markdown (`format_report`) and `frontier.html` both render:
+    the fronts, the declared target's verdict, each config run against DPO (over its seeds), and each run."""
     rows = ([{**results["reference"], "name": "reference"}] if results["reference"] else []) + \
            [{**r["summary"], "name": r["name"]} for r in results["runs"]]
     if not rows:
-        return "No finished run yet."
+        return [Section(lines=["No finished run yet."])]
     families = {r["name"]: r["family"] for r in results["runs"]}
     options = {r["name"]: ", ".join(f"{k}={v}" for k, v in r["options"].items()) for r in results["runs"]}
     for row in rows:
         row["method"] = families.get(row["name"], "-")
         row["options"] = options.get(row["name"], "-")
-    each_run = summary_table(rows, extra_columns=("method", "options"))
+    each_run = summary_rows(rows, extra_columns=("method", "options"))
     if not results["runs"]:
-        return each_run
-    sections = [format_fronts(results)]
+        return [Section("Each run", table=each_run)]
+    sections = [fronts_section(results)]
     if results.get("target"):
-        sections.append(format_target(results["target"]))
+        sections.append(target_section(results["target"]))
     over = ("over its seeds (mean ± sd over seeds), and against DPO of the same seed with 90% intervals over seeds and "
             "prompts" if results.get("seeds") else "against DPO, with 90% intervals over the prompts (one seed: they "
             "say nothing of another seed)")
-    sections.append(f"Each config run {over}; designer gains in {IN_STD}:\n\n"
-                    + format_seed_table(results.get("groups") or []))
-    sections.append("Each run:\n\n" + each_run)
-    return "\n\n".join(sections)
+    sections.append(Section("Each config run against DPO", [f"Each config run {over}; designer gains in {IN_STD}:"],
+                            table=seed_table(results.get("groups") or [])))
+    sections.append(Section("Each run", ["Each run:"], table=each_run))
+    return sections
 
 
 def _point(point: dict) -> str:
@@ -119,7 +126,12 @@ def _front_gain(front: dict) -> str:
 
 
 def format_fronts(results: dict) -> str:
-    """Markdown: per family its front (the points no other point of the family dominates, by designer score), its
+    """Markdown: `fronts_section`."""
+    return fronts_section(results).markdown()
+
+
+def fronts_section(results: dict) -> Section:
+    """Per family its front (the points no other point of the family dominates, by designer score), its
     other points, its designer gain at DPO's preference with the interval, and its area."""
     unit = results.get("reference_designer_std") or 1.0
     nadir = results.get("area_reference")
@@ -130,25 +142,29 @@ def format_fronts(results: dict) -> str:
              f"dominates. The designer gain at DPO's preference is read off the front by linear interpolation, never "
              f"extrapolated (in {IN_STD}, {unit:.3f}; 90% interval over seeds and prompts, Fieller's where it is "
              f"interpolated; an end the data do not bound is inf). The area is what the family's points dominate "
-             f"(designer in std x preference) {where}.", "",
-             "| method | seeds | front, by designer score (designer, preference) | off the front | "
-             "designer gain at DPO's preference (std) | area |", "|" + "---|" * 6]
+             f"(designer in std x preference) {where}."]
+    header = ["method", "seeds", "front, by designer score (designer, preference)", "off the front",
+              "designer gain at DPO's preference (std)", "area"]
+    rows = []
     for front in results.get("fronts") or []:
         by_name = {p["name"]: p for p in front["points"]}
         on = [_point(by_name[name]) for name in front["front"]]
         off = [_point(p) for p in front["points"] if not p["on_front"]]
         seeds = ",".join("-" if s is None else str(s) for s in front["seeds"]) or "-"
         area = "-" if front.get("area") is None else f"{front['area']:.4f}"
-        lines.append(f"| {front['family']} | {seeds} | {' -> '.join(on) or '-'} | {'; '.join(off) or '-'} | "
-                     f"{_front_gain(front)} | {area} |")
-    return "\n".join(lines)
+        rows.append([front["family"], seeds, " -> ".join(on) or "-", "; ".join(off) or "-", _front_gain(front), area])
+    return Section("Fronts", lines, table=Table(header, rows, [False] * 5 + [True]))
 
 
 def format_target(target: dict) -> str:
-    """Markdown: the declared target, its verdict, and each condition with its numbers."""
-    lines = [f"Target (declared in the config): {target['target']}. Verdict: {target['verdict']}."]
-    lines += [f"* {c['name']}: {c['outcome']}. {c['detail']}." for c in target["conditions"]]
-    return "\n".join(lines)
+    """Markdown: `target_section`."""
+    return target_section(target).markdown()
+
+
+def target_section(target: dict) -> Section:
+    """The declared target, its verdict, and each condition with its numbers."""
+    return Section("Target", [f"Target (declared in the config): {target['target']}. Verdict: {target['verdict']}."],
+                   [f"{c['name']}: {c['outcome']}. {c['detail']}." for c in target["conditions"]])
 
 
 def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
@@ -219,20 +235,25 @@ def _ci(entry: dict, key: str, pattern: str, scale: float = 1.0) -> str:
 
 
 def format_seed_table(groups: list[dict]) -> str:
-    """Markdown: one row per config run, the mean over its seeds ± the sd over seeds (a number alone with one seed),
+    """Markdown: `seed_table`."""
+    return seed_table(groups).markdown()
+
+
+def seed_table(groups: list[dict]) -> Table:
+    """One row per config run, the mean over its seeds ± the sd over seeds (a number alone with one seed),
     and the gaps to DPO of the same seed with their 90% intervals (`upo.experiments.frontier.intervals`)."""
     header = ["run", "method", "seeds", "designer score", "preference", "win rate", "KL", "words",
               "value EV (held-out)", "designer vs DPO (std)", "win rate vs DPO (points)", "preference vs DPO"]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for g in groups:
         ev = g.get("value_explained_variance")
-        lines.append("| " + " | ".join([
+        rows.append([
             g["name"], g["family"], ",".join("-" if s is None else str(s) for s in g["seeds"]),
             _pm(g, "designer_score", "{:+.3f}"), _pm(g, "preference_score", "{:.4f}"),
             _pm(g, "win_rate", "{:.1f}", 100), _pm(g, "kl", "{:.2f}"), _pm(g, "length_words", "{:.1f}"),
             "-" if ev is None else f"{ev:+.2f}", _ci(g, "gain_std", "{:+.2f}"), _ci(g, "win_rate_gap", "{:+.1f}", 100),
-            _ci(g, "preference_gap", "{:+.4f}")]) + " |")
-    return "\n".join(lines)
+            _ci(g, "preference_gap", "{:+.4f}")])
+    return Table(header, rows, [False] * 3 + [True] * (len(header) - 3))
 
 
 def plot_fronts(results: dict, path: Path, title: str | None = None) -> None:
