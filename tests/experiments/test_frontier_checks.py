@@ -44,7 +44,12 @@ def test_every_known_key_is_read_into_the_config(tmp_path):
                       "judge_retries": 1, "judge_deadline": 600.0, "scorer_timeout": 60.0},
              "accelerate_config": str(accelerate), "accelerate_args": "--num_processes 1", "seeds": [3],
              "report_to": "tensorboard", "target": {"family": "UPO", "preference_margin": 0.01}}
-    assert set(given) == set(TOP_KEYS) and set(given["eval"]) == set(EVAL_KEYS)
+    by_name = {"dataset_name": "org/pairs", "dataset_config": "default", "dataset_train_split": "train[:50]"}
+    assert set(given) | set(by_name) == set(TOP_KEYS) and set(given["eval"]) == set(EVAL_KEYS)
+    # dataset or dataset_name: the three keys of a dataset by name in a config of their own
+    named = load_frontier_config({**{k: v for k, v in given.items() if k != "dataset"}, **by_name})
+    assert (named.dataset, named.dataset_name, named.dataset_config, named.dataset_train_split) == (
+        None, "org/pairs", "default", "train[:50]")
     config = load_frontier_config(given)
     assert (config.output_dir, config.dataset, config.reward_funcs, config.reward_weights) == (
         str(tmp_path / "out"), "train.jsonl", ["length"], [2.0])

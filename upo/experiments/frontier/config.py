@@ -1,6 +1,8 @@
 """A frontier config: what every run shares, what each run changes, and what decides that a result is stale.
 
-A frontier config (YAML, or the same as a dict) names the data, the designer objectives, the options shared by
+A frontier config (YAML, or the same as a dict) names the data (`dataset`, a local file or folder, or `dataset_name`,
+a Hub ID or a local folder laid out as one, with `dataset_config` and `dataset_train_split`; `train_pairs` keeps the
+first N rows, as the data loader reads them), the designer objectives, the options shared by
 every run (`train`: any `upo train` option), the evaluation (`eval`), and the runs, each a name and the options
 it changes (`alpha`, `loss_type`, `modpo_weight`, `value_baseline`, `aw_temperature`, ...), and optionally how
 each run is launched (`accelerate_config`, `accelerate_args`: every run under `accelerate launch`, using all the
@@ -38,7 +40,7 @@ from transformers import HfArgumentParser
 from upo import methods
 from upo.config import UPOConfig
 from upo.config_checks import declared_ranges, range_problems
-from upo.data.loading import load_preference_pairs
+from upo.data.loading import HubDataset, load_preference_pairs
 from upo.errors import ConfigError, UPOError
 from upo.eval.data import load_eval_data
 from upo.eval.scorers import check_preference_scorer
@@ -58,8 +60,9 @@ from upo.preflight import MissingRequirements, hub_problem, tracker_problems, tr
 from upo.rewards import resolve_reward_funcs
 
 # The keys of a frontier config: those it must give, then the others with their defaults.
-REQUIRED_KEYS = ("output_dir", "dataset", "eval_data", "reward_funcs", "runs")
-DEFAULTS = {"model_name_or_path": SMOLLM2_NAME, "train_pairs": None, "reward_weights": None, "train": {}, "eval": {},
+REQUIRED_KEYS = ("output_dir", "eval_data", "reward_funcs", "runs")  # and one of dataset, dataset_name
+DEFAULTS = {"dataset": None, "dataset_name": None, "dataset_config": None, "dataset_train_split": "train",
+            "model_name_or_path": SMOLLM2_NAME, "train_pairs": None, "reward_weights": None, "train": {}, "eval": {},
             "accelerate_config": None, "accelerate_args": [], "seeds": None, "report_to": None, "target": None}
 TOP_KEYS = (*REQUIRED_KEYS, *DEFAULTS)
 # Under `eval`: some of `upo eval`'s settings (EvalSettings, with its defaults; the others come from the top level
@@ -70,7 +73,8 @@ SCORER_KEYS = tuple(f.name for f in dataclasses.fields(ScorerArguments))
 EVAL_KEYS = (*EVAL_SETTINGS_KEYS, *SCORER_KEYS, "preference_scorer_model")
 RUN_KEYS = ("name", "options")
 # Set by the frontier for every run (`run_train_options`), from the top level.
-FRONTIER_SET = ("model_name_or_path", "dataset", "reward_funcs", "reward_weights", "output_dir", "overwrite_output_dir")
+FRONTIER_SET = ("model_name_or_path", "dataset", "dataset_name", "dataset_config", "dataset_train_split",
+                "reward_funcs", "reward_weights", "output_dir", "overwrite_output_dir")
 
 
 @dataclass(frozen=True)
@@ -88,9 +92,11 @@ class FrontierConfig:
     """A frontier config, read and checked whole by `load_frontier_config` (its keys: frontier_chitchat.yaml)."""
 
     output_dir: str
-    dataset: str  # every training pair
+    dataset: str | None  # every training pair: a local file or folder (or None, with `dataset_name`)
     train_pairs: int | None  # train on the first N pairs only, None: on every pair
-    train_file: Path  # what every run trains on: `dataset`, or its first `train_pairs` pairs (state.write_train_file)
+    # What every run trains on: `dataset` itself, or the rows the data loader reads from `dataset` or `dataset_name`
+    # (the first `train_pairs` of them) written once into the output folder (state.write_train_file)
+    train_file: Path
     reward_funcs: list
     reward_weights: list | None
     runs: tuple[FrontierRun, ...]  # every run of the grid: in the config's order, or once per seed, seed by seed
@@ -105,6 +111,16 @@ class FrontierConfig:
     report_to: str | list | None  # the tracker of every run (and of its evaluation)
     target: Target | None  # the target the config declares (`target:`), judged in the report; None: no verdict
     source: dict = dataclasses.field(repr=False, compare=False)  # as given, defaults filled in: frontier.json's
+    dataset_name: str | None = None  # a Hub ID or a local folder laid out as a Hub dataset repository
+    dataset_config: str | None = None
+    dataset_train_split: str = "train"
+
+    @property
+    def training_source(self):
+        """What the data loader reads the training rows from: `dataset`, or `dataset_name` as a `HubDataset`."""
+        if self.dataset_name is not None:
+            return HubDataset(self.dataset_name, self.dataset_config, self.dataset_train_split)
+        return self.dataset
 
 
 def read_frontier_yaml(path: str | os.PathLike) -> dict:
@@ -123,6 +139,11 @@ def load_frontier_config(path_or_mapping, **overrides) -> FrontierConfig:
     for key in REQUIRED_KEYS:
         if key not in given:
             raise ConfigError(f"frontier config: missing {key!r} (see examples/frontier_chitchat.yaml).")
+    sources = [key for key in ("dataset", "dataset_name") if given.get(key) is not None]
+    if len(sources) != 1:
+        raise ConfigError("frontier config: " + ("both dataset and dataset_name are set: give one" if sources else
+                          "missing 'dataset' (a local file or folder) or 'dataset_name' (a Hub ID, or a local folder "
+                          "laid out as one)") + " (see examples/frontier_chitchat.yaml).")
     names = [run.get("name") for run in given["runs"]]
     if any(not isinstance(n, str) or not n or "/" in n for n in names) or len(set(names)) != len(names):
         raise ConfigError(f"frontier config: every run needs a distinct name without '/', got {names}.")
@@ -148,8 +169,14 @@ def load_frontier_config(path_or_mapping, **overrides) -> FrontierConfig:
 def _build(source: dict) -> FrontierConfig:
     section, train = source["eval"] or {}, source["train"] or {}
     runs = [FrontierRun(run["name"], dict(run.get("options") or {}), run["name"], None) for run in source["runs"]]
-    output_dir, dataset, pairs = str(source["output_dir"]), str(source["dataset"]), source["train_pairs"]
-    train_file = Path(output_dir) / f"train_pairs_{pairs}.jsonl" if pairs else Path(dataset)
+    output_dir, pairs = str(source["output_dir"]), source["train_pairs"]
+    dataset = None if source["dataset"] is None else str(source["dataset"])
+    if pairs:
+        train_file = Path(output_dir) / f"train_pairs_{pairs}.jsonl"
+    elif dataset is None:  # a dataset by name: its rows written once, so that every run reads the same file
+        train_file = Path(output_dir) / "train_pairs.jsonl"
+    else:
+        train_file = Path(dataset)
     from_train = {}  # as the runs train; else EvalSettings' defaults
     if "standardize_rewards" in train:
         from_train["standardize_rewards"] = train["standardize_rewards"]
@@ -170,7 +197,8 @@ def _build(source: dict) -> FrontierConfig:
         scorer_model=section.get("preference_scorer_model"), accelerate_config=source["accelerate_config"],
         accelerate_args=list(source["accelerate_args"] or []), report_to=source["report_to"],
         target=read_target(source["target"], {run.name: run_family({"options": run.options}) for run in runs}),
-        source=source)
+        source=source, dataset_name=source["dataset_name"], dataset_config=source["dataset_config"],
+        dataset_train_split=source["dataset_train_split"])
 
 
 def expand_seeds(runs: list[FrontierRun], seeds: list[int] | None) -> list[FrontierRun]:
@@ -227,8 +255,8 @@ def _check_keys(config: dict) -> None:
         fixed = sorted(set(options) & set(FRONTIER_SET))
         if fixed:
             raise ConfigError(f"frontier config, {where}: {fixed} are set by the frontier for every run from the "
-                              "top-level keys (model_name_or_path, dataset, reward_funcs, reward_weights, output_dir); "
-                              "set them there.")
+                              "top-level keys (model_name_or_path, dataset or dataset_name, reward_funcs, "
+                              "reward_weights, output_dir); set them there.")
 
 
 def _check_run_options(config: FrontierConfig) -> None:
@@ -268,7 +296,7 @@ def check_inputs(config: FrontierConfig, runs: Sequence[FrontierRun] | None = No
             problems.append(f"{error}")
             return None
 
-    attempt(lambda: load_preference_pairs(config.dataset))
+    attempt(lambda: load_preference_pairs(config.training_source))
     s = config.evaluation
     data = attempt(lambda: load_eval_data(None if s.dataset_name else s.eval_data or DEFAULT_EVAL_DATA, s.dataset_name,
                                           s.dataset_config, s.split, s.max_prompts, s.prompt_column,

@@ -30,6 +30,7 @@ import yaml
 
 from upo import methods
 from upo.config import UPOConfig
+from upo.data.loading import load_preference_dataset
 from upo.experiments.frontier.config import (
     RUNTIME_OPTIONS,
     FrontierConfig,
@@ -56,13 +57,16 @@ def run_lock_file(folder: Path) -> Path:
 
 
 def write_train_file(config: FrontierConfig) -> Path:
-    """The pairs every run trains on (`config.train_file`): with `train_pairs`, the first N pairs of `dataset`,
-    written once into the output folder (again only when they changed), so that the reference log-probs and the
-    designer statistics cover exactly the pairs the budget reaches."""
-    if not config.train_pairs:
+    """The pairs every run trains on (`config.train_file`): with `train_pairs`, the first N rows of `dataset` or
+    `dataset_name` as the data loader reads them (any file type, a dataset folder, a Hub dataset), and with
+    `dataset_name`, its rows; written once into the output folder as JSON Lines (again only when they changed), so
+    that every run, the reference log-probs and the designer statistics cover exactly the pairs the budget reaches."""
+    if config.train_file == Path(config.dataset or ""):
         return config.train_file
-    lines = [line for line in Path(config.dataset).read_text().splitlines() if line.strip()][:config.train_pairs]
-    text = "".join(line + "\n" for line in lines)
+    rows = load_preference_dataset(config.training_source, config.dataset_train_split)
+    if config.train_pairs:
+        rows = rows.select(range(min(config.train_pairs, len(rows))))
+    text = "".join(json.dumps(row, ensure_ascii=False, default=str) + "\n" for row in rows)
     if not config.train_file.is_file() or config.train_file.read_text() != text:
         atomic_write_text(config.train_file, text)
     return config.train_file
