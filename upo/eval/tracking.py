@@ -2,14 +2,14 @@
 
 Each model's summary metrics are logged as `eval/{model}/{metric}`, and a table of sample replies (the prompt, its
 reference answer, each model's reply) as `eval/sample_replies`: TensorBoard (a text table, read with the
-TensorBoard UI) or Weights & Biases (a `wandb.Table`). Trackers are imported only when asked for.
+TensorBoard UI) or Weights & Biases (a `wandb.Table`), through accelerate's trackers (`accelerate.tracking`). Trackers
+are imported only when asked for.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 
 from upo.errors import ConfigError
 from upo.eval.scorers.judge import render_conversation
@@ -67,17 +67,20 @@ def log_evaluation(report: dict, report_to, run_name: str | None, logging_dir: s
     columns, rows = sample_replies(report, n_samples)
     for tracker in trackers:
         if tracker == "tensorboard":
-            from torch.utils.tensorboard import SummaryWriter
+            from accelerate.tracking import TensorBoardTracker
 
-            writer = SummaryWriter(log_dir=str(Path(logging_dir) / (run_name or "upo-eval")))
-            for key, value in metrics.items():
-                writer.add_scalar(key, value, global_step=0)
-            writer.add_text("eval/sample_replies", _markdown(columns, rows), global_step=0)
-            writer.close()
+            board = TensorBoardTracker(run_name or "upo-eval", logging_dir)
+            board.start()
+            board.log({**metrics, "eval/sample_replies": _markdown(columns, rows)}, step=0)
+            board.finish()
         elif tracker == "wandb":
-            import wandb
+            from accelerate.tracking import WandBTracker
 
-            run = wandb.init(name=run_name, job_type="eval", dir=str(logging_dir), reinit="finish_previous")
-            run.log({**metrics, "eval/sample_replies": wandb.Table(columns=columns, data=rows)})
+            # In the project transformers' WandbCallback logs the training to, as a run of its own
+            run = WandBTracker(os.getenv("WANDB_PROJECT", "huggingface"), name=run_name, job_type="eval",
+                               dir=str(logging_dir), reinit="finish_previous")
+            run.start()
+            run.log(metrics, step=0)
+            run.log_table("eval/sample_replies", columns=columns, data=rows, step=0)
             run.finish()
     return trackers
