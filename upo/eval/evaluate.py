@@ -23,6 +23,7 @@ from pathlib import Path
 
 from upo.data.loading import load_preference_pairs
 from upo.errors import ConfigError
+from upo.eval import alpaca_eval
 from upo.eval.data import load_eval_data, rows_as_chat
 from upo.eval.generate import Decoding, generate, render_prompts
 from upo.eval.metrics import (
@@ -236,7 +237,7 @@ def main(argv: list[str]) -> None:
     """`upo eval --model RUN [RUN ...] [--eval_data FILE | --dataset_name NAME] [--preference_scorer SPEC] ...`."""
     args, scoring, settings = read_eval_options(argv, description=__doc__.split("\n\n")[0])
     # Before anything loads: the trackers' packages, and the model cards it will add results to.
-    check_evaluation(args.report_to, SUPPORTED_TRACKERS)
+    check_evaluation(args.report_to, SUPPORTED_TRACKERS, args.generation_backend)
     if args.update_model_card:
         for path in args.model:
             if (Path(path) / MODEL_CARD).is_file():
@@ -270,8 +271,13 @@ def main(argv: list[str]) -> None:
     report = finite_or_none({**evaluator.describe(), "summaries": summaries,
                              "per_prompt": evaluator.per_prompt(records)})
     written = write_eval_outputs(out, report)
+    exported = alpaca_eval.write_model_outputs(out, report)  # the same replies, for alpaca_eval's annotators
     print(side_by_side(summaries))
     print(f"\nWrote {', '.join(str(p) for p in written)}")
+    print(f"Each model's replies in alpaca_eval's format in {out / alpaca_eval.FOLDER}; to have alpaca_eval judge them "
+          "against the reference's (pip install alpaca-eval, and its annotator's API key):")
+    for command in alpaca_eval.commands(exported):
+        print(f"  {command}")
 
     run_name = args.run_name or f"upo-eval-{names[0]}"
     logged = log_evaluation(report, args.report_to, run_name, args.logging_dir or out / "runs")

@@ -198,6 +198,11 @@ class EvalArguments:
         default="auto",
         metadata={"help": "torch CPU threads: a number, or 'auto' (1 when other processes keep the CPU busy)."},
     )
+    generation_backend: str = field(
+        default="transformers",
+        metadata={"help": "What generates the replies: transformers' generate. vllm is refused for now (no vLLM "
+                  "installs beside upo's transformers to test it).", "choices": ["transformers", "vllm"]},
+    )
     out: str | None = field(
         default=None, metadata={"help": "Folder for eval.json, eval.md and eval.html; default the first model's."}
     )
