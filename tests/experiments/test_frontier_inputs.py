@@ -2,6 +2,7 @@
 finds in a run's folder never trained over, and a stop request (SIGTERM, Ctrl-C) forwarded to its training process,
 which names its checkpoint and releases the run's lock before the frontier exits."""
 
+import contextlib
 import json
 import os
 import signal
@@ -127,17 +128,23 @@ def test_a_stopped_frontier_stops_its_training_process_and_releases_the_locks(tm
     config_file = tmp_path / "frontier.yaml"
     config_file.write_text(yaml.safe_dump(source))
     run = Path(source["output_dir"]) / "runs" / "upo"
+    # SIGINT as in a terminal, even when the tests run in a shell's background job (which starts them ignoring it)
     frontier = subprocess.Popen([sys.executable, "-m", "upo.cli", "frontier", "--config", str(config_file)],
                                 cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True)
+                                stderr=subprocess.STDOUT, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    child = None
     try:
         wait_for(lambda: (run / "checkpoint-1" / "upo_checkpoint.json").is_file(), 240, "first checkpoint", frontier)
         child = json.loads((run / OWNER_FILE).read_text())["pid"]
         frontier.send_signal(stop)
         output, _ = frontier.communicate(timeout=300)  # a bound for a stuck frontier; its grace is 60 s
     finally:
-        if frontier.poll() is None:
+        if frontier.poll() is None:  # the test failed: leave no 100000-step training behind (its own session)
             frontier.kill()
+            if child is not None:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(child, signal.SIGKILL)
     assert frontier.returncode == 128 + stop, output[-2000:]
     assert f"upo frontier: {said}." in output
     with pytest.raises(ProcessLookupError):

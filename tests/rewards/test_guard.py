@@ -125,11 +125,14 @@ def test_a_call_is_bounded_by_default_and_ctrl_c_while_waiting_names_the_functio
         release.wait(30)
         return [0.0] * len(completions)
 
-    # A real SIGINT to the main thread, as a terminal's Ctrl-C reaches it (interrupt_main only sets a flag, which a
-    # main thread already blocked in its wait would not see before the wait ended)
+    # Python's own handler, even when the tests run in a shell's background job (which starts them ignoring SIGINT);
+    # then a real SIGINT to the main thread, as a terminal's Ctrl-C reaches it (interrupt_main only sets a flag, which
+    # a main thread already blocked in its wait would not see before the wait ended)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(0.3, signal.pthread_kill, (threading.main_thread().ident, signal.SIGINT)).start()
     try:
         with pytest.raises(Interrupted, match=r"while reward function 'waits' scored rows 0-1"):
             score(waits, timeout=DEFAULT_TIMEOUT)
     finally:
         release.set()
+        signal.signal(signal.SIGINT, previous)
