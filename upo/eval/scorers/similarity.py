@@ -50,6 +50,7 @@ class HumanReplySimilarity:
         self.tokenizer = AutoTokenizer.from_pretrained(folder)
         self.model = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
         self.batch_size = batch_size
+        self._human: tuple[tuple[str, ...], torch.Tensor] | None = None  # the human replies, embedded once
 
     def embed(self, texts: Sequence[str]):
         """(N, H) float32 tensor of L2-normalised mean-pooled embeddings."""
@@ -73,8 +74,11 @@ class HumanReplySimilarity:
         if len(replies) != len(human_replies):
             raise ValueError(f"{len(replies)} replies but {len(human_replies)} human replies")
         # An empty reply embeds to [CLS] [SEP] alone: a defined, low score.
-        a, b = self.embed(list(replies)), self.embed(list(human_replies))
-        return (a * b).sum(-1).tolist()
+        a = self.embed(list(replies))
+        human = tuple(human_replies)
+        if self._human is None or self._human[0] != human:  # every model of an evaluation is compared with the same
+            self._human = (human, self.embed(list(human)))
+        return (a * self._human[1]).sum(-1).tolist()
 
 
 class SimilarityScorer(PreferenceScorer):
