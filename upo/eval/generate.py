@@ -5,15 +5,20 @@ sorted by length and cut into fixed batches (less padding); batch `i` is generat
 `seed + i`, so a given (prompts, model, settings) always gives the same replies, whichever batches were
 already done when a run resumed. Replies are decoded without special tokens and stripped. Generation runs on
 the model's device and in its dtype; `generate(..., reference=...)` also measures the exact KL to a reference
-model along each reply.
+model along each reply, and `generate(..., on_prompts=...)` hands each batch's prompt states to the caller
+(`upo.eval.prompt_states`: the implicit accuracy continues from them).
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
+
+from upo.eval.phases import KL, Phases
+from upo.eval.prompt_states import PromptStates, ReferencePrompts, full_pass_reply_logits
 
 
 @dataclass(frozen=True)
@@ -93,15 +98,21 @@ def generate(
     response_prefix: str | None = None,
     done: dict[int, dict[int, list[str]]] | None = None,
     on_batch: Callable[[int, dict[int, list[str]]], None] | None = None,
+    on_prompts: Callable[[list[int], PromptStates | None], None] | None = None,
+    phases: Phases | None = None,
     progress: bool = True,
     desc: str = "generating",
 ) -> Generations:
     """Replies of `model` to `prompts` (see the module docstring), on the model's device. `seed` and `batch_size`
     have no default here: each caller's own options give them (`upo eval`'s, upo.eval.settings; the data builder's).
 
-    `reference`: a second causal LM sharing the tokenizer; each reply then gets its exact KL to it,
+    `reference`: a second causal LM sharing the tokenizer, or a `ReferencePrompts` holding one (its prompt states
+    kept: it then runs over the reply positions only); each reply then gets its exact KL to it,
     `sum_t KL(pi(.|x, y<t) || pi_ref(.|x, y<t))` over the whole vocabulary, summed over the reply's tokens up to
-    and including its end-of-turn token (the reference runs on its own device). Without it every KL is 0.
+    and including its end-of-turn token (the reference runs on its own device). Without it every KL is 0. The
+    policy's side is the logits generation produced; `phases` (a `upo.eval.phases.Phases`) counts the KL's time.
+    `on_prompts(indices, states)`: called after each generated batch with its prompt indices and the model's
+    `PromptStates` on them (None where its cache gives none).
     `response_prefix` (e.g. conditional SFT's good tag) starts every reply; it is not part of the returned text.
     `done` maps batch index -> that batch's replies as `on_batch(batch_index, {prompt_index: replies})` received
     them, for batches finished before (resuming); their KLs and token counts are not known (0).
@@ -114,6 +125,7 @@ def generate(
     device = model_device(model)
     eos = torch.tensor(sorted(end_of_turn_ids(model, tokenizer)), device=device)
     out = Generations([[] for _ in prompts], [[0.0] * n for _ in prompts], [[0] * n for _ in prompts])
+    measure = phases.measure if phases is not None else (lambda name: contextlib.nullcontext())
     was_training = model.training
     model.eval()
     bar = tqdm(total=len(prompts), desc=desc, unit="prompt", disable=not progress, dynamic_ncols=True)
@@ -136,7 +148,7 @@ def generate(
                 if decoding.do_sample else dict(do_sample=False)
             generated = model.generate(
                 input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=decoding.max_new_tokens,
-                num_return_sequences=n, pad_token_id=pad, output_logits=reference is not None,
+                num_return_sequences=n, pad_token_id=pad, output_logits=reference is not None or on_prompts is not None,
                 return_dict_in_generate=True, **sampling,
             )
             new_tokens = generated.sequences[:, length:]
@@ -147,9 +159,19 @@ def generate(
             counts = (in_reply & ~is_eos).sum(-1).tolist()
             kls = [0.0] * len(texts)
             if reference is not None:
-                mask = torch.cat([attention_mask.repeat_interleave(n, dim=0), in_reply.long()], dim=1)
-                policy_logits = torch.stack(generated.logits, dim=1)
-                kls = reply_kl(policy_logits, reference, generated.sequences, mask, in_reply).tolist()
+                with measure(KL):
+                    mask = torch.cat([attention_mask.repeat_interleave(n, dim=0), in_reply.long()], dim=1)
+                    policy_logits = torch.stack(generated.logits, dim=1)
+                    steps = policy_logits.shape[1]
+                    if isinstance(reference, ReferencePrompts):
+                        ref_logits = reference.reply_logits(input_ids, attention_mask, generated.sequences, mask, steps)
+                    else:
+                        ref_logits = full_pass_reply_logits(reference, generated.sequences, mask, steps)
+                    kls = kl_along_reply(policy_logits, ref_logits, in_reply).tolist()
+                    del policy_logits, ref_logits
+            if on_prompts is not None:
+                on_prompts(indices, PromptStates.from_generation(input_ids, attention_mask, generated, n))
+            del generated
             result = {}
             for row, i in enumerate(indices):
                 rows = range(row * n, (row + 1) * n)
@@ -166,9 +188,25 @@ def generate(
     return out
 
 
+def kl_along_reply(policy_logits: torch.Tensor, ref_logits: torch.Tensor, in_reply: torch.Tensor) -> torch.Tensor:
+    """Exact KL of the policy to the reference, summed along each generated reply.
+
+    Args:
+        policy_logits: the policy's logits at each generated position. Shape: (B, T, V)
+        ref_logits: the reference's logits at the same positions (any device). Shape: (B, T, V)
+        in_reply: which generated positions belong to the reply. Shape: (B, T)
+    Returns:
+        `sum_t in_reply_t * KL(pi(.|x, y<t) || pi_ref(.|x, y<t))`, on the policy's device. Shape: (B,)
+    """
+    policy_logp = policy_logits.float().log_softmax(-1)
+    ref_logp = ref_logits.float().log_softmax(-1).to(policy_logp.device)
+    per_token = (policy_logp.exp() * (policy_logp - ref_logp)).sum(-1)
+    return (per_token * in_reply.to(per_token.device, per_token.dtype)).sum(-1)
+
+
 def reply_kl(policy_logits: torch.Tensor, reference, sequences: torch.Tensor, attention_mask: torch.Tensor,
              in_reply: torch.Tensor) -> torch.Tensor:
-    """Exact KL of the policy to the reference, summed along each generated reply.
+    """`kl_along_reply` with the reference's logits from one forward over prompt and reply.
 
     Args:
         policy_logits: the policy's logits at each generated position. Shape: (B, T, V)
@@ -177,17 +215,10 @@ def reply_kl(policy_logits: torch.Tensor, reference, sequences: torch.Tensor, at
         attention_mask: 1 on prompt and reply tokens, 0 on padding and after the end of turn. Shape: (B, P + T)
         in_reply: which generated positions belong to the reply. Shape: (B, T)
     Returns:
-        `sum_t in_reply_t * KL(pi(.|x, y<t) || pi_ref(.|x, y<t))`, on the policy's device. Shape: (B,)
+        Shape: (B,)
     """
-    steps = policy_logits.shape[1]
-    ref_device = model_device(reference)
-    position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
-    ref_logits = reference(input_ids=sequences.to(ref_device), attention_mask=attention_mask.to(ref_device),
-                           position_ids=position_ids.to(ref_device), logits_to_keep=steps + 1).logits[:, :-1]
-    policy_logp = policy_logits.float().log_softmax(-1)
-    ref_logp = ref_logits.float().log_softmax(-1).to(policy_logp.device)
-    per_token = (policy_logp.exp() * (policy_logp - ref_logp)).sum(-1)
-    return (per_token * in_reply.to(per_token.dtype)).sum(-1)
+    ref_logits = full_pass_reply_logits(reference, sequences, attention_mask, policy_logits.shape[1])
+    return kl_along_reply(policy_logits, ref_logits, in_reply)
 
 
 def generate_replies(model, tokenizer, prompts: Sequence, decoding: Decoding, *, seed: int, batch_size: int,
