@@ -16,11 +16,12 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from upo.data.collator import PreferenceCollator
 from upo.eval.data import rows_as_chat
-from upo.eval.evaluate import load_eval_rows
+from upo.eval.evaluate import EvalSettings, Evaluator, load_eval_rows
 from upo.eval.generate import Decoding, generate
 from upo.eval.models import ComparisonModels
 from upo.eval.pair_logps import HeldOutPairs, PairLogps
 from upo.eval.prompt_states import ReferencePrompts
+from upo.eval.scorers.similarity import HumanReplySimilarity
 from upo.logps import forward_logps
 from upo.models.trained import load_model
 
@@ -100,3 +101,43 @@ def test_kl_and_pair_logps_continued_from_prompt_states_match_whole_forwards(fol
     with torch.no_grad():
         whole_ref_chosen = forward_logps(reference, batch).logps.float().chunk(2)[0]
     assert ref_chosen.tolist() == pytest.approx(whole_ref_chosen.tolist(), rel=REL, abs=ABS)
+
+
+def _close(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        if key in ("seconds", "phases"):
+            continue
+        if isinstance(value, float) and key != "implicit_accuracy":
+            assert value == pytest.approx(b[key], rel=REL, abs=ABS), key
+        else:
+            assert value == b[key], key
+
+
+def test_the_evaluation_gives_the_plain_paths_numbers(folders):
+    settings = EvalSettings(str(folders["eval"]), None, ["length:target_words=5"], max_new_tokens=6, batch_size=3,
+                            max_length=64)
+    similarity = HumanReplySimilarity(folders["scorer"])
+    plain = Evaluator(settings, str(folders["reference"]), scorer=similarity, progress=False, plain=True)
+    fast = Evaluator(settings, str(folders["reference"]), scorer=similarity, progress=False)
+    names = {"lora": str(folders["lora"]), "policy": str(folders["policy"])}
+    expected = {"reference": plain.evaluate_reference(), **{n: plain.evaluate(n, p) for n, p in names.items()}}
+    got = {"reference": fast.evaluate_reference(), **{n: fast.evaluate(n, p) for n, p in names.items()}}
+    for name in expected:
+        _close(got[name]["summary"], expected[name]["summary"])
+        assert got[name]["replies"] == expected[name]["replies"]
+        assert got[name]["kl"] == pytest.approx(expected[name]["kl"], rel=REL, abs=ABS)
+        assert got[name]["preference"] == pytest.approx(expected[name]["preference"], rel=REL, abs=ABS)
+    assert expected["lora"]["summary"]["kl"] > 0 and expected["policy"]["summary"]["kl"] > 0
+    assert fast.reference_prompts.kept and got["reference"]["pair_logps"]["chosen"]
+    assert set(got["lora"]["summary"]["phases"]) >= {"load", "generation", "KL", "implicit accuracy", "scoring"}
+
+    # Another process (a frontier's next `upo frontier`) reads the reference's stored evaluation: the reference is
+    # not generated again, its pair log-probs are not computed again, and the numbers are the same.
+    stored = json.loads(json.dumps(got["reference"]))
+    later = Evaluator(settings, str(folders["reference"]), scorer=similarity, progress=False)
+    later.use_reference_record(stored)
+    again = later.evaluate("lora", names["lora"])
+    assert len(later._reference_pair_logps) == 1  # the stored ones: the same plan, so the same key
+    assert len(later.reference_prompts.kept) == 3  # the reference's prompt pass, once per batch, kept for later runs
+    _close(again["summary"], expected["lora"]["summary"])
