@@ -125,6 +125,12 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     assert "|---|" not in page and "<td>| " not in page and str(out.parent) not in page
     upo_win = results["runs"][1]["summary"]["win_rate_ci90"]
     assert f"({upo_win[0]:.1%}..{upo_win[1]:.1%})" in page
+    # The log gives the trained run's time (training, then the evaluation by phase) and the grid's totals.
+    took = [line for line in logs if "] upo took: training " in line]
+    assert len(took) == 1 and "evaluation " in took[0] and "generation " in took[0] and "scoring " in took[0], logs
+    assert any("] reference took: evaluation " in line and "load " in line for line in logs), logs
+    total = [line for line in logs if "] grid time, 1 run(s): training " in line]  # the stub recorded no time
+    assert len(total) == 1 and "of the runs' time" in total[0] and "the reference's evaluation (once)" in total[0], logs
 
     # A second call finds everything done: nothing is trained or evaluated.
     stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.is_file() and p.suffix in (".log", ".json")
@@ -143,7 +149,7 @@ def test_resume_trains_and_evaluates_only_what_is_missing(grid):
     now = UPOConfig.aw_temperature
     warned = [line for line in logs if f"trained with aw_temperature=7.0, whose default is now {now}" in line]
     assert len(warned) == 1 and "run upo:" in warned[0] and "set aw_temperature in its options" in warned[0], logs
-    assert not any("training" in line for line in logs), logs
+    assert not any(": training (" in line for line in logs), logs  # nothing was trained again
     assert {p: p.stat().st_mtime_ns for p in stamps if p != saved} == {p: t for p, t in stamps.items() if p != saved}
     saved.write_text(original)
 

@@ -6,6 +6,9 @@ launch` with the config's `accelerate_config`), its output into `train.log`. The
 parsing what it prints. The run is then evaluated by `upo.eval.evaluate.Evaluator` against the reference, which
 is evaluated once for the whole grid. Several `upo frontier` processes on one config share the grid: each run is
 locked while one process works on it, the others skip to the next.
+
+The log gives each run's time (training, and the evaluation's phases: load, generation, KL, implicit accuracy,
+scoring) and, at the end, the grid's totals over every finished run (`time_line`, `grid_time_line`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pathlib import Path
 
 from upo.errors import Terminated, UPOError
 from upo.eval.evaluate import REFERENCE, Evaluator
+from upo.eval.phases import add_phases, format_phases
 from upo.eval.scorers import build_preference_scorer
 from upo.eval.tracking import SUPPORTED_TRACKERS, log_evaluation
 from upo.experiments.frontier.config import (
@@ -43,9 +47,11 @@ from upo.experiments.frontier.state import (
     TRAIN_DONE,
     TRAIN_LOG,
     changed_defaults,
+    evaluation_seconds,
     mark_train_done,
     read_eval_summary,
     run_lock_file,
+    run_seconds,
     set_aside_finished,
     stored_evaluation,
     take_over,
@@ -65,6 +71,41 @@ def metrics_line(entry: dict) -> str:
     if "train_runtime" in entry:  # the summary transformers logs at the end of training
         return f"done in {entry['train_runtime']:.0f} s, mean loss {entry.get('train_loss', float('nan')):.4g}"
     return ", ".join(form.format(float(entry[key])) for key, form in _SHOWN_METRICS if key in entry)
+
+
+def time_line(seconds: dict) -> str:
+    """`training 412.3 s (steps 380.1 s), evaluation 21.0 s (load 0.7 s, generation 12.1 s, ...)` from
+    `state.run_seconds` (or their sums over runs); what is not known is left out."""
+    parts = []
+    if "training" in seconds:
+        steps = f" (steps {seconds['steps']:.1f} s)" if "steps" in seconds else ""
+        parts.append(f"training {seconds['training']:.1f} s{steps}")
+    if "evaluation" in seconds:
+        phases = f" ({format_phases(seconds['phases'])})" if seconds.get("phases") else ""
+        parts.append(f"evaluation {seconds['evaluation']:.1f} s{phases}")
+    return ", ".join(parts) or "not recorded"
+
+
+def grid_time_line(config: FrontierConfig) -> str:
+    """The grid's time so far, summed over every finished run of the config (whichever process ran it): training,
+    evaluation by phase, the evaluation's share, and the reference's evaluation (once per grid)."""
+    total, runs = {}, 0
+    for run in config.runs:
+        seconds = run_seconds(run_dir(config, run.name))
+        if not seconds:
+            continue
+        runs += 1
+        for name in ("training", "steps", "evaluation"):
+            if name in seconds:
+                total[name] = total.get(name, 0.0) + seconds[name]
+        total["phases"] = add_phases(total.get("phases", {}), seconds.get("phases"))
+    line = f"{runs} run(s): {time_line(total)}"
+    if total.get("training") and total.get("evaluation"):
+        line += f"; evaluation {total['evaluation'] / (total['training'] + total['evaluation']):.0%} of the runs' time"
+    reference = read_eval_summary(Path(config.output_dir) / REFERENCE_EVAL, settings_key(config)) or {}
+    if isinstance((reference.get("summary") or {}).get("seconds"), (int, float)):
+        line += f"; the reference's evaluation (once) {reference['summary']['seconds']:.1f} s"
+    return line
 
 
 def train_command(config: FrontierConfig, options_file: Path) -> list[str]:
@@ -200,6 +241,7 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
                     log(f"[frontier {elapsed()}] evaluating the reference model")
                     reference = stored_evaluation(get_evaluator().evaluate_reference(), key)
                     atomic_write_json(out / REFERENCE_EVAL, reference)
+                    log(f"[frontier {elapsed()}] reference took: {time_line(evaluation_seconds(reference))}")
             log(f"[frontier {elapsed()}] reference: {one_line(reference['summary'])}")
         return reference
 
@@ -227,12 +269,14 @@ def run_frontier(config: FrontierConfig, num_threads: int | None = None, progres
             summary = stored_evaluation(record, key)
             atomic_write_json(folder / EVAL_SUMMARY, summary)
             log(f"[frontier {elapsed()}] {run.name}: {one_line(summary['summary'])}")
+            log(f"[frontier {elapsed()}] {run.name} took: {time_line(run_seconds(folder))}")
             log_run_evaluation(config, run, ev, record, folder)
 
     ensure_reference()
     results = collect_results(config)
     written = write_report(config, results)
     log(f"[frontier {elapsed()}] wrote {', '.join(str(p) for p in written)}")
+    log(f"[frontier {elapsed()}] grid time, {grid_time_line(config)}")
     return results
 
 

@@ -5,9 +5,11 @@ Layout of `output_dir`:
 * `runs/{name}/`: the run's `upo train` folder (`upo.run_folder`), plus
   * `run.yaml`: the options it was trained with, `train.log`: what the training process printed;
   * `train_done.json`: written last, once training succeeded, with the key of its options (`config.train_key`);
-  * `eval_summary.json`: its evaluation (summary, replies, per-prompt scores), with the key of the settings;
+  * `eval_summary.json`: its evaluation (summary with its time per phase, replies, per-prompt scores), with the key
+    of the settings;
 * `runs/.{name}.lock`: held by the process working on the run;
-* `reference_eval.json` (and `.reference.lock`): the reference model's evaluation, done once;
+* `reference_eval.json` (and `.reference.lock`): the reference model's evaluation, done once, with its held-out pairs'
+  log-probs;
 * `train_pairs_{N}.jsonl`: with `train_pairs`, the first N pairs, which every run trains on (`write_train_file`);
 * `frontier.json`, `frontier.md`, `frontier.png`, `frontier.html`: the report (`upo.experiments.frontier.report`).
 
@@ -215,6 +217,39 @@ def read_eval_summary(folder: Path, settings_key: str) -> dict | None:
 
 
 def stored_evaluation(record: dict, settings_key: str) -> dict:
-    """What is kept of an `Evaluator` record: enough to rescore the designer columns and redraw the report."""
+    """What is kept of an `Evaluator` record: enough to rescore the designer columns and redraw the report (and, for
+    the reference, its held-out pairs' log-probs, which every run's implicit accuracy compares with)."""
     keep = ("summary", "replies", "preference", "designer", "kl", "objectives", "wins")
-    return {"settings_key": settings_key, **{k: record.get(k) for k in keep}}
+    stored = {"settings_key": settings_key, **{k: record.get(k) for k in keep}}
+    if record.get("pair_logps"):
+        stored["pair_logps"] = record["pair_logps"]
+    return stored
+
+
+def run_seconds(folder: Path) -> dict:
+    """What a run took, in wall seconds, as its files record it: `training` (the training process, from
+    `train_done.json`), `steps` (the trainer's own `train_runtime`), `evaluation` and its `phases` (from
+    `eval_summary.json`); a value its files do not hold is left out."""
+    out = {}
+    for name, read in ((TRAIN_DONE, training_seconds), (EVAL_SUMMARY, evaluation_seconds)):
+        try:
+            out.update(read(json.loads((folder / name).read_text())))
+        except (OSError, ValueError, TypeError, AttributeError):
+            continue
+    return out
+
+
+def training_seconds(done: dict) -> dict:
+    out = {"training": float(done["seconds"])} if isinstance(done.get("seconds"), (int, float)) else {}
+    runtime = next((e["train_runtime"] for e in done.get("final_logs") or [] if "train_runtime" in e), None)
+    if isinstance(runtime, (int, float)):
+        out["steps"] = float(runtime)
+    return out
+
+
+def evaluation_seconds(stored: dict) -> dict:
+    summary = stored.get("summary") or {}
+    out = {"evaluation": float(summary["seconds"])} if isinstance(summary.get("seconds"), (int, float)) else {}
+    if isinstance(summary.get("phases"), dict):
+        out["phases"] = summary["phases"]
+    return out
