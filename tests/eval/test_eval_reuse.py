@@ -50,7 +50,16 @@ def folders(tmp_path_factory):
     reference = make_tiny_lm_dir(root / "reference", seed=0)
     return {"reference": reference, "policy": make_tiny_lm_dir(root / "policy", seed=1),
             "lora": make_lora_run(root / "lora", reference), "scorer": make_tiny_scorer_dir(root / "scorer"),
-            "eval": write_chitchat_rows(root / "eval.jsonl", 7, seed=2)}
+            "eval": write_chitchat_rows(root / "eval.jsonl", 7, seed=2),
+            "eval_identical": with_identical_pair(write_chitchat_rows(root / "eval_identical.jsonl", 7, seed=2), 3)}
+
+
+def with_identical_pair(path, row: int):
+    """The file with row `row`'s rejected response made its chosen one (a pair that states no preference)."""
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[row]["rejected"] = rows[row]["chosen"]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
 
 
 def test_a_lora_run_merged_into_the_references_copy_is_the_run_loaded_from_disk(folders):
@@ -141,3 +150,27 @@ def test_the_evaluation_gives_the_plain_paths_numbers(folders):
     assert len(later._reference_pair_logps) == 1  # the stored ones: the same plan, so the same key
     assert len(later.reference_prompts.kept) == 3  # the reference's prompt pass, once per batch, kept for later runs
     _close(again["summary"], expected["lora"]["summary"])
+
+
+def test_an_identical_pair_is_left_out_of_the_accuracy_on_both_paths(folders):
+    """A row whose chosen equals its rejected states no preference: its prompt is generated on, its pair is left out
+    of the implicit-reward accuracy and counted (`EvalData.identical_pairs`), by the plain path and the default one
+    alike; the pairs after it keep their own rows (the default path continues each from its own prompt's states)."""
+    settings = EvalSettings(str(folders["eval_identical"]), None, ["length:target_words=5"], max_new_tokens=6,
+                            batch_size=3, max_length=64)
+    similarity = HumanReplySimilarity(folders["scorer"])
+    plain = Evaluator(settings, str(folders["reference"]), scorer=similarity, progress=False, plain=True)
+    fast = Evaluator(settings, str(folders["reference"]), scorer=similarity, progress=False)
+    for evaluator in (plain, fast):
+        assert evaluator.data.identical_pairs == 1 and len(evaluator.prompts) == 7
+        assert "1 more with chosen identical to rejected" in evaluator.data.describe()
+    pairs = fast.held_out_pairs(fast.tokenizer)
+    assert pairs.rows == [0, 1, 2, 4, 5, 6]
+    expected = {"reference": plain.evaluate_reference(), "policy": plain.evaluate("policy", str(folders["policy"]))}
+    got = {"reference": fast.evaluate_reference(), "policy": fast.evaluate("policy", str(folders["policy"]))}
+    for name in expected:
+        _close(got[name]["summary"], expected[name]["summary"])
+        assert got[name]["replies"] == expected[name]["replies"]
+    assert len(got["reference"]["pair_logps"]["chosen"]) == 6
+    accuracy = got["policy"]["summary"]["implicit_accuracy"]
+    assert accuracy is not None and round(accuracy * 6 * 2) == accuracy * 6 * 2  # a count of halves over 6 pairs
