@@ -19,7 +19,7 @@ from helpers import make_tiny_lm_dir, make_tiny_scorer_dir, write_chitchat_rows,
 from upo.errors import ConfigError
 from upo.experiments.frontier import TRAIN_DONE, load_frontier_config, run_dir, run_frontier, train_done
 from upo.experiments.frontier.config import check_inputs
-from upo.experiments.frontier.state import RUN_OPTIONS, take_over
+from upo.experiments.frontier.state import RUN_OPTIONS, run_seconds, take_over
 from upo.training.run_lock import LOCK_FILE, OWNER_FILE
 
 ROOT = Path(__file__).parents[2]
@@ -91,6 +91,8 @@ def test_a_trained_model_found_in_a_runs_folder_is_kept_never_trained_over(tmp_p
     run_frontier(config, progress=True, log=logs.append)
     assert any("its training had finished" in line for line in logs) and not any("step 1/1" in line for line in logs)
     assert (found / "model.safetensors").read_bytes() == model and train_done(config, config.runs[0])
+    # Its training time is not known: the run's time gives its evaluation (and the trainer's steps) alone.
+    assert "training" not in run_seconds(found) and "evaluation" in run_seconds(found)
 
 
 def test_take_over_resumes_its_own_interrupted_run_from_a_complete_checkpoint(tmp_path):

@@ -240,7 +240,9 @@ def run_seconds(folder: Path) -> dict:
 
 
 def training_seconds(done: dict) -> dict:
-    out = {"training": float(done["seconds"])} if isinstance(done.get("seconds"), (int, float)) else {}
+    # 0: not measured (a run adopted by `take_over` is marked done with no time of its own)
+    seconds = done.get("seconds")
+    out = {"training": float(seconds)} if isinstance(seconds, (int, float)) and seconds > 0 else {}
     runtime = next((e["train_runtime"] for e in done.get("final_logs") or [] if "train_runtime" in e), None)
     if isinstance(runtime, (int, float)):
         out["steps"] = float(runtime)
