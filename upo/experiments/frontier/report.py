@@ -199,19 +199,9 @@ def plot_frontier(results: dict, path: Path, title: str | None = None) -> None:
                     xerr=[statistics.pstdev(dpo["designer"]) / n ** 0.5],
                     yerr=[statistics.pstdev(dpo["preference"]) / n ** 0.5], fmt="none", ecolor="black", elinewidth=0.8,
                     capsize=3, zorder=2, label=f"±1 s.e. over {n} prompts")
-    if results.get("reference"):
-        ref = results["reference"]
-        ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
-                   zorder=2)
-    ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
-    ax.set_ylabel(textwrap.fill(results.get("preference_scorer") or "preference score", 55))
+    _finish_plot(ax, results)
     ax.set_title(title or "UPO and the baselines: preference against designer score")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _save_plot(fig, path)
 
 
 # ------------------------------------------------------------------------------------------- over seeds
@@ -306,18 +296,29 @@ def plot_fronts(results: dict, path: Path, title: str | None = None) -> None:
     ax.set_xlim(xlim)
     if dpo_line is not None:
         ax.axhline(dpo_line, ls=":", color="black", lw=0.8, zorder=0, label="DPO's preference (|: a front meets it)")
+    _finish_plot(ax, results)
+    seeds = {run.get("seed") for run in results["runs"]}  # the seeds that finished, not those the config names
+    over = f"mean over {len(seeds)} seeds, faint: each seed" if len(seeds) > 1 else "one seed"
+    ax.set_title(title or f"Each family's front ({over}; hollow: off its front)\nbars: 90% interval of each point's "
+                 "gap to DPO; band at DPO's preference: the gain's 90% interval", fontsize=9)
+    _save_plot(fig, path)
+
+
+def _finish_plot(ax, results: dict) -> None:
+    """What both plots draw last: the reference's point, the axes' labels, the grid and the legend."""
     if results.get("reference"):
         ref = results["reference"]
         ax.scatter([ref["designer_score"]], [ref["preference_score"]], marker="x", c="grey", s=60, label="reference",
                    zorder=2)
-    seeds = results.get("seeds")
-    over = f"mean over {len(seeds)} seeds, faint: each seed" if seeds and len(seeds) > 1 else "one seed"
     ax.set_xlabel("designer score (weighted z of the objectives, mean over held-out prompts)")
     ax.set_ylabel(textwrap.fill(results.get("preference_scorer") or "preference score", 55))
-    ax.set_title(title or f"Each family's front ({over}; hollow: off its front)\nbars: 90% interval of each point's "
-                 "gap to DPO; band at DPO's preference: the gain's 90% interval", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # outside: the points fill the axes
+
+
+def _save_plot(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt  # imported already by the plot that calls it
+
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
