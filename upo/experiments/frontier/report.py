@@ -297,7 +297,7 @@ def plot_fronts(results: dict, path: Path, title: str | None = None) -> None:
     if dpo_line is not None:
         ax.axhline(dpo_line, ls=":", color="black", lw=0.8, zorder=0, label="DPO's preference (|: a front meets it)")
     _finish_plot(ax, results)
-    seeds = {run.get("seed") for run in results["runs"]}  # the seeds that finished, not those the config names
+    seeds = {run.get("seed") for run in results.get("runs") or []}  # that finished, not the config's
     over = f"mean over {len(seeds)} seeds, faint: each seed" if len(seeds) > 1 else "one seed"
     ax.set_title(title or f"Each family's front ({over}; hollow: off its front)\nbars: 90% interval of each point's "
                  "gap to DPO; band at DPO's preference: the gain's 90% interval", fontsize=9)
