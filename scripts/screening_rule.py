@@ -74,7 +74,7 @@ def choose(tasks: dict[str, dict]) -> tuple[str, float]:
     tie = TIE if eligible else 0.0
     temperature = max(t for t, s in scores.items() if s >= top - tie)  # ties go to the higher temperature
     print(f"{form}: temperatures with preference >= DPO's - {MARGIN} on two tasks or more: {eligible or 'none'}; "
-          f"mean {by} " + ", ".join(f"T {t}: {s:+.3f}" for t, s in scores.items()))
+          f"mean {by} " + ", ".join(f"T {t}: {s:+.3f}" if eligible else f"T {t}: {s:.4f}" for t, s in scores.items()))
     return form, temperature
 
 
