@@ -146,7 +146,7 @@ def test_kto_objective_with_the_designer_term():
     logps, ref, lengths = t(-1.0, -2.0, -3.0, -1.0), t(-1.5, -1.5, -2.0, -2.0), t(2.0, 3.0, 1.0, 2.0)
     rewards = t(1.0, -1.0, NAN, NAN)  # mismatched completions carry no designer reward
     config = args(loss_type=["kto"], alpha=0.5, value_baseline="batch_mean", beta=0.1,
-                  aw_temperature=1.0)
+                  aw_temperature=1.0, aux_loss="awr")
     out = compute_objective(config, logps, lengths, ref, rewards=rewards, labels=t(1, 0))
     kto, _ = kto_loss(t(0.5, -0.5), t(-1.0, 1.0), t(1, 0), 0.1)
     w = [math.exp(1.0), math.exp(-1.0)]  # advantages r - mean(r) = +1, -1 at temperature 1

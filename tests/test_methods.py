@@ -35,12 +35,12 @@ def test_each_method_trains_a_step_and_its_card_says_what_its_record_says(tokeni
                           alpha=alpha_for(method), reward_funcs=["length"], max_steps=1, **needed)
     assert logs and all(v == v for v in logs[0].values())  # one step logged, nothing NaN
     assert (trainer.ref_model is not None or trainer.precomputed_ref or trainer.is_peft) == trainer.uses_reference
-    assert trainer.uses_reference == methods.uses_reference([name], trainer.use_designer_term, "awr")
+    assert trainer.uses_reference == methods.uses_reference([name], trainer.use_designer_term, trainer.args.aux_loss)
     trainer.save_model()
     card = (tmp_path / name / "README.md").read_text()
     line = methods.designer_card_text(trainer.args, trainer.use_designer_term)
     assert line in card
-    expected = {methods.TERM: "UPO designer term `awr` on",
+    expected = {methods.TERM: f"UPO designer term `{methods.DEFAULT_AUX_LOSS}` on",
                 methods.REWARD: "preference label (+1 / -1) + 1.0 x the designer",
                 methods.MARGIN: "designer reward margin, weighted 0.5", methods.NONE: "control tag `[good]`"}
     assert expected[method.designer] in line  # an A-LOL card once said "No designer term"
@@ -71,7 +71,8 @@ def test_families_of_trls_loss_types_and_the_reference_free_methods():
 
 
 def test_reference_free_runs_build_no_reference_unless_their_designer_term_reads_one():
-    assert not methods.uses_reference(["simpo"], True) and not methods.uses_reference(["cpo", "sft"], False)
+    assert not methods.uses_reference(["simpo"], True, "awr") and not methods.uses_reference(["cpo", "sft"], False)
+    assert methods.uses_reference(["simpo"], True, "topr")  # its push-down is measured against the reference
     assert methods.uses_reference(["orpo"], True, "infonca")  # the signed forms compare log-ratios
     assert not methods.uses_reference(["orpo"], False, "infonca")
     assert methods.uses_reference(["sigmoid", "simpo"], False)
@@ -134,7 +135,7 @@ def test_each_designer_term_trains_and_names_its_runs(tokenizer, tmp_path, aux_l
     assert math.isfinite(logs[0]["loss/aux"]) and ("aux/pair_accuracy" in logs[0]) == term.pairwise
     assert (trainer.value_head is None) == term.pairwise  # V(x) cancels within a pair
     family = methods.family_of(["sigmoid"], 1.0, aux_loss=aux_loss)
-    assert family == ("UPO" if aux_loss == "awr" else f"UPO-{term.label}")
+    assert family == ("UPO" if aux_loss == methods.DEFAULT_AUX_LOSS else f"UPO-{term.label}")
 
 
 def test_a_pair_form_of_the_designer_term_on_unpaired_rows_is_refused():

@@ -112,14 +112,14 @@ class DesignerTerm:
     """A form of UPO's designer term `L_aux` (`aux_loss`); the functions are in `upo.losses`."""
 
     aux_loss: str
-    label: str  # added to a run's family: UPO (the paper's term), UPO-InfoNCA, ...
+    label: str  # added to a run's family when it is not the default term: UPO-AWR (the paper's), UPO-InfoNCA, ...
     pairwise: bool  # on each pair's two responses: V(x) cancels (no value head), and it needs pairs
     summary: str  # one line for `aux_loss`'s help
     reference: bool = True  # reads the reference log-probs (the signed forms); awr does not
 
 
 DESIGNER_TERMS: dict[str, DesignerTerm] = {t.aux_loss: t for t in (
-    DesignerTerm("awr", "", False, "'awr' (the paper's advantage-weighted likelihood, weights min(exp(A/T), "
+    DesignerTerm("awr", "AWR", False, "'awr' (the paper's advantage-weighted likelihood, weights min(exp(A/T), "
                  "aw_max_weight) > 0: a reweighting of the data's responses, never below the reference)",
                  reference=False),
     DesignerTerm("infonca", "InfoNCA", True, "'infonca' (InfoNCA on each pair, soft targets softmax(r_aux/T): the "
@@ -189,10 +189,12 @@ def needs_value_head(loss_type: Sequence[str], alpha: float, has_rewards: bool, 
 
 def family_of(loss_type: Sequence[str], alpha: float, has_rewards: bool = True,
               aux_loss: str = DEFAULT_AUX_LOSS) -> str:
-    """The label of a run in reports: DPO, UPO, UPO-InfoNCA, RPO, IPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V, A-LOL, ..."""
+    """The label of a run in reports: DPO, UPO, UPO-AWR, UPO-InfoNCA, RPO, IPO, MODPO, KTO, KTO-UPO, aoPPO, DRO-V,
+    A-LOL, ... A designer term other than the default (`DEFAULT_AUX_LOSS`) is named after the method's: UPO is UPO
+    at its defaults."""
     lead = lead_method(loss_type)
     if lead.designer == TERM and uses_designer_term(loss_type, alpha, has_rewards):
-        label = DESIGNER_TERMS[aux_loss].label
+        label = "" if aux_loss == DEFAULT_AUX_LOSS else DESIGNER_TERMS[aux_loss].label
         return f"{lead.term_family}-{label}" if label else lead.term_family
     if lead.designer != TERM or lead.rows != PAIRS or len(loss_type) == 1:
         return lead.family

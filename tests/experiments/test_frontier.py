@@ -261,13 +261,15 @@ def test_a_run_under_accelerate_launch_uses_both_processes(grid):
 def test_changed_defaults_leave_out_the_designer_term_of_a_run_without_it(tmp_path):
     """A DPO or DRO-V run did not use UPO's temperature: its changed default is no reason to warn about that run."""
     now = UPOConfig.aw_temperature
-    for alpha, loss_type, expected in [(1.0, ["sigmoid"], {"aw_temperature": (7.0, now)}), (0.0, ["sigmoid"], {}),
-                                       (1.0, ["drov"], {})]:
+    # a run that predates aux_loss trained with awr: a changed default if awr is no longer it
+    term = {} if UPOConfig.aux_loss == "awr" else {"aux_loss": ("awr", UPOConfig.aux_loss)}
+    for alpha, loss_type, expected in [(1.0, ["sigmoid"], {"aw_temperature": (7.0, now), **term}),
+                                       (0.0, ["sigmoid"], {}), (1.0, ["drov"], {})]:
         (tmp_path / "upo_config.json").write_text(json.dumps(
             {"alpha": alpha, "loss_type": loss_type, "aw_temperature": 7.0, "expectile_tau": 0.7}))
         options = {"alpha": alpha, "loss_type": loss_type}
         assert changed_defaults(tmp_path, options) == expected
-        assert changed_defaults(tmp_path, {**options, "aw_temperature": 7.0}) == {}
+        assert changed_defaults(tmp_path, {**options, "aw_temperature": 7.0, "aux_loss": "awr"}) == {}
 
 
 # The keys that finished runs hold (train_done.json, eval_summary.json), as this version computes them for the shipped
