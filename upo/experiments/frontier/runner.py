@@ -100,8 +100,9 @@ def grid_time_line(config: FrontierConfig) -> str:
                 total[name] = total.get(name, 0.0) + seconds[name]
         total["phases"] = add_phases(total.get("phases", {}), seconds.get("phases"))
     line = f"{runs} run(s): {time_line(total)}"
-    if total.get("training") and total.get("evaluation"):
-        line += f"; evaluation {total['evaluation'] / (total['training'] + total['evaluation']):.0%} of the runs' time"
+    training, evaluation = total.get("training"), total.get("evaluation")
+    if training is not None and evaluation is not None and training + evaluation > 0:  # 0.0 s on a tiny grid too
+        line += f"; evaluation {evaluation / (training + evaluation):.0%} of the runs' time"
     reference = read_eval_summary(Path(config.output_dir) / REFERENCE_EVAL, settings_key(config)) or {}
     if isinstance((reference.get("summary") or {}).get("seconds"), (int, float)):
         line += f"; the reference's evaluation (once) {reference['summary']['seconds']:.1f} s"
