@@ -219,10 +219,11 @@ class UPOConfig(TrainingArguments):
                   "aw_temperature as given."},
     )
     aw_temperature: Annotated[float, POSITIVE] = field(
-        default=0.5,
-        metadata={"help": "Temperature of the advantage weights exp(A / temperature): lower is sharper (the better "
-                  "replies of a pair weigh more against the worse). 0.5 chosen over 1.0 on three tasks, "
-                  "docs/results/2026-12-03-temperature-and-probes.md."},
+        default=1.0,
+        metadata={"help": "Temperature T of the designer term's weights exp(A / T): lower is sharper (the better "
+                  "replies of a pair weigh more against the worse). 1.0 with the default aux_loss topr, chosen with it "
+                  "by a pre-registered rule on three tasks (docs/results/2026-12-03-screening.md); the paper's "
+                  "term is aux_loss awr at 0.5."},
     )
     aw_max_weight: Annotated[float, Range(low=0, low_open=True, infinite_ok=True, meaning="inf: no cap")] = field(
         default=20.0, metadata={"help": "Cap on the advantage weights."}

@@ -130,7 +130,7 @@ DESIGNER_TERMS: dict[str, DesignerTerm] = {t.aux_loss: t for t in (
     DesignerTerm("topr", "TOPR", False, "'topr' (awr's weights where A >= 0, a ratio-tapered push below the "
                  "reference where A < 0; does not keep the target)"),
 )}
-DEFAULT_AUX_LOSS = "awr"
+DEFAULT_AUX_LOSS = "topr"  # chosen by docs/results/2026-12-03-screening.md; awr is the paper's
 
 
 def aux_loss_help() -> str:

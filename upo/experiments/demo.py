@@ -102,7 +102,8 @@ def main(argv: list[str]) -> None:
                                               args.aw_temperature, args.learning_rate))
     alpha = UPOConfig.alpha if args.alpha is None else args.alpha
     temperature = UPOConfig.aw_temperature if args.aw_temperature is None else args.aw_temperature
-    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={alpha}, aw_temperature={temperature}) with "
+    print(f"[demo] 2/4 + 3/4 training DPO and UPO (alpha={alpha}, aux_loss={UPOConfig.aux_loss}, "
+          f"aw_temperature={temperature}) with "
           f"LoRA, {args.steps} steps of 4 pairs each, "
           f"then evaluating them and the reference on {args.eval_prompts} held-out prompts", flush=True)
 
