@@ -14,13 +14,13 @@ implicit accuracy).
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from eval_profile import run_arguments  # bench/, the script's own folder
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -32,16 +32,7 @@ def timed(fn):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", required=True, type=Path, help="A trained LoRA run folder (upo frontier's runs/NAME).")
-    parser.add_argument("--prompts", type=int, default=32)
-    parser.add_argument("--new_tokens", type=int, default=24)
-    parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--eval_data", default=str(ROOT / "examples" / "data" / "chitchat_eval.jsonl"))
-    parser.add_argument("--out", type=Path, default=None, help="Also write the numbers as JSON here.")
-    args = parser.parse_args()
+    args = run_arguments(__doc__.split("\n\n")[0], reps=2).parse_args()
     torch.set_num_threads(args.threads)
 
     from upo.eval.evaluate import Evaluator

@@ -68,17 +68,22 @@ def once(fn):
     return clock() - start, result
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_arguments(description: str, reps: int) -> argparse.ArgumentParser:
+    """The options of a benchmark of one run's evaluation (this script's and bench/eval_paths.py's)."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--run", required=True, type=Path, help="A trained LoRA run folder (upo frontier's runs/NAME).")
     parser.add_argument("--prompts", type=int, default=32)
     parser.add_argument("--new_tokens", type=int, default=24)
     parser.add_argument("--batch_size", type=int, default=32)
-    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--reps", type=int, default=reps)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--eval_data", default=str(ROOT / "examples" / "data" / "chitchat_eval.jsonl"))
     parser.add_argument("--out", type=Path, default=None, help="Also write the numbers as JSON here.")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = run_arguments(__doc__.split("\n\n")[0], reps=3).parse_args()
     torch.set_num_threads(args.threads)
 
     from peft import PeftModel
