@@ -51,6 +51,13 @@ def sigmoid_loss(logits: torch.Tensor, beta: float, label_smoothing: float = 0.0
     return loss
 
 
+def averaged_margin(chosen_logratios: torch.Tensor, rejected_logratios: torch.Tensor, chosen_lengths: torch.Tensor,
+                    rejected_lengths: torch.Tensor) -> torch.Tensor:
+    """`h_c / n_c - h_r / n_r`: the pair's log-ratios each averaged over its response's tokens (IPO's and
+    `sigmoid_norm`'s margin). Shapes: (B,) x 4 -> (B,)"""
+    return chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+
+
 def ipo_loss(
     chosen_logratios: torch.Tensor,
     rejected_logratios: torch.Tensor,
@@ -68,7 +75,7 @@ def ipo_loss(
     Returns:
         Per-pair loss. Shape: (B,)
     """
-    h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+    h = averaged_margin(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths)
     return (h - 1 / (2 * beta)) ** 2
 
 
@@ -238,7 +245,7 @@ def sigmoid_norm_loss(
     """Length-normalised DPO (TRL's `sigmoid_norm`): `-log sigmoid(beta (h_c / n_c - h_r / n_r))`, each log-ratio
     averaged over its response's tokens, as IPO's (`ipo_loss`), so a long response does not win by its length.
     Shapes: (B,) x 4 -> (B,)"""
-    h = chosen_logratios / chosen_lengths.clamp(min=1) - rejected_logratios / rejected_lengths.clamp(min=1)
+    h = averaged_margin(chosen_logratios, rejected_logratios, chosen_lengths, rejected_lengths)
     return -F.logsigmoid(beta * h)
 
 

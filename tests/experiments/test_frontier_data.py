@@ -47,3 +47,14 @@ def test_one_source_of_training_data(tmp_path):
         config(tmp_path)
     with pytest.raises(ConfigError, match=r"\['dataset_name'\] are set by the frontier"):
         config(tmp_path, dataset=data, train={"dataset_name": "org/pairs"})
+
+
+def test_a_dataset_name_that_cannot_be_read_is_named_before_anything_trains(tmp_path, monkeypatch):
+    from upo.errors import UPOError
+    from upo.experiments.frontier.config import check_inputs
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    grid = config(tmp_path, dataset_name="no-such-org/no-such-pairs")
+    with pytest.raises(UPOError, match="no-such-org/no-such-pairs"):
+        check_inputs(grid)
+    assert not (tmp_path / "frontier" / "runs").exists()  # nothing trained, no run folder made
