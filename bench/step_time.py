@@ -14,6 +14,16 @@ the timed steps' counted FLOPs over their time.
     python bench/step_time.py --model smollm2 --lora --roofline --candidates trl_dpo trl_dpo_best upo_dpo upo_upo
     python bench/step_time.py --model smollm2 --device cuda --dtype bfloat16 --batch_size 16   # on a GPU
     python bench/step_time.py --smoke                          # a couple of steps, for CI
+    python bench/step_time.py --model smollm2 --lora --breakdown --candidates upo_dpo   # where one step's time goes
+
+`--breakdown` runs each candidate once: `--steps` timed steps, then as many again under `torch.profiler`, and splits
+a step's time: the matmuls by kind (the model's own weights, LoRA's rank-r products, the LM head), each with its
+FLOPs (from the recorded shapes) and achieved GFLOP/s; attention; the log-softmax over the vocabulary; the optimizer
+step (its whole `Optimizer.step`; gradient clipping is not in it); and the rest, the timed step less all of these
+(norms, activations, copies, autograd, Python). The profiler adds a few microseconds per operation, which is little
+for these large ones but much for small ones, hence the rest by difference from the unprofiled step. The matmul peak
+at the model's shapes is measured in the same process, before and after the steps. From these it bounds the step:
+the share of the peak it would reach if every matmul ran at the peak and nothing else changed.
 
 `--tokens` is the number of tokens of work per step in TRL's count (every response with its prompt).
 Candidates: `trl_dpo` (TRL's defaults, with the reference model run every step), `trl_dpo_best` (TRL at its
@@ -50,6 +60,7 @@ VARIANTS = {
     "upo_dpo_head_on_all_tokens": {},  # the LM head over every position, as a plain forward would (below)
 }
 CANDIDATES = ("trl_dpo", "upo_dpo", "upo_upo")
+LORA_RANK = 16
 WORDS = ("the a of to and in is it you that for on with as are this be at or have from by not what all were "
          "we when your can said there use an each which she do how their if will up other about out many then "
          "them these so some her would make like him into time has look two more write go see number no way could "
@@ -202,24 +213,34 @@ def worker(args) -> dict:
     model, tokenizer = build_model(args)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    pairs = make_pairs(args.batch_size * (args.warmup + args.steps), args.prompt_words, args.response_words)
+    total_steps = args.warmup + args.steps * (2 if args.breakdown else 1)  # --breakdown: timed, then profiled
+    pairs = make_pairs(args.batch_size * total_steps, args.prompt_words, args.response_words)
     dataset = Dataset.from_list(pairs)
     peft_config = None
     if args.lora:
         from peft import LoraConfig
 
-        peft_config = LoraConfig(r=16, lora_alpha=32, target_modules="all-linear", task_type="CAUSAL_LM")
+        peft_config = LoraConfig(r=LORA_RANK, lora_alpha=2 * LORA_RANK, target_modules="all-linear",
+                                 task_type="CAUSAL_LM")
     ref_model = None if args.lora else copy.deepcopy(model)  # the same reference handling for every candidate
     if args.count_flops:
         from torch.utils.flop_counter import FlopCounterMode
 
         register_cpu_attention_flops()
 
+    profiler = None
+    if args.breakdown:
+        from torch.profiler import ProfilerActivity, profile
+
+        profiler = profile(activities=[ProfilerActivity.CPU], record_shapes=True)  # from the first timed step on
+
     class StepTimer(TrainerCallback):
         times: list[float] = []
         flops: list[int] = []
 
         def on_step_begin(self, *a, **k):
+            if profiler is not None and len(self.times) == args.warmup + args.steps:
+                profiler.start()
             if args.count_flops:
                 self.counter = FlopCounterMode(display=False)
                 self.counter.__enter__()
@@ -236,7 +257,7 @@ def worker(args) -> dict:
     cpu = args.device == "cpu"
     bf16 = args.dtype == "bfloat16"
     common = dict(output_dir=tempfile.mkdtemp(), per_device_train_batch_size=args.batch_size,
-                  max_steps=args.warmup + args.steps, learning_rate=1e-6, logging_steps=10_000, save_strategy="no",
+                  max_steps=total_steps, learning_rate=1e-6, logging_steps=10_000, save_strategy="no",
                   report_to="none", use_cpu=cpu, bf16=bf16, max_length=args.max_length, seed=0, disable_tqdm=True,
                   precompute_ref_batch_size=4 * args.batch_size)
     timer = StepTimer()
@@ -258,6 +279,15 @@ def worker(args) -> dict:
         trainer = UPOTrainer(model, ref_model=ref_model, args=config, train_dataset=dataset, processing_class=tokenizer,
                              peft_config=peft_config, callbacks=[timer], reward_funcs=[length_reward] if upo else None)
     setup = time.perf_counter() - start  # model wrapping, tokenisation, and the precomputed reference if any
+    if profiler is not None:
+        peak_before = measure_peak(args)
+        trainer.train()
+        profiler.stop()
+        return {"candidate": args.worker, "step_times": timer.times[args.warmup : args.warmup + args.steps],
+                "profiled_step_times": timer.times[args.warmup + args.steps :],
+                "peak_gflops": [peak_before["model_shape_gflops"], measure_peak(args)["model_shape_gflops"]],
+                "ops": profiled_ops(profiler, model.config.get_text_config().vocab_size,
+                                   LORA_RANK if args.lora else None)}
     trainer.train()
     step = statistics.median(timer.times[args.warmup :])
     tokens = args.batch_size * 2 * mean_length(pairs, tokenizer)
@@ -273,6 +303,88 @@ def worker(args) -> dict:
         "peak_rss_mb": peak_mb,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
     }
+
+
+MATMULS = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm"}
+ATTENTION = {"aten::_scaled_dot_product_flash_attention_for_cpu",
+             "aten::_scaled_dot_product_flash_attention_for_cpu_backward"}
+# Taken with the operations they call (their own time is small): upo.logps's logsumexp over the vocabulary, forward
+# and backward, and a log-softmax where one is used
+LOG_SOFTMAX = {"aten::logsumexp", "LogsumexpBackward0", "aten::_log_softmax", "aten::_log_softmax_backward_data"}
+
+
+def matmul_flops(name: str, shapes: list) -> int:
+    """2 * M * K * N (times the batch) from a recorded matmul's input shapes; 0 where they are not recorded."""
+    a, b = (shapes[1], shapes[2]) if name in ("aten::addmm", "aten::baddbmm") else (shapes[0], shapes[1])
+    if len(a) < 2 or len(b) < 2:
+        return 0
+    batch = a[0] if len(a) == 3 else 1
+    return 2 * batch * a[-2] * a[-1] * b[-1]
+
+
+def matmul_kind(shapes: list, vocab: int, rank: int | None) -> str:
+    dims = {d for shape in shapes for d in shape}
+    if vocab in dims:
+        return "LM head matmuls"
+    if rank is not None and rank in dims:
+        return f"LoRA matmuls (rank {rank})"
+    return "weight matmuls (the model's own)"
+
+
+def profiled_ops(profiler, vocab: int, rank: int | None) -> dict:
+    """Self CPU seconds and matmul FLOPs of the profiled steps, by kind of operation (see the module docstring); the
+    other operations are left out (the rest is taken by difference)."""
+    groups: dict[str, dict] = {}
+    for event in profiler.key_averages(group_by_input_shape=True):
+        name, shapes = event.key, [list(s) for s in event.input_shapes]
+        seconds, flops = event.self_cpu_time_total / 1e6, 0
+        if name.startswith("Optimizer.step#"):
+            kind, seconds = "optimizer step (AdamW)", event.cpu_time_total / 1e6  # with the ops inside it
+        elif name in MATMULS:
+            kind, flops = matmul_kind(shapes, vocab, rank), matmul_flops(name, shapes) * event.count
+        elif name in ATTENTION:
+            kind = "attention (SDPA, forward and backward)"
+        elif name in LOG_SOFTMAX:
+            kind, seconds = "log-softmax over the vocabulary", event.cpu_time_total / 1e6
+        else:
+            continue
+        group = groups.setdefault(kind, {"seconds": 0.0, "flops": 0})
+        group["seconds"] += seconds
+        group["flops"] += flops
+    return groups
+
+
+def breakdown_report(runs: list[dict], args) -> str:
+    """Where each candidate's step goes, and the share of the peak it could reach with every matmul at the peak."""
+    lines = [f"model={args.model}{' +LoRA' if args.lora else ' full fine-tuning'}, {args.device} {args.dtype}, "
+             f"batch={args.batch_size} pairs, prompt~{args.prompt_words} words, responses~{args.response_words} words, "
+             f"{args.steps} timed and {args.steps} profiled steps after {args.warmup} warm-up, {args.threads} threads"]
+    for run in runs:
+        step_s = statistics.median(run["step_times"])
+        steps = len(run["profiled_step_times"])
+        peak = statistics.fmean(run["peak_gflops"])
+        rows = {kind: {"seconds": g["seconds"] / steps, "flops": g["flops"] / steps} for kind, g in run["ops"].items()}
+        rows["rest (norms, activations, copies, autograd, Python)"] = {
+            "seconds": max(step_s - sum(g["seconds"] for g in rows.values()), 0.0), "flops": 0}
+        flops = sum(g["flops"] for g in rows.values())
+        lines += ["", f"**{run['candidate']}**: {step_s:.3f} s per step (profiled: "
+                  f"{statistics.median(run['profiled_step_times']):.3f} s); matmul peak at the model's shapes "
+                  f"{peak:.0f} GFLOP/s (before and after: {', '.join(f'{g:.0f}' for g in run['peak_gflops'])}); "
+                  f"matmul FLOPs {flops / 1e9:.1f} GFLOP per step, {flops / step_s / 1e9:.1f} GFLOP/s = "
+                  f"{flops / step_s / 1e9 / peak:.1%} of the peak", "",
+                  "| part | share of the step | GFLOP per step | achieved GFLOP/s | share, matmuls at the peak |",
+                  "|---|---|---|---|---|"]
+        at_peak = 0.0  # seconds: every matmul at the peak, the rest as measured
+        for kind, g in sorted(rows.items(), key=lambda kv: -kv[1]["seconds"]):
+            ideal = g["flops"] / peak / 1e9 if g["flops"] else g["seconds"]
+            at_peak += ideal
+            rate = f"{g['flops'] / g['seconds'] / 1e9:.1f}" if g["flops"] and g["seconds"] else "-"
+            lines.append(f"| {kind} | {g['seconds'] / step_s:.1%} | {g['flops'] / 1e9:.1f} | {rate} | "
+                         f"{ideal / step_s:.1%} |")
+        lines += ["", f"Every matmul at the peak, everything else as measured: the step would take "
+                  f"{at_peak / step_s:.0%} of its time and reach {flops / at_peak / 1e9 / peak:.0%} of the peak "
+                  "(the bound)."]
+    return "\n".join(lines)
 
 
 def run_candidate(candidate: str, args, extra=()) -> dict:
@@ -364,6 +476,8 @@ def main():
     parser.add_argument("--roofline", action="store_true",
                         help="Measure the matmul peak in each repetition and count each candidate's FLOPs once.")
     parser.add_argument("--upo_options", default="{}", help="JSON of extra UPOConfig options for our candidates.")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="Profile each candidate once and split its step's time by kind of operation.")
     parser.add_argument("--smoke", action="store_true", help="1 repetition of 2 steps on a tiny model, for CI.")
     parser.add_argument("--out", default=None, help="Also write the results as JSON here.")
     parser.add_argument("--worker", choices=[*VARIANTS, "peak"], help=argparse.SUPPRESS)
@@ -382,6 +496,12 @@ def main():
     args.passthrough = [a for a in sys.argv[1:] if a not in ("--smoke", "--roofline")]
     if args.smoke:
         args.passthrough += ["--steps", "2", "--warmup", "1", "--prompt_words", "20", "--response_words", "10"]
+    if args.breakdown:
+        text = breakdown_report([run_candidate(c, args) for c in args.candidates], args)
+        print(text)
+        if args.out:
+            Path(args.out).write_text(text + "\n")
+        return
     flops = {}
     if args.roofline:  # deterministic: the same batches in every run of a candidate, so counted once
         for c in args.candidates:

@@ -18,6 +18,17 @@ def test_step_time_smoke():
         assert line in out
 
 
+def test_step_breakdown_accounts_for_the_whole_step():
+    out = run("bench/step_time.py", "--smoke", "--breakdown", "--tokenizer", TOKENIZER, "--candidates", "upo_dpo")
+    rows = [line.split(" | ") for line in out.splitlines() if line.startswith("| ") and line.endswith("% |")]
+    parts = {row[0][2:]: float(row[1].rstrip("%")) for row in rows}
+    assert {"weight matmuls (the model's own)", "LM head matmuls", "optimizer step (AdamW)",
+            "log-softmax over the vocabulary"} <= set(parts)
+    if parts["rest (norms, activations, copies, autograd, Python)"] > 0:  # 0 only if the profiled parts overran
+        assert abs(sum(parts.values()) - 100) < 0.5
+    assert "reach" in out and "of the peak (the bound)" in out
+
+
 def test_padding_counts():
     out = run("bench/padding.py", "--tokenizer", TOKENIZER, "--batches", "3")
     assert "| padding_free |" in out and "| 0.0% |" in out
